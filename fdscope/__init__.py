@@ -1,0 +1,3 @@
+"""fdscope: inspect how Linux processes use file descriptors."""
+
+__version__ = "0.1.0"

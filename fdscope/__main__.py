@@ -1,0 +1,3 @@
+from fdscope.cli.main import main
+
+main()

@@ -1,0 +1,109 @@
+"""The `fdscope` group: lazy command loading, platform check, and the one place where errors
+become a one-line message on stderr and an exit code."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from typing import Any
+
+import click
+
+from fdscope import __version__
+from fdscope.errors import (
+    EXIT_FAILURE,
+    EXIT_UNSUPPORTED,
+    EXIT_USAGE,
+    FdscopeError,
+)
+
+# command name -> module exposing `command`; loaded on use so `fdscope limits` stays quick.
+COMMANDS = {
+    "limits": "fdscope.cli.limits",
+    "inspect": "fdscope.cli.inspect",
+    "probe": "fdscope.cli.probe",
+    "serve": "fdscope.cli.serve",
+    "load": "fdscope.cli.load",
+    "run": "fdscope.cli.run",
+}
+
+EPILOG = """\b
+Exit codes: 0 ok, 1 failure or failed check, 2 usage error, 3 no such process
+(or it exited mid-scan), 4 permission denied, 5 unsupported platform or kernel feature.
+
+\b
+Examples:
+  fdscope limits                 system and own fd limits with verdicts
+  fdscope inspect 1234           every fd, socket, epoll registration, thread of pid 1234
+  fdscope probe --all            live epoll/select experiments on this kernel
+  fdscope run epoll              start a reference server, load it, inspect it
+"""
+
+
+def fail(message: str, code: int) -> None:
+    click.echo(f"fdscope: {message}", err=True)
+    sys.exit(code)
+
+
+class FdscopeGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [name for name, mod in COMMANDS.items() if importlib.util.find_spec(mod)]
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        mod = COMMANDS.get(name)
+        if mod is None or importlib.util.find_spec(mod) is None:
+            return None
+        return importlib.import_module(mod).command
+
+    def main(self, args: Any = None, prog_name: str | None = None, **kwargs: Any) -> Any:
+        kwargs["standalone_mode"] = False
+        try:
+            rv = super().main(args=args, prog_name=prog_name or "fdscope", **kwargs)
+        except click.UsageError as err:
+            hint = ""
+            if err.ctx is not None:
+                hint = f" (see '{err.ctx.command_path} --help')"
+            fail(err.format_message().replace("\n", " ") + hint, EXIT_USAGE)
+        except click.exceptions.Abort:
+            fail("interrupted", 130)
+        except click.ClickException as err:
+            fail(err.format_message().replace("\n", " "), err.exit_code)
+        except FdscopeError as err:
+            fail(str(err), err.exit_code)
+        except KeyboardInterrupt:
+            fail("interrupted", 130)
+        except BrokenPipeError:
+            # stdout closed by a pager or `head`: exit quietly, as coreutils do.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            sys.exit(EXIT_FAILURE)
+        except Exception as err:  # noqa: BLE001 - last resort: never a traceback for users
+            if os.environ.get("FDSCOPE_DEBUG"):
+                raise
+            fail(
+                f"internal error: {type(err).__name__}: {err} (set FDSCOPE_DEBUG=1 for a traceback)",
+                EXIT_FAILURE,
+            )
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+@click.group(cls=FdscopeGroup, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="fdscope")
+def cli() -> None:
+    """Inspect how Linux processes use file descriptors: limits, fds, sockets, epoll
+    interest lists, blocked threads; live kernel probes; reference I/O-model servers."""
+    if not sys.platform.startswith("linux"):
+        raise _unsupported()
+
+
+def _unsupported() -> FdscopeError:
+    from fdscope.errors import Unsupported
+
+    err = Unsupported(f"fdscope reads Linux's /proc and runs only on Linux (this is {sys.platform})")
+    err.exit_code = EXIT_UNSUPPORTED
+    return err
+
+
+def main() -> None:
+    cli.main()

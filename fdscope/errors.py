@@ -1,0 +1,78 @@
+"""fdscope's errors and the exit codes they map to (documented in README, shared by all commands)."""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_NO_PROCESS = 3
+EXIT_ACCESS = 4
+EXIT_UNSUPPORTED = 5
+
+
+class FdscopeError(Exception):
+    """Base of every error fdscope reports; `exit_code` is what the CLI exits with."""
+
+    exit_code = EXIT_FAILURE
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class NoSuchProcess(FdscopeError):
+    """The process does not exist, or exited while it was being read."""
+
+    exit_code = EXIT_NO_PROCESS
+
+    def __init__(self, pid: int, message: str | None = None) -> None:
+        super().__init__(message or f"no process with pid {pid}")
+        self.pid = pid
+
+
+class AccessDenied(FdscopeError):
+    """/proc refused a read; the message says which access is needed."""
+
+    exit_code = EXIT_ACCESS
+
+    def __init__(self, path: str, needed: str | None = None) -> None:
+        msg = f"permission denied reading {path}"
+        if needed:
+            msg += f": {needed}"
+        super().__init__(msg)
+        self.path = path
+        self.needed = needed
+
+
+class Unsupported(FdscopeError):
+    """The platform or kernel lacks a feature fdscope needs."""
+
+    exit_code = EXIT_UNSUPPORTED
+
+
+class ParseError(FdscopeError):
+    """A /proc file did not have the expected shape."""
+
+    exit_code = EXIT_FAILURE
+
+    def __init__(self, what: str, detail: str) -> None:
+        super().__init__(f"cannot parse {what}: {detail}")
+        self.what = what
+        self.detail = detail
+
+
+class ProcGone(FdscopeError):
+    """A single /proc entry vanished (e.g. an fd closed mid-scan); the process may still exist.
+
+    Loops catch this, record the race and check the process once at the end."""
+
+    exit_code = EXIT_NO_PROCESS
+
+
+class UsageError(FdscopeError):
+    """Bad arguments detected after click parsed them."""
+
+    exit_code = EXIT_USAGE

@@ -1,0 +1,92 @@
+"""The only code that touches /proc: a configurable root and one errno translation point.
+
+Everything else asks this layer for text, link targets, directory listings or stat results and
+receives fdscope errors (NoSuchProcess, AccessDenied, ProcGone) instead of OSError.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from fdscope.errors import AccessDenied, FdscopeError, NoSuchProcess, ProcGone
+
+DEFAULT_ROOT = "/proc"
+
+# What a reader needs for the per-process files that proc(5) guards with
+# PTRACE_MODE_READ_FSCREDS (fd/, fdinfo/, syscall, stack, environ): same uid and a
+# permissive ptrace scope, or root / CAP_SYS_PTRACE.
+PTRACE_READ_NEEDED = (
+    "needs ptrace read access to the target (run as its owner or as root / with CAP_SYS_PTRACE; "
+    "see /proc/sys/kernel/yama/ptrace_scope)"
+)
+
+
+class Proc:
+    """Reads below a proc root (default /proc). `pid` arguments let errors name the process."""
+
+    def __init__(self, root: str = DEFAULT_ROOT) -> None:
+        self.root = root
+
+    def path(self, *parts: object) -> str:
+        return os.path.join(self.root, *(str(p) for p in parts))
+
+    @contextmanager
+    def _errors(self, path: str, pid: int | None) -> Iterator[None]:
+        """Translate OSError from one /proc access into fdscope's errors."""
+        try:
+            yield
+        except (FileNotFoundError, ProcessLookupError) as err:
+            # ENOENT for a vanished fd or task; ESRCH when the task died between open and read.
+            if pid is not None and not self.alive(pid):
+                raise NoSuchProcess(pid) from err
+            raise ProcGone(f"{path} vanished") from err
+        except PermissionError as err:
+            raise AccessDenied(path, PTRACE_READ_NEEDED if pid is not None else None) from err
+        except OSError as err:
+            if err.errno == errno.ESRCH:
+                if pid is not None and not self.alive(pid):
+                    raise NoSuchProcess(pid) from err
+                raise ProcGone(f"{path} vanished") from err
+            raise FdscopeError(f"cannot read {path}: {os.strerror(err.errno or 0)}") from err
+
+    def alive(self, pid: int) -> bool:
+        """True while /proc/PID exists (zombies included: callers check state separately)."""
+        return os.path.exists(self.path(pid))
+
+    def check_alive(self, pid: int) -> None:
+        if not self.alive(pid):
+            raise NoSuchProcess(pid)
+
+    def read_text(self, *parts: object, pid: int | None = None) -> str:
+        path = self.path(*parts)
+        with self._errors(path, pid):
+            with open(path, "rb") as f:
+                return f.read().decode("utf-8", "surrogateescape")
+
+    def read_bytes(self, *parts: object, pid: int | None = None) -> bytes:
+        path = self.path(*parts)
+        with self._errors(path, pid):
+            with open(path, "rb") as f:
+                return f.read()
+
+    def readlink(self, *parts: object, pid: int | None = None) -> str:
+        path = self.path(*parts)
+        with self._errors(path, pid):
+            return os.readlink(path)
+
+    def listdir(self, *parts: object, pid: int | None = None) -> list[str]:
+        path = self.path(*parts)
+        with self._errors(path, pid):
+            return os.listdir(path)
+
+    def stat(self, *parts: object, pid: int | None = None, follow: bool = True) -> os.stat_result:
+        path = self.path(*parts)
+        with self._errors(path, pid):
+            return os.stat(path, follow_symlinks=follow)
+
+    def sysctl(self, name: str) -> str:
+        """Text of /proc/sys/NAME, where NAME is 'fs/file-max' or 'fs.file-max'."""
+        return self.read_text("sys", name.replace(".", "/"))

@@ -1,0 +1,1 @@
+"""Rendering: tables (tabulate) and JSON, separate from the data they show."""

@@ -1,0 +1,31 @@
+"""Colour only on a TTY and never when NO_COLOR is set (https://no-color.org)."""
+
+from __future__ import annotations
+
+import os
+from typing import TextIO
+
+import click
+
+_LEVEL_COLOURS = {"info": "cyan", "warn": "yellow", "crit": "red", "ok": "green"}
+
+
+def colour_enabled(stream: TextIO | None = None) -> bool:
+    if "NO_COLOR" in os.environ:
+        return False
+    stream = stream if stream is not None else click.get_text_stream("stdout")
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def level(text: str, lvl: str, colour: bool) -> str:
+    """`text` coloured for a finding level (info, warn, crit) or 'ok'."""
+    if not colour or lvl not in _LEVEL_COLOURS:
+        return text
+    return click.style(text, fg=_LEVEL_COLOURS[lvl], bold=lvl == "crit")
+
+
+def heading(text: str, colour: bool) -> str:
+    return click.style(text, bold=True) if colour else text
