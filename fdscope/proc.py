@@ -27,8 +27,9 @@ PTRACE_READ_NEEDED = (
 class Proc:
     """Reads below a proc root (default /proc). `pid` arguments let errors name the process."""
 
-    def __init__(self, root: str = DEFAULT_ROOT) -> None:
-        self.root = root
+    def __init__(self, root: str | None = None) -> None:
+        # FDSCOPE_PROC_ROOT points fdscope at a copied or fake tree (tests, offline snapshots).
+        self.root = root or os.environ.get("FDSCOPE_PROC_ROOT") or DEFAULT_ROOT
 
     def path(self, *parts: object) -> str:
         return os.path.join(self.root, *(str(p) for p in parts))

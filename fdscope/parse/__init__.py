@@ -1,0 +1,1 @@
+"""Pure parsers: /proc text in, frozen dataclasses out. No file access here."""

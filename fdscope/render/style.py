@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from typing import TextIO
 
 import click
@@ -13,7 +14,7 @@ _LEVEL_COLOURS = {"info": "cyan", "warn": "yellow", "crit": "red", "ok": "green"
 def colour_enabled(stream: TextIO | None = None) -> bool:
     if "NO_COLOR" in os.environ:
         return False
-    stream = stream if stream is not None else click.get_text_stream("stdout")
+    stream = stream if stream is not None else sys.stdout
     try:
         return stream.isatty()
     except (AttributeError, ValueError):
