@@ -39,7 +39,7 @@ class ProcLimits:
 def _value(text: str, line: str) -> int | None:
     if text == "unlimited":
         return None
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):
         raise ParseError("/proc/PID/limits", f"bad value {text!r} in line {line!r}")
     return int(text)
 

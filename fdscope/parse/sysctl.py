@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from fdscope.errors import ParseError
 
+_INT = re.compile(r"-?[0-9]+")
+
 
 def parse_int(text: str, what: str) -> int:
     value = text.strip()
-    if not value or not value.lstrip("-").isdigit():
+    if not _INT.fullmatch(value):
         raise ParseError(what, f"expected an integer, got {text[:40]!r}")
     return int(value)
 
@@ -25,6 +28,6 @@ class FileNr:
 
 def parse_file_nr(text: str) -> FileNr:
     fields = text.split()
-    if len(fields) != 3 or not all(f.isdigit() for f in fields):
+    if len(fields) != 3 or not all(_INT.fullmatch(f) and f[0] != "-" for f in fields):
         raise ParseError("fs.file-nr", f"expected three integers, got {text[:60]!r}")
     return FileNr(*(int(f) for f in fields))
