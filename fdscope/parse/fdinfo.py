@@ -1,0 +1,138 @@
+"""Parse /proc/PID/fdinfo/FD (fs/proc/fd.c seq_show plus each file type's show_fdinfo)."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+
+from fdscope.errors import ParseError
+
+
+@dataclass(frozen=True)
+class EpollTarget:
+    """One registration of an epoll set (a `tfd:` line of fs/eventpoll.c ep_show_fdinfo)."""
+
+    tfd: int
+    events: int
+    data: int
+    pos: int | None
+    ino: int | None
+    sdev: int | None
+    extra: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class FdInfo:
+    """The fdinfo of one fd: common fields, epoll registrations, and everything else kept as text."""
+
+    pos: int | None
+    flags: int | None
+    mnt_id: int | None
+    ino: int | None
+    epoll: tuple[EpollTarget, ...]
+    fields: tuple[tuple[str, str], ...]
+    unknown: tuple[str, ...]
+
+    def field(self, key: str) -> str | None:
+        """The first value of `key` among the kept fields (e.g. "eventfd-count"), or None."""
+        for name, value in self.fields:
+            if name == key:
+                return value
+        return None
+
+
+_DEC = re.compile(r"-?[0-9]+", re.ASCII)
+_UDEC = re.compile(r"[0-9]+", re.ASCII)
+_OCT = re.compile(r"[0-7]+", re.ASCII)
+_HEX = re.compile(r"[0-9a-fA-F]+", re.ASCII)
+# "key:<whitespace>value" or "key:" at end of line; keys never start with whitespace.
+_KEY_VALUE = re.compile(r"([^\s:][^:]*):(?:[ \t]+(.*)|[ \t]*)$", re.ASCII | re.DOTALL)
+# ep_show_fdinfo: "tfd: %8d events: %8x data: %16llx  pos:%lli ino:%lx sdev:%x"; before Linux 5.x
+# only "tfd: %8d events: %8x data: %16llx". Tokens are parsed by name so widths do not matter.
+_TOKEN = re.compile(r"([A-Za-z_][\w-]*):[ \t]*(\S+)", re.ASCII)
+_TOKEN_PARSERS = {"tfd": _DEC, "events": _HEX, "data": _HEX, "pos": _DEC, "ino": _HEX, "sdev": _HEX}
+
+_MINORBITS = 20
+
+
+def kernel_dev_to_userspace(sdev: int) -> int:
+    """Convert the kernel's internal dev_t (epoll `sdev:`) to the st_dev encoding os.stat() uses."""
+    # include/linux/kdev_t.h: MAJOR(dev) = dev >> MINORBITS (20), MINOR(dev) = dev & MINORMASK.
+    return os.makedev(sdev >> _MINORBITS, sdev & ((1 << _MINORBITS) - 1))
+
+
+def _int(text: str, pattern: re.Pattern[str], base: int, what: str) -> int:
+    if not pattern.fullmatch(text):
+        raise ParseError("fdinfo", f"{what}: {text!r} is not a base-{base} number")
+    return int(text, base)
+
+
+def parse_epoll_line(line: str) -> EpollTarget:
+    """Parse one `tfd:` line of an epoll fd's fdinfo (any hex width, old and new kernels)."""
+    values: dict[str, int] = {}
+    extra: list[tuple[str, str]] = []
+    for match in _TOKEN.finditer(line):
+        key, raw = match.group(1), match.group(2)
+        pattern = _TOKEN_PARSERS.get(key)
+        if pattern is None or key in values:
+            extra.append((key, raw))
+            continue
+        base = 10 if pattern is _DEC else 16
+        values[key] = _int(raw, pattern, base, f"epoll {key}")
+    missing = [k for k in ("tfd", "events", "data") if k not in values]
+    if missing:
+        raise ParseError("fdinfo", f"epoll line lacks {', '.join(missing)}: {line!r}")
+    return EpollTarget(
+        tfd=values["tfd"],
+        events=values["events"],
+        data=values["data"],
+        pos=values.get("pos"),
+        ino=values.get("ino"),
+        sdev=values.get("sdev"),
+        extra=tuple(extra),
+    )
+
+
+def parse_fdinfo(text: str) -> FdInfo:
+    """Parse the text of /proc/PID/fdinfo/FD.
+
+    pos (decimal), flags (octal, "0%o"), mnt_id and ino (decimal) are decoded; a malformed value for
+    one of them raises ParseError, as does a missing flags line (printed by every kernel since
+    2.6.22). `tfd:` lines become `epoll`. Any other "key: value" line is kept in `fields` and any
+    other line (inotify/fanotify marks, io_uring lists, lines of newer kernels) in `unknown`."""
+    pos = flags = mnt_id = ino = None
+    epoll: list[EpollTarget] = []
+    fields: list[tuple[str, str]] = []
+    unknown: list[str] = []
+    for line in text.split("\n"):
+        if not line:
+            continue
+        match = _KEY_VALUE.fullmatch(line)
+        if match is None:
+            unknown.append(line)
+            continue
+        key, value = match.group(1), (match.group(2) or "").strip()
+        if key == "tfd":
+            epoll.append(parse_epoll_line(line))
+        elif key == "pos" and pos is None:
+            pos = _int(value, _DEC, 10, "pos")
+        elif key == "flags" and flags is None:
+            flags = _int(value, _OCT, 8, "flags")
+        elif key == "mnt_id" and mnt_id is None:
+            mnt_id = _int(value, _UDEC, 10, "mnt_id")
+        elif key == "ino" and ino is None:
+            ino = _int(value, _UDEC, 10, "ino")
+        else:
+            fields.append((key, value))
+    if flags is None:
+        raise ParseError("fdinfo", "no flags line")
+    return FdInfo(
+        pos=pos,
+        flags=flags,
+        mnt_id=mnt_id,
+        ino=ino,
+        epoll=tuple(epoll),
+        fields=tuple(fields),
+        unknown=tuple(unknown),
+    )

@@ -1,0 +1,311 @@
+"""Parse the socket tables of /proc/PID/net/ (tcp, tcp6, udp, udp6, raw, raw6, unix, netlink, packet)."""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import re
+import sys
+from dataclasses import dataclass
+
+from fdscope.errors import ParseError
+
+
+@dataclass(frozen=True)
+class NetSocket:
+    """One socket from a /proc/net table, keyed by its inode (the N of "socket:[N]").
+
+    `local`/`remote` are "127.0.0.1:8080", "[::1]:8080", a unix path, "@abstract", or None (remote
+    of an unconnected socket, local of an unnamed unix socket). `recv_q`/`send_q` are None where
+    the table does not carry them (send_q of a TCP LISTEN socket: the backlog needs sock_diag)."""
+
+    inode: int
+    proto: str
+    state: str
+    local: str | None
+    remote: str | None
+    recv_q: int | None
+    send_q: int | None
+    uid: int | None
+    sock_type: str | None = None
+
+
+INET_PROTOS = ("tcp", "tcp6", "udp", "udp6", "raw", "raw6")
+
+# include/net/tcp_states.h, named as ss(8) and the kernel name them.
+TCP_STATES: dict[int, str] = {
+    1: "ESTABLISHED",
+    2: "SYN_SENT",
+    3: "SYN_RECV",
+    4: "FIN_WAIT1",
+    5: "FIN_WAIT2",
+    6: "TIME_WAIT",
+    7: "CLOSE",
+    8: "CLOSE_WAIT",
+    9: "LAST_ACK",
+    10: "LISTEN",
+    11: "CLOSING",
+    12: "NEW_SYN_RECV",
+    13: "BOUND_INACTIVE",
+}
+TCP_LISTEN = 10
+TCP_CLOSE = 7
+
+# include/uapi/linux/net.h socket_state, as printed in the St column of /proc/net/unix.
+UNIX_STATES: dict[int, str] = {
+    0: "FREE",
+    1: "UNCONNECTED",
+    2: "CONNECTING",
+    3: "CONNECTED",
+    4: "DISCONNECTING",
+}
+# include/linux/net.h: __SO_ACCEPTCON (1 << 16) marks a listening unix socket.
+SO_ACCEPTCON = 1 << 16
+# include/linux/net.h enum sock_type (the Type column of /proc/net/unix and /proc/net/packet).
+SOCK_TYPES: dict[int, str] = {
+    1: "stream",
+    2: "dgram",
+    3: "raw",
+    4: "rdm",
+    5: "seqpacket",
+    6: "dccp",
+    10: "packet",
+}
+# include/uapi/linux/netlink.h protocol numbers, named as ss(8) names them.
+NETLINK_PROTOS: dict[int, str] = {
+    0: "rtnl",
+    1: "unused",
+    2: "usersock",
+    3: "fw",
+    4: "tcpdiag",
+    5: "nflog",
+    6: "xfrm",
+    7: "selinux",
+    8: "iscsi",
+    9: "audit",
+    10: "fiblookup",
+    11: "connector",
+    12: "nft",
+    13: "ip6fw",
+    14: "dec-rt",
+    15: "uevent",
+    16: "genl",
+    18: "scsi-trans",
+    19: "ecryptfs",
+    20: "rdma",
+    21: "crypto",
+    22: "smc",
+}
+
+_HEX = re.compile(r"[0-9A-Fa-f]+", re.ASCII)
+_DEC = re.compile(r"-?[0-9]+", re.ASCII)
+_UDEC = re.compile(r"[0-9]+", re.ASCII)
+_ADDR = re.compile(r"([0-9A-Fa-f]{8}|[0-9A-Fa-f]{32}):([0-9A-Fa-f]{4})", re.ASCII)
+
+
+def _num(text: str, pattern: re.Pattern[str], base: int, what: str, line: str) -> int:
+    if not pattern.fullmatch(text):
+        raise ParseError(what, f"bad number {text!r} in line {line!r}")
+    return int(text, base)
+
+
+def decode_inet_address(text: str, byteorder: str = sys.byteorder) -> tuple[str, int]:
+    """Decode "0100007F:1F90" (IPv4) or 32 hex digits + port (IPv6) to (address, port).
+
+    net/ipv4/tcp_ipv4.c get_tcp4_sock prints the address as one 32-bit word and
+    net/ipv6/tcp_ipv6.c as four, each with %08X of the in-memory (network-order) bytes, so each
+    word appears in host byte order (byte-swapped on little-endian x86_64/aarch64)."""
+    match = _ADDR.fullmatch(text)
+    if match is None:
+        raise ParseError("socket address", repr(text))
+    hexaddr, port = match.group(1), int(match.group(2), 16)
+    raw = b"".join(
+        int(hexaddr[i : i + 8], 16).to_bytes(4, byteorder)  # type: ignore[arg-type]
+        for i in range(0, len(hexaddr), 8)
+    )
+    if len(raw) == 4:
+        return str(ipaddress.IPv4Address(raw)), port
+    addr6 = ipaddress.IPv6Address(raw)
+    mapped = addr6.ipv4_mapped
+    return (f"::ffff:{mapped}" if mapped is not None else addr6.compressed), port
+
+
+def format_inet(address: str, port: int) -> str:
+    """Format as "127.0.0.1:8080" or "[::1]:8080"."""
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+
+
+def _is_unspecified(address: str, port: int) -> bool:
+    return port == 0 and address in ("0.0.0.0", "::")
+
+
+def _skip_header(text: str, first_word: str) -> list[str]:
+    lines = [line for line in text.split("\n") if line.strip()]
+    if lines and lines[0].split()[0] == first_word:
+        return lines[1:]
+    return lines
+
+
+def parse_inet(text: str, proto: str, byteorder: str = sys.byteorder) -> list[NetSocket]:
+    """Parse /proc/net/{tcp,tcp6,udp,udp6,raw,raw6}.
+
+    Columns (net/ipv4/tcp_ipv4.c get_tcp4_sock, udp.c udp4_format_sock, raw.c raw_sock_seq_show):
+    sl local rem st tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode ...
+    For TCP LISTEN sockets rx_queue is the accept queue (sk_ack_backlog) and tx_queue is 0, so
+    send_q is None there. UDP and raw state 07 (TCP_CLOSE) is "UNCONN", as ss(8) shows it."""
+    if proto not in INET_PROTOS:
+        raise ParseError(f"/proc/net/{proto}", "unknown protocol table")
+    what = f"/proc/net/{proto}"
+    sockets = []
+    for line in _skip_header(text, "sl"):
+        parts = line.split()
+        if len(parts) < 10 or not parts[0].endswith(":"):
+            raise ParseError(what, f"short line {line!r}")
+        local_addr, local_port = decode_inet_address(parts[1], byteorder)
+        remote_addr, remote_port = decode_inet_address(parts[2], byteorder)
+        st = _num(parts[3], _HEX, 16, what, line)
+        queues = parts[4].split(":")
+        if len(queues) != 2:
+            raise ParseError(what, f"bad queue column {parts[4]!r}")
+        tx_queue = _num(queues[0], _HEX, 16, what, line)
+        rx_queue = _num(queues[1], _HEX, 16, what, line)
+        uid = _num(parts[7], _UDEC, 10, what, line)
+        inode = _num(parts[9], _UDEC, 10, what, line)
+        if proto.startswith("tcp"):
+            state = TCP_STATES.get(st, f"{st:#04x}")
+            send_q: int | None = None if st == TCP_LISTEN else tx_queue
+        else:
+            state = "UNCONN" if st == TCP_CLOSE else TCP_STATES.get(st, f"{st:#04x}")
+            send_q = tx_queue
+        remote = (
+            None
+            if _is_unspecified(remote_addr, remote_port)
+            else format_inet(remote_addr, remote_port)
+        )
+        sockets.append(
+            NetSocket(
+                inode=inode,
+                proto=proto,
+                state=state,
+                local=format_inet(local_addr, local_port),
+                remote=remote,
+                recv_q=rx_queue,
+                send_q=send_q,
+                uid=uid,
+                sock_type={"tcp": "stream", "udp": "dgram", "raw": "raw"}[proto.rstrip("6")],
+            )
+        )
+    return sockets
+
+
+# net/unix/af_unix.c unix_seq_show: "%pK: %08X %08X %08X %04X %02X %5lu" then " PATH" if bound.
+_UNIX_LINE = re.compile(
+    r"([0-9A-Fa-f]+): ([0-9A-Fa-f]+) ([0-9A-Fa-f]+) ([0-9A-Fa-f]+) ([0-9A-Fa-f]+) "
+    r"([0-9A-Fa-f]+) +([0-9]+)(?: (.*))?",
+    re.ASCII | re.DOTALL,
+)
+
+
+def parse_unix(text: str) -> list[NetSocket]:
+    """Parse /proc/net/unix.
+
+    LISTEN when Flags has __SO_ACCEPTCON, else the St column (01 UNCONNECTED, 02 CONNECTING,
+    03 CONNECTED, 04 DISCONNECTING). The path may be absent (unnamed), start with "@" (abstract;
+    the kernel prints its NUL bytes as "@") and contain spaces; the kernel prints a path's bytes
+    verbatim, so a newline in a path continues on the next line."""
+    sockets: list[NetSocket] = []
+    for line in _skip_header(text, "Num"):
+        match = _UNIX_LINE.fullmatch(line.rstrip("\r"))
+        if match is None:
+            if sockets and sockets[-1].local is not None:
+                last = sockets[-1]
+                sockets[-1] = dataclasses.replace(last, local=f"{last.local}\n{line}")
+                continue
+            raise ParseError("/proc/net/unix", f"bad line {line!r}")
+        flags = int(match.group(4), 16)
+        sock_type = int(match.group(5), 16)
+        st = int(match.group(6), 16)
+        path = match.group(8)
+        if flags & SO_ACCEPTCON:
+            state = "LISTEN"
+        else:
+            state = UNIX_STATES.get(st, f"{st:#04x}")
+        sockets.append(
+            NetSocket(
+                inode=int(match.group(7)),
+                proto="unix",
+                state=state,
+                local=path if path else None,
+                remote=None,
+                recv_q=None,
+                send_q=None,
+                uid=None,
+                sock_type=SOCK_TYPES.get(sock_type, f"{sock_type:#x}"),
+            )
+        )
+    return sockets
+
+
+def parse_netlink(text: str) -> list[NetSocket]:
+    """Parse /proc/net/netlink (net/netlink/af_netlink.c netlink_seq_show).
+
+    Columns: sk Eth Pid Groups Rmem Wmem Dump Locks Drops Inode. local is "PROTO:PORTID" as ss(8)
+    names the protocol (rtnl, genl, ...); recv_q/send_q are Rmem/Wmem; state is UNCONN."""
+    what = "/proc/net/netlink"
+    sockets = []
+    for line in _skip_header(text, "sk"):
+        parts = line.split()
+        if len(parts) < 10:
+            raise ParseError(what, f"short line {line!r}")
+        eth = _num(parts[1], _UDEC, 10, what, line)
+        portid = _num(parts[2], _UDEC, 10, what, line)
+        rmem = _num(parts[4], _DEC, 10, what, line)
+        wmem = _num(parts[5], _DEC, 10, what, line)
+        inode = _num(parts[9], _UDEC, 10, what, line)
+        sockets.append(
+            NetSocket(
+                inode=inode,
+                proto="netlink",
+                state="UNCONN",
+                local=f"{NETLINK_PROTOS.get(eth, str(eth))}:{portid}",
+                remote=None,
+                recv_q=rmem,
+                send_q=wmem,
+                uid=None,
+                sock_type=None,
+            )
+        )
+    return sockets
+
+
+def parse_packet(text: str) -> list[NetSocket]:
+    """Parse /proc/net/packet (net/packet/af_packet.c packet_seq_show).
+
+    Columns: sk RefCnt Type Proto Iface R Rmem User Inode. local is "0xPROTO:IFINDEX" (ethertype
+    in hex, ifindex 0 = any interface); recv_q is Rmem; uid is User."""
+    what = "/proc/net/packet"
+    sockets = []
+    for line in _skip_header(text, "sk"):
+        parts = line.split()
+        if len(parts) < 9:
+            raise ParseError(what, f"short line {line!r}")
+        sock_type = _num(parts[2], _UDEC, 10, what, line)
+        ether = _num(parts[3], _HEX, 16, what, line)
+        iface = _num(parts[4], _DEC, 10, what, line)
+        rmem = _num(parts[6], _DEC, 10, what, line)
+        uid = _num(parts[7], _UDEC, 10, what, line)
+        inode = _num(parts[8], _UDEC, 10, what, line)
+        sockets.append(
+            NetSocket(
+                inode=inode,
+                proto="packet",
+                state="UNCONN",
+                local=f"{ether:#06x}:{iface}",
+                remote=None,
+                recv_q=rmem,
+                send_q=None,
+                uid=uid,
+                sock_type=SOCK_TYPES.get(sock_type, f"{sock_type:#x}"),
+            )
+        )
+    return sockets
