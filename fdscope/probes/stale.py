@@ -1,0 +1,154 @@
+"""The dup/close pitfall: closing an fd does not remove its epoll registration.
+
+Facts:
+- epoll(7) Questions and answers, Q6: "A file descriptor is removed from an epoll set only when
+  all the file descriptors referring to the underlying open file description have been closed."
+  An interest-list entry is keyed by (fd number, open file description) (fs/eventpoll.c
+  struct epoll_filefd); closing one of several fds of that file leaves it in place.
+- The entry keeps reporting the number it was registered under (its `data`), although that
+  number is now closed — or already reused for another file.
+- epoll_ctl(2) ERRORS: EPOLL_CTL_DEL on the closed number fails with EBADF (fd is not valid);
+  on the surviving duplicate it fails with ENOENT (that number was never registered).
+
+Consequence for an operator: an event loop that hands an fd to a child (fork) or dup()s it and
+then closes its own copy keeps receiving events for a number it no longer owns, cannot remove
+the entry, and may act on whatever file reuses that number. `fdscope inspect` flags such
+entries `closed` (or `reused`) from /proc/PID/fdinfo.
+
+Expected observation: see `expectations`.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import select
+from contextlib import ExitStack
+
+from fdscope.probes.core import (
+    Expect,
+    Observation,
+    ProbeResult,
+    StepSkip,
+    error_text,
+    judge,
+    kernel_release,
+    open_channel,
+    wait_fds,
+    write_bytes,
+)
+
+NAME = "stale"
+TRANSPORTS = ("socketpair", "pipe", "tcp")
+Q6 = "epoll(7) Q&A Q6: removed only when all fds of the open file description are closed"
+INSPECTION_UNAVAILABLE = "inspection unavailable"
+
+
+def _ctl_del(ep: select.epoll, fd: int) -> str:
+    """EPOLL_CTL_DEL's outcome as 'ok' or the errno name."""
+    try:
+        ep.unregister(fd)
+    except OSError as err:
+        return errno.errorcode.get(err.errno or 0, str(err.errno))
+    return "ok"
+
+
+def _inspect_registration(epfd: int, tfd: int) -> dict | StepSkip | str:
+    """fdscope's own inspection of this process: the entry for `tfd` in epoll fd `epfd`."""
+    try:
+        from fdscope.inspect import inspect_process
+    except ImportError:
+        return StepSkip(INSPECTION_UNAVAILABLE)
+    try:
+        # Only the epoll section, no CPU sampling: the registration status is all we need.
+        doc = inspect_process(os.getpid(), sections=("epoll",), sample=0).to_json()
+    except Exception as err:  # noqa: BLE001 - a failed inspection is an observation, not a crash
+        return error_text(err)
+    for ep in doc.get("epoll", []):
+        if ep.get("epfd") == epfd:
+            for reg in ep.get("registrations", []):
+                if reg.get("tfd") == tfd:
+                    return reg
+            return f"LookupError: inspection shows no tfd {tfd} in epoll fd {epfd}"
+    return f"LookupError: inspection shows no epoll fd {epfd}"
+
+
+def _fdinfo_tfds(epfd: int) -> list[int] | str:
+    from fdscope.errors import FdscopeError
+    from fdscope.parse.fdinfo import parse_fdinfo
+    from fdscope.proc import Proc
+
+    pid = os.getpid()
+    try:
+        return [t.tfd for t in parse_fdinfo(Proc().read_text(pid, "fdinfo", epfd, pid=pid)).epoll]
+    except FdscopeError as err:
+        return error_text(err)
+
+
+def observe(transport: str) -> Observation:
+    obs = Observation(ctx={"transport": transport})
+    rec = obs.record
+    with ExitStack() as stack:
+        ch = open_channel(transport, stack)
+        ep = select.epoll()
+        stack.callback(ep.close)
+        orig = ch.rx
+        try:
+            ep.register(orig, select.EPOLLIN)
+            dup = os.dup(orig)
+            ch.closers[dup] = lambda: os.close(dup)
+            stack.callback(ch.close, dup)
+            obs.ctx.update(orig=orig, dup=dup, epfd=ep.fileno())
+            ch.close(orig)
+            write_bytes(ch.peer_tx, 10)
+            rec("closed_reports", wait_fds(ep))
+            rec("del_closed", _ctl_del(ep, orig))
+            rec("del_dup", _ctl_del(ep, dup))
+            reg = _inspect_registration(ep.fileno(), orig)
+            if isinstance(reg, dict):
+                rec("inspect.status", reg.get("status"))
+                rec("inspect.open_as", sorted(reg.get("open_as") or []))
+            else:
+                rec("inspect.status", reg)
+                rec("inspect.open_as", reg)
+            ch.close(dup)
+            rec("all_closed", wait_fds(ep))
+            rec("fdinfo_after", _fdinfo_tfds(ep.fileno()))
+        except OSError as err:
+            obs.notes.append(f"Stopped: {error_text(err)}.")
+    return obs
+
+
+def expectations(ctx: dict, kernel: str) -> list[Expect]:
+    orig, dup, epfd = ctx["orig"], ctx["dup"], ctx["epfd"]
+    return [
+        Expect("closed_reports", f"register fd {orig}; dup it to {dup}; close {orig}; peer writes; wait",
+               [f"{orig}:EPOLLIN"], Q6 + "; the entry reports its registered data"),
+        Expect("del_closed", f"EPOLL_CTL_DEL fd {orig} (closed)", "EBADF",
+               "epoll_ctl(2) ERRORS: EBADF fd is not a valid file descriptor"),
+        Expect("del_dup", f"EPOLL_CTL_DEL fd {dup} (the open duplicate)", "ENOENT",
+               "epoll_ctl(2) ERRORS: ENOENT fd is not registered with this epoll instance"),
+        Expect("inspect.status", f"fdscope inspect (own pid): status of tfd {orig} in epoll fd {epfd}",
+               "closed", "fdscope inspect: tfd not open, file still watched"),
+        Expect("inspect.open_as", "fdscope inspect: open_as (fds holding that file)",
+               [dup], "fdscope inspect: same inode and device"),
+        Expect("all_closed", f"close {dup}, the last fd of that file; wait", [],
+               Q6 + " (fs/eventpoll.c eventpoll_release on the final fput)"),
+        Expect("fdinfo_after", f"tfds left in own fdinfo of epoll fd {epfd}", [],
+               "fs/eventpoll.c eventpoll_release_file removes the entry"),
+    ]
+
+
+NOTE = (
+    "Remove an fd from epoll (EPOLL_CTL_DEL) before closing it: once closed, the entry can no "
+    "longer be deleted by number and keeps reporting that number while any duplicate lives."
+)
+
+
+def run(transport: str = "socketpair", kernel: str | None = None) -> ProbeResult:
+    obs = observe(transport)
+    note = NOTE
+    if isinstance(obs.values.get("inspect.status"), StepSkip):
+        note += " The inspection steps were skipped: fdscope.inspect is not available in this build."
+    return judge(NAME, expectations(obs.ctx, kernel or kernel_release()), obs,
+                 transport=transport, note=note)
