@@ -209,13 +209,14 @@ _UNIX_LINE = re.compile(
 def parse_unix(text: str) -> list[NetSocket]:
     """Parse /proc/net/unix.
 
-    LISTEN when Flags has __SO_ACCEPTCON, else the St column (01 UNCONNECTED, 02 CONNECTING,
-    03 CONNECTED, 04 DISCONNECTING). The path may be absent (unnamed), start with "@" (abstract;
+    LISTEN when Flags has __SO_ACCEPTCON, else the St column: 03 CONNECTED / 01 UNCONNECTED for a
+    socket with a file; 02 CONNECTING / 04 DISCONNECTING for one without (unix_seq_show: an
+    accepted-but-not-yet-accept()ed connection is 02, with inode 0). The path may be absent (unnamed), start with "@" (abstract;
     the kernel prints its NUL bytes as "@") and contain spaces; the kernel prints a path's bytes
     verbatim, so a newline in a path continues on the next line."""
     sockets: list[NetSocket] = []
     for line in _skip_header(text, "Num"):
-        match = _UNIX_LINE.fullmatch(line.rstrip("\r"))
+        match = _UNIX_LINE.fullmatch(line)
         if match is None:
             if sockets and sockets[-1].local is not None:
                 last = sockets[-1]

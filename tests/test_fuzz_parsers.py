@@ -1,0 +1,434 @@
+"""Hypothesis fuzzing of every /proc parser.
+
+Two kinds of property: (1) on arbitrary or mutated text, a parser returns or raises ParseError and
+nothing else; (2) on text formatted exactly as the kernel formats it (same printf formats as the
+kernel sources named below), parsing gives back the generated values."""
+
+# ruff: noqa: UP031  (%-formats here are the kernel's seq_printf formats, kept verbatim)
+
+import ipaddress
+import os
+
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from fdscope.errors import ParseError
+from fdscope.parse.events import decode_epoll_mask, decode_open_flags, is_disarmed
+from fdscope.parse.fdinfo import EpollTarget, kernel_dev_to_userspace, parse_fdinfo
+from fdscope.parse.fdlink import FD_TYPES, classify_fd
+from fdscope.parse.net import (
+    TCP_STATES,
+    UNIX_STATES,
+    parse_inet,
+    parse_netlink,
+    parse_packet,
+    parse_unix,
+)
+from fdscope.parse.syscall import decode_args, parse_syscall, syscall_name
+from fdscope.parse.task import parse_cmdline, parse_stat, parse_status
+
+FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+U64 = st.integers(0, 2**64 - 1)
+U32 = st.integers(0, 2**32 - 1)
+# Text that looks like /proc: mostly digits, hex, separators and the keys the parsers know.
+PROC_ALPHABET = st.sampled_from(
+    list("0123456789abcdefABCDEFx:-@ \t\n()/[]_.") + ["\x00", "é", "٣", "¹"]
+)
+PROC_WORDS = st.sampled_from(
+    ["pos:", "flags:", "mnt_id:", "ino:", "tfd:", "events:", "data:", "sdev:", "0x", "running",
+     "sl", "Num", "sk", "Name:", "Pid:", "Uid:", "Threads:", "State:", "Tgid:", "PPid:", ")", " ("]
+)  # fmt: skip
+proc_text = st.lists(st.one_of(PROC_ALPHABET, PROC_WORDS), max_size=80).map("".join)
+any_text = st.one_of(st.text(max_size=300), proc_text)
+
+
+def mutate(draw, text):
+    """Insert, delete or replace a few characters of `text`."""
+    chars = list(text)
+    for _ in range(draw(st.integers(0, 3))):
+        op = draw(st.sampled_from(["ins", "del", "rep"]))
+        i = draw(st.integers(0, len(chars)))
+        c = draw(st.one_of(PROC_ALPHABET, st.characters()))
+        if op == "ins":
+            chars.insert(i, c)
+        elif chars and i < len(chars):
+            chars[i] = c if op == "rep" else ""
+    return "".join(chars)
+
+
+def only_parse_error(fn, *args):
+    try:
+        return fn(*args)
+    except ParseError:
+        return None
+
+
+# ---------------------------------------------------------------- fdinfo (fs/proc/fd.c, eventpoll.c)
+
+
+@st.composite
+def epoll_targets(draw):
+    new_format = draw(st.booleans())
+    return EpollTarget(
+        tfd=draw(st.integers(0, 2**31 - 1)),
+        events=draw(U32),
+        data=draw(U64),
+        pos=draw(st.integers(-(2**63), 2**63 - 1)) if new_format else None,
+        ino=draw(U64) if new_format else None,
+        sdev=draw(U32) if new_format else None,
+    )
+
+
+def format_epoll(t, upper):
+    x = "X" if upper else "x"
+    line = f"tfd: %8d events: %8{x} data: %16{x}" % (t.tfd, t.events, t.data)
+    if t.pos is not None:
+        line += f"  pos:%d ino:%{x} sdev:%{x}" % (t.pos, t.ino, t.sdev)
+    return line
+
+
+@st.composite
+def fdinfo_docs(draw):
+    pos = draw(st.integers(-(2**63), 2**63 - 1))
+    flags = draw(st.integers(0, 2**32 - 1))
+    mnt_id = draw(st.integers(0, 2**31 - 1))
+    ino = draw(U64)
+    targets = draw(st.lists(epoll_targets(), max_size=6))
+    others = draw(
+        st.lists(
+            st.sampled_from(
+                ["eventfd-count:                3", "clockid: 1", "settime flags: 00", "PollList:",
+                 "inotify wd:1 ino:3f7e8 sdev:fe00000 mask:100", "fanotify flags:0 event-flags:8000",
+                 "  user_data=1, res=0", "lock:\t1: POSIX  ADVISORY  READ 1 00:1a:2 0 EOF"]
+            ),
+            max_size=4,
+        )
+    )  # fmt: skip
+    upper = draw(st.booleans())
+    lines = [f"pos:\t{pos}", f"flags:\t0{flags:o}", f"mnt_id:\t{mnt_id}", f"ino:\t{ino}"]
+    lines += [format_epoll(t, upper) for t in targets] + others
+    return "\n".join(lines) + "\n", (pos, flags, mnt_id, ino, tuple(targets), others)
+
+
+@FUZZ
+@given(fdinfo_docs())
+def test_fdinfo_round_trip(doc):
+    text, (pos, flags, mnt_id, ino, targets, others) = doc
+    info = parse_fdinfo(text)
+    assert (info.pos, info.flags, info.mnt_id, info.ino) == (pos, flags, mnt_id, ino)
+    assert info.epoll == targets
+    assert len(info.fields) + len(info.unknown) == len(others)
+    for t in info.epoll:
+        decode_epoll_mask(t.events)
+        is_disarmed(t.events)
+        kernel_dev_to_userspace(t.sdev or 0)
+    decode_open_flags(info.flags, "x86_64")
+    decode_open_flags(info.flags, "aarch64")
+
+
+@FUZZ
+@given(st.data())
+def test_fdinfo_mutated_only_parse_error(data):
+    text, _ = data.draw(fdinfo_docs())
+    info = only_parse_error(parse_fdinfo, mutate(data.draw, text))
+    if info is not None:
+        assert isinstance(info.unknown, tuple) and isinstance(info.epoll, tuple)
+
+
+@FUZZ
+@given(any_text)
+def test_fdinfo_random_text(text):
+    only_parse_error(parse_fdinfo, text)
+    only_parse_error(parse_fdinfo, "flags:\t02\n" + text)
+
+
+@FUZZ
+@given(st.text(max_size=80).filter(lambda s: "\n" not in s))
+def test_unknown_fdinfo_line_is_kept_not_an_error(line):
+    assume(line.strip() and not line.startswith(("pos:", "flags:", "mnt_id:", "ino:", "tfd:")))
+    info = only_parse_error(parse_fdinfo, "pos:\t0\nflags:\t02\n" + line + "\n")
+    if info is not None:  # a "pos:\t.." lookalike with odd spacing may still be a known key
+        assert line in info.unknown or any(line.startswith(k) for k, _ in info.fields)
+
+
+@FUZZ
+@given(U64, st.integers(-(2**40), 2**40))
+def test_event_and_flag_decoders_total(mask, flags):
+    names = decode_epoll_mask(mask)
+    assert len(names) == bin(mask & 0xFFFFFFFF).count("1")
+    assert decode_open_flags(flags)[0] in ("O_RDONLY", "O_WRONLY", "O_RDWR", "O_ACCMODE", "O_PATH")
+
+
+@FUZZ
+@given(st.integers(0, 4095), st.integers(0, 2**20 - 1))
+def test_kernel_dev_round_trip(major, minor):
+    dev = kernel_dev_to_userspace((major << 20) | minor)
+    assert (os.major(dev), os.minor(dev)) == (major, minor)
+
+
+# ------------------------------------------------------------------------------ fd links
+
+
+@FUZZ
+@given(st.one_of(st.text(max_size=60), proc_text), st.one_of(st.none(), st.integers(0, 0o177777)))
+def test_classify_fd_total(link, mode):
+    target = classify_fd(link, mode)
+    assert target.type in FD_TYPES
+
+
+@FUZZ
+@given(st.sampled_from(["socket", "pipe"]), U64)
+def test_classify_pseudo_round_trip(kind, inode):
+    assert classify_fd(f"{kind}:[{inode}]") == classify_fd(f"{kind}:[{inode}]", 0o140777)
+    assert classify_fd(f"{kind}:[{inode}]").inode == inode
+
+
+# ----------------------------------------------------- /proc/net (tcp_ipv4.c, af_unix.c ...)
+
+INET_HEADER = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode"
+
+
+def kernel_hex_addr(packed, byteorder):
+    """What the kernel prints for an address: each 32-bit word with %08X, read in host order."""
+    return "".join(
+        "%08X" % int.from_bytes(packed[i : i + 4], byteorder) for i in range(0, len(packed), 4)
+    )
+
+
+@st.composite
+def inet_sockets(draw, v6):
+    if v6:
+        addr = ipaddress.IPv6Address(draw(st.integers(0, 2**128 - 1)))
+        raddr = ipaddress.IPv6Address(draw(st.sampled_from([0, 1, (0xFFFF << 32) | 0x7F000001])))
+    else:
+        addr = ipaddress.IPv4Address(draw(U32))
+        raddr = ipaddress.IPv4Address(draw(st.sampled_from([0, 0x7F000001, draw(U32)])))
+    return {
+        "local": (addr, draw(st.integers(0, 65535))),
+        "remote": (raddr, draw(st.integers(0, 65535))),
+        "st": draw(st.integers(1, 12)),
+        "tx": draw(U32),
+        "rx": draw(U32),
+        "uid": draw(U32),
+        "inode": draw(U64),
+    }
+
+
+def expected_addr(addr, port):
+    if addr.version == 4:
+        return f"{addr}:{port}"
+    text = f"::ffff:{addr.ipv4_mapped}" if addr.ipv4_mapped else addr.compressed
+    return f"[{text}]:{port}"
+
+
+@FUZZ
+@given(
+    st.sampled_from(["tcp", "tcp6", "udp", "udp6", "raw", "raw6"]),
+    st.sampled_from(["little", "big"]),
+    st.data(),
+)
+def test_inet_round_trip(proto, byteorder, data):
+    socks = data.draw(st.lists(inet_sockets(proto.endswith("6")), max_size=5))
+    lines = [INET_HEADER]
+    for i, s in enumerate(socks):
+        lines.append(
+            "%4d: %s:%04X %s:%04X %02X %08X:%08X 00:00000000 00000000 %5u        0 %d 2 ffff 20 4 30 10 -1"
+            % (
+                i,
+                kernel_hex_addr(s["local"][0].packed, byteorder),
+                s["local"][1],
+                kernel_hex_addr(s["remote"][0].packed, byteorder),
+                s["remote"][1],
+                s["st"],
+                s["tx"],
+                s["rx"],
+                s["uid"],
+                s["inode"],
+            )
+        )
+    parsed = parse_inet("\n".join(lines) + "\n", proto, byteorder=byteorder)
+    assert len(parsed) == len(socks)
+    for got, s in zip(parsed, socks, strict=True):
+        assert got.inode == s["inode"] and got.uid == s["uid"] and got.recv_q == s["rx"]
+        assert got.local == expected_addr(*s["local"])
+        raddr, rport = s["remote"]
+        assert got.remote == (
+            None if raddr.is_unspecified and rport == 0 else expected_addr(raddr, rport)
+        )
+        if proto.startswith("tcp"):
+            assert got.state == TCP_STATES[s["st"]]
+            assert got.send_q == (None if s["st"] == 10 else s["tx"])
+        else:
+            assert got.state == ("UNCONN" if s["st"] == 7 else TCP_STATES[s["st"]])
+
+
+@FUZZ
+@given(st.sampled_from(["tcp", "tcp6", "udp", "udp6", "raw", "raw6"]), st.data())
+def test_inet_mutated_only_parse_error(proto, data):
+    socks = data.draw(st.lists(inet_sockets(proto.endswith("6")), min_size=1, max_size=2))
+    s = socks[0]
+    line = "   0: %s:%04X %s:%04X %02X %08X:%08X 00:00000000 00000000 %5u 0 %d" % (
+        kernel_hex_addr(s["local"][0].packed, "little"),
+        s["local"][1],
+        kernel_hex_addr(s["remote"][0].packed, "little"),
+        s["remote"][1],
+        s["st"],
+        s["tx"],
+        s["rx"],
+        s["uid"],
+        s["inode"],
+    )
+    only_parse_error(parse_inet, INET_HEADER + "\n" + mutate(data.draw, line), proto)
+
+
+unix_paths = st.one_of(
+    st.none(),
+    st.text(st.characters(blacklist_characters="\n\x00"), min_size=1, max_size=40).map(
+        lambda p: "/" + p
+    ),
+    st.text(st.characters(blacklist_characters="\n"), max_size=40).map(
+        lambda p: "@" + p.replace("\x00", "@")
+    ),
+)
+
+
+@FUZZ
+@given(
+    st.lists(
+        st.tuples(
+            U64,
+            st.booleans(),
+            st.sampled_from([1, 2, 5]),
+            st.sampled_from(sorted(UNIX_STATES)),
+            U64,
+            unix_paths,
+        ),
+        max_size=6,
+    )
+)
+def test_unix_round_trip(rows):
+    lines = ["Num       RefCount Protocol Flags    Type St Inode Path"]
+    for addr, listening, stype, state, inode, path in rows:
+        line = "%016x: %08X %08X %08X %04X %02X %5d" % (
+            addr,
+            2,
+            0,
+            0x10000 if listening else 0,
+            stype,
+            state,
+            inode,
+        )
+        lines.append(line + (" " + path if path is not None else ""))
+    parsed = parse_unix("\n".join(lines) + "\n")
+    assert len(parsed) == len(rows)
+    for got, (_, listening, _, state, inode, path) in zip(parsed, rows, strict=True):
+        assert got.inode == inode
+        assert got.local == (path or None)
+        assert got.state == ("LISTEN" if listening else UNIX_STATES[state])
+
+
+@FUZZ
+@given(any_text)
+def test_net_random_text(text):
+    for proto in ("tcp", "udp6", "raw"):
+        only_parse_error(parse_inet, text, proto)
+    only_parse_error(parse_unix, text)
+    only_parse_error(parse_netlink, text)
+    only_parse_error(parse_packet, text)
+
+
+@FUZZ
+@given(st.data())
+def test_netlink_packet_mutated(data):
+    nl = "sk Eth Pid Groups Rmem Wmem Dump Locks Drops Inode\n" + mutate(
+        data.draw,
+        "00000000a14a63bb 16  4242       00000001 768      0        0     2        0        1499",
+    )
+    pk = "sk RefCnt Type Proto Iface R Rmem User Inode\n" + mutate(
+        data.draw, "00000000a14a63bb 3      3    0003   2     1 0      0      52345"
+    )
+    only_parse_error(parse_netlink, nl)
+    only_parse_error(parse_packet, pk)
+
+
+# --------------------------------------------------------------------- syscall (fs/proc/base.c)
+
+
+@FUZZ
+@given(st.integers(0, 1000), st.lists(U64, min_size=8, max_size=8))
+def test_syscall_round_trip(nr, regs):
+    text = "%d %s\n" % (nr, " ".join("0x%x" % r for r in regs))
+    state = parse_syscall(text)
+    assert (state.nr, state.args, state.sp, state.pc) == (nr, tuple(regs[:6]), regs[6], regs[7])
+    for arch in ("x86_64", "aarch64"):
+        name = syscall_name(nr, arch)
+        decoded = decode_args(name, state.args)
+        assert all(isinstance(v, int) for v in decoded.values())
+
+
+@st.composite
+def mutated(draw, base):
+    return mutate(draw, base)
+
+
+@FUZZ
+@given(st.one_of(any_text, mutated("232 0x5 0x1 0x2 0x3 0x4 0x5 0x6 0x7"), mutated("-1 0x1 0x2")))
+def test_syscall_random_text(text):
+    only_parse_error(parse_syscall, text)
+
+
+@FUZZ
+@given(st.text(max_size=20), st.lists(U64, max_size=8))
+def test_decode_args_total(name, args):
+    decode_args(name, tuple(args))
+
+
+# -------------------------------------------------------------- task (fs/proc/array.c)
+
+
+@FUZZ
+@given(
+    st.integers(1, 2**22),
+    st.text(st.characters(blacklist_categories=("Cs",)), max_size=16),
+    st.sampled_from("RSDTtXZPI"),
+    st.lists(st.integers(0, 2**63 - 1), min_size=49, max_size=49),
+)
+def test_stat_round_trip(pid, comm, state, numbers):
+    text = "%d (%s) %s %s\n" % (pid, comm, state, " ".join(map(str, numbers)))
+    stat = parse_stat(text)
+    assert (stat.pid, stat.comm, stat.state, stat.ppid, stat.flags) == (
+        pid,
+        comm,
+        state,
+        numbers[0],
+        numbers[5],
+    )
+    assert stat.num_threads == numbers[16] and stat.starttime == numbers[18]
+
+
+@FUZZ
+@given(any_text)
+def test_task_random_text(text):
+    only_parse_error(parse_stat, text)
+    only_parse_error(parse_status, text)
+
+
+@FUZZ
+@given(st.data())
+def test_status_mutated(data):
+    base = "Name:\tweb\nState:\tS (sleeping)\nTgid:\t42\nPid:\t42\nPPid:\t1\nUid:\t0\t0\t0\t0\nThreads:\t3\nKthread:\t0\n"
+    only_parse_error(parse_status, mutate(data.draw, base))
+
+
+@FUZZ
+@given(st.lists(st.binary(max_size=20).filter(lambda b: b"\0" not in b), min_size=1, max_size=6))
+def test_cmdline_round_trip(args):
+    data = b"\0".join(args) + b"\0"
+    assert parse_cmdline(data) == tuple(os.fsdecode(a) for a in args)
+
+
+@FUZZ
+@given(st.binary(max_size=200))
+def test_cmdline_total(data):
+    parse_cmdline(data)
