@@ -36,7 +36,7 @@ Examples:
 
 
 @click.command("probe", help=HELP, context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("name", required=False, type=click.Choice(list(PROBES)))
+@click.argument("name", required=False, metavar="[NAME]", type=click.Choice(list(PROBES)))
 @click.option("--all", "run_all", is_flag=True, help="Run every probe and print a summary.")
 @click.option("--trigger", "trigger_mode", type=click.Choice(["level", "edge", "both"]),
               default=None, help="Trigger probe: which mode(s) [default: both].")
@@ -58,6 +58,9 @@ def command(name: str | None, run_all: bool, trigger_mode: str | None, transport
         raise click.UsageError(f"--trigger applies to the trigger probe, not {name}")
     if transport and not run_all:
         spec = PROBES[names[0]]
+        if len(spec.transports) == 1:
+            raise click.UsageError(
+                f"{spec.name} takes no --transport (it always runs on {spec.transports[0]})")
         if transport not in spec.transports:
             raise click.UsageError(
                 f"{spec.name} runs on {' or '.join(spec.transports)}, not {transport}")

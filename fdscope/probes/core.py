@@ -31,7 +31,8 @@ Verdict = Literal["matches", "deviates", "skipped"]
 #   range:  expected is [lo, hi]; observed int within it (inclusive)
 #   error:  observed is an error text starting with the expected exception name
 #   one_of: expected is a list of acceptable values, each compared as `equals`
-Rule = Literal["equals", "range", "error", "one_of"]
+#   contains: observed is a list holding every item of the expected list (and maybe more)
+Rule = Literal["equals", "range", "error", "one_of", "contains"]
 
 # How long a wait may take to say "nothing": on loopback and local socketpairs/pipes the writer's
 # syscall runs the waiters' wake-up callbacks before it returns (fs/eventpoll.c ep_poll_callback,
@@ -61,6 +62,8 @@ class Expect:
         if self.rule == "range":
             lo, hi = self.expected
             return isinstance(observed, int) and not isinstance(observed, bool) and lo <= observed <= hi
+        if self.rule == "contains":
+            return isinstance(observed, list) and all(e in observed for e in self.expected)
         if self.rule == "error":
             return isinstance(observed, str) and observed.startswith(f"{self.expected}:")
         return _equal(observed, self.expected)

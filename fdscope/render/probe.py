@@ -18,6 +18,8 @@ def show_value(value: Any, rule: str = "equals") -> str:
         return f"{value[0]}..{value[1]}"
     if rule == "one_of" and isinstance(value, list):
         return " or ".join(show_value(v) for v in value)
+    if rule == "contains":
+        return "includes " + show_value(value)
     if rule == "error":
         return f"error {value}"
     if isinstance(value, list):
