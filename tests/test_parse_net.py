@@ -113,6 +113,16 @@ def test_decode_inet_address():
         "2001:db8::1",
         22,
     )
+    # inet_ntop spellings, as ss(8) prints them: RFC 5952 compression, dotted v4-mapped tail.
+    assert decode_inet_address("00000000000000000000000000000000:0000", "little") == ("::", 0)
+    assert decode_inet_address("0000000000000000FFFF00000100007F:0050", "little") == (
+        "::ffff:127.0.0.1",
+        80,
+    )
+    assert decode_inet_address("B80D0120000000000100000000000000:0001", "little") == (
+        "2001:db8::1:0:0",
+        1,
+    )
     with pytest.raises(ParseError):
         decode_inet_address("0100007F1F90")
 

@@ -48,9 +48,15 @@ _OCT = re.compile(r"[0-7]+", re.ASCII)
 _HEX = re.compile(r"[0-9a-fA-F]+", re.ASCII)
 # "key:<whitespace>value" or "key:" at end of line; keys never start with whitespace.
 _KEY_VALUE = re.compile(r"([^\s:][^:]*):(?:[ \t]+(.*)|[ \t]*)$", re.ASCII | re.DOTALL)
-# ep_show_fdinfo: "tfd: %8d events: %8x data: %16llx  pos:%lli ino:%lx sdev:%x"; before Linux 5.x
-# only "tfd: %8d events: %8x data: %16llx". Tokens are parsed by name so widths do not matter.
+# ep_show_fdinfo: "tfd: %8d events: %8x data: %16llx  pos:%lli ino:%lx sdev:%x"; kernels 3.8-4.x
+# print only "tfd: %8d events: %8x data: %16llx". Tokens are parsed by name so widths do not matter.
 _TOKEN = re.compile(r"([A-Za-z_][\w-]*):[ \t]*(\S+)", re.ASCII)
+# The exact current and 3.8-4.x line shapes, matched whole first (fast path for big interest lists).
+_EPOLL_LINE = re.compile(
+    r"tfd: *(-?[0-9]+) events: *([0-9a-fA-F]+) data: *([0-9a-fA-F]+)"
+    r"(?:  pos:(-?[0-9]+) ino:([0-9a-fA-F]+) sdev:([0-9a-fA-F]+))?",
+    re.ASCII,
+)
 _TOKEN_PARSERS = {"tfd": _DEC, "events": _HEX, "data": _HEX, "pos": _DEC, "ino": _HEX, "sdev": _HEX}
 
 _MINORBITS = 20
@@ -70,6 +76,14 @@ def _int(text: str, pattern: re.Pattern[str], base: int, what: str) -> int:
 
 def parse_epoll_line(line: str) -> EpollTarget:
     """Parse one `tfd:` line of an epoll fd's fdinfo (any hex width, old and new kernels)."""
+    match = _EPOLL_LINE.fullmatch(line)
+    if match is not None:
+        tfd, events, data, pos, ino, sdev = match.groups()
+        if pos is None:
+            return EpollTarget(int(tfd), int(events, 16), int(data, 16), None, None, None)
+        return EpollTarget(
+            int(tfd), int(events, 16), int(data, 16), int(pos), int(ino, 16), int(sdev, 16)
+        )
     values: dict[str, int] = {}
     extra: list[tuple[str, str]] = []
     for match in _TOKEN.finditer(line):
@@ -107,6 +121,9 @@ def parse_fdinfo(text: str) -> FdInfo:
     unknown: list[str] = []
     for line in text.split("\n"):
         if not line:
+            continue
+        if line.startswith("tfd:"):
+            epoll.append(parse_epoll_line(line))
             continue
         match = _KEY_VALUE.fullmatch(line)
         if match is None:

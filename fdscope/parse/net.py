@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import re
+import socket
 import sys
 from dataclasses import dataclass
+from typing import NoReturn
 
 from fdscope.errors import ParseError
 
@@ -109,6 +110,16 @@ def _num(text: str, pattern: re.Pattern[str], base: int, what: str, line: str) -
     return int(text, base)
 
 
+def _hex_to_ip(hexaddr: str, byteorder: str) -> str:
+    raw = bytes.fromhex(hexaddr)
+    if byteorder == "little":
+        raw = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+    if len(raw) == 4:
+        return socket.inet_ntop(socket.AF_INET, raw)
+    # inet_ntop, as ss(8) uses: "::ffff:127.0.0.1" for v4-mapped, RFC 5952 zero compression.
+    return socket.inet_ntop(socket.AF_INET6, raw)
+
+
 def decode_inet_address(text: str, byteorder: str = sys.byteorder) -> tuple[str, int]:
     """Decode "0100007F:1F90" (IPv4) or 32 hex digits + port (IPv6) to (address, port).
 
@@ -118,16 +129,7 @@ def decode_inet_address(text: str, byteorder: str = sys.byteorder) -> tuple[str,
     match = _ADDR.fullmatch(text)
     if match is None:
         raise ParseError("socket address", repr(text))
-    hexaddr, port = match.group(1), int(match.group(2), 16)
-    raw = b"".join(
-        int(hexaddr[i : i + 8], 16).to_bytes(4, byteorder)  # type: ignore[arg-type]
-        for i in range(0, len(hexaddr), 8)
-    )
-    if len(raw) == 4:
-        return str(ipaddress.IPv4Address(raw)), port
-    addr6 = ipaddress.IPv6Address(raw)
-    mapped = addr6.ipv4_mapped
-    return (f"::ffff:{mapped}" if mapped is not None else addr6.compressed), port
+    return _hex_to_ip(match.group(1), byteorder), int(match.group(2), 16)
 
 
 def format_inet(address: str, port: int) -> str:
@@ -135,15 +137,22 @@ def format_inet(address: str, port: int) -> str:
     return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
 
 
-def _is_unspecified(address: str, port: int) -> bool:
-    return port == 0 and address in ("0.0.0.0", "::")
-
-
 def _skip_header(text: str, first_word: str) -> list[str]:
     lines = [line for line in text.split("\n") if line.strip()]
     if lines and lines[0].split()[0] == first_word:
         return lines[1:]
     return lines
+
+
+_H = "[0-9A-Fa-f]"
+# get_tcp4_sock: "%4d: %08X:%04X %08X:%04X %02X %08X:%08X %02X:%08lX %08X %5u %8d %lu ..."
+# (udp, raw and the IPv6 tables share the layout; IPv6 addresses are 32 hex digits).
+_INET_LINE = re.compile(
+    rf" *[0-9]+: ({_H}{{8}}|{_H}{{32}}):({_H}{{4}}) ({_H}{{8}}|{_H}{{32}}):({_H}{{4}}) ({_H}+) "
+    rf"({_H}+):({_H}+) +\S+ +\S+ +([0-9]+) +\S+ +([0-9]+)(?: .*)?",
+    re.ASCII,
+)
+_SOCK_TYPE_OF = {"tcp": "stream", "udp": "dgram", "raw": "raw"}
 
 
 def parse_inet(text: str, proto: str, byteorder: str = sys.byteorder) -> list[NetSocket]:
@@ -156,46 +165,65 @@ def parse_inet(text: str, proto: str, byteorder: str = sys.byteorder) -> list[Ne
     if proto not in INET_PROTOS:
         raise ParseError(f"/proc/net/{proto}", "unknown protocol table")
     what = f"/proc/net/{proto}"
+    is_tcp = proto.startswith("tcp")
+    sock_type = _SOCK_TYPE_OF[proto.rstrip("6")]
+    addrs: dict[str, str] = {}
     sockets = []
     for line in _skip_header(text, "sl"):
-        parts = line.split()
-        if len(parts) < 10 or not parts[0].endswith(":"):
-            raise ParseError(what, f"short line {line!r}")
-        local_addr, local_port = decode_inet_address(parts[1], byteorder)
-        remote_addr, remote_port = decode_inet_address(parts[2], byteorder)
-        st = _num(parts[3], _HEX, 16, what, line)
-        queues = parts[4].split(":")
-        if len(queues) != 2:
-            raise ParseError(what, f"bad queue column {parts[4]!r}")
-        tx_queue = _num(queues[0], _HEX, 16, what, line)
-        rx_queue = _num(queues[1], _HEX, 16, what, line)
-        uid = _num(parts[7], _UDEC, 10, what, line)
-        inode = _num(parts[9], _UDEC, 10, what, line)
-        if proto.startswith("tcp"):
+        match = _INET_LINE.fullmatch(line)
+        if match is None:
+            _raise_inet_error(what, line)
+        laddr, lport, raddr, rport, st_hex, tx_hex, rx_hex, uid, inode = match.groups()
+        local_ip = addrs.get(laddr)
+        if local_ip is None:
+            local_ip = addrs[laddr] = _hex_to_ip(laddr, byteorder)
+        remote_port = int(rport, 16)
+        if remote_port == 0 and raddr.count("0") == len(raddr):
+            remote = None
+        else:
+            remote_ip = addrs.get(raddr)
+            if remote_ip is None:
+                remote_ip = addrs[raddr] = _hex_to_ip(raddr, byteorder)
+            remote = format_inet(remote_ip, remote_port)
+        st = int(st_hex, 16)
+        tx_queue = int(tx_hex, 16)
+        if is_tcp:
             state = TCP_STATES.get(st, f"{st:#04x}")
             send_q: int | None = None if st == TCP_LISTEN else tx_queue
         else:
             state = "UNCONN" if st == TCP_CLOSE else TCP_STATES.get(st, f"{st:#04x}")
             send_q = tx_queue
-        remote = (
-            None
-            if _is_unspecified(remote_addr, remote_port)
-            else format_inet(remote_addr, remote_port)
-        )
         sockets.append(
             NetSocket(
-                inode=inode,
-                proto=proto,
-                state=state,
-                local=format_inet(local_addr, local_port),
-                remote=remote,
-                recv_q=rx_queue,
-                send_q=send_q,
-                uid=uid,
-                sock_type={"tcp": "stream", "udp": "dgram", "raw": "raw"}[proto.rstrip("6")],
+                int(inode),
+                proto,
+                state,
+                format_inet(local_ip, int(lport, 16)),
+                remote,
+                int(rx_hex, 16),
+                send_q,
+                int(uid),
+                sock_type,
             )
         )
     return sockets
+
+
+def _raise_inet_error(what: str, line: str) -> NoReturn:
+    """Raise a ParseError naming the first column of `line` that is wrong."""
+    parts = line.split()
+    if len(parts) < 10 or not parts[0].endswith(":"):
+        raise ParseError(what, f"short line {line!r}")
+    decode_inet_address(parts[1])
+    decode_inet_address(parts[2])
+    queues = parts[4].split(":")
+    if len(queues) != 2:
+        raise ParseError(what, f"bad queue column {parts[4]!r}")
+    for text in (parts[3], *queues):
+        _num(text, _HEX, 16, what, line)
+    for text in (parts[7], parts[9]):
+        _num(text, _UDEC, 10, what, line)
+    raise ParseError(what, f"malformed line {line!r}")
 
 
 # net/unix/af_unix.c unix_seq_show: "%pK: %08X %08X %08X %04X %02X %5lu" then " PATH" if bound.
