@@ -113,6 +113,8 @@ FORBIDDEN = [
     ("stale", "closed_reports", []),                     # close() removing the registration
     ("stale", "del_closed", "ok"),
     ("stale", "inspect.status", "ok"),                   # inspect missing the closed entry
+    ("stale", "reused_reports", []),                     # entry dropped when the number is reused
+    ("stale", "inspect.reused", "closed"),               # inspect missing the reuse
     ("stale", "all_closed", ["6:EPOLLIN"]),              # entry outliving the last close
     ("exclusive", "plain", 1),                           # no herd without EXCLUSIVE
     ("exclusive", "exclusive", 0),                       # nobody woke

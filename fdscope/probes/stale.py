@@ -7,6 +7,8 @@ Facts:
   struct epoll_filefd); closing one of several fds of that file leaves it in place.
 - The entry keeps reporting the number it was registered under (its `data`), although that
   number is now closed — or already reused for another file.
+- If the number is reused (the next open() takes the lowest free number), events for the old
+  file arrive under a number that now names another file.
 - epoll_ctl(2) ERRORS: EPOLL_CTL_DEL on the closed number fails with EBADF (fd is not valid);
   on the surviving duplicate it fails with ENOENT (that number was never registered).
 
@@ -21,6 +23,7 @@ Expected observation: see `expectations`.
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import select
 from contextlib import ExitStack
@@ -85,6 +88,19 @@ def _fdinfo_tfds(epfd: int) -> list[int] | str:
         return error_text(err)
 
 
+# Free fd numbers left below the registered fd: the inspection of our own process opens files
+# (/proc/self/fd and friends) that take the lowest free numbers (open(2): "the lowest-numbered
+# file descriptor not currently open"); without a gap they would land on the closed number and
+# the entry would rightly look `reused`.
+GAP = 16
+
+
+def _lowest_free() -> int:
+    fd = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    os.close(fd)
+    return fd
+
+
 def observe(transport: str) -> Observation:
     obs = Observation(ctx={"transport": transport})
     rec = obs.record
@@ -92,10 +108,14 @@ def observe(transport: str) -> Observation:
         ch = open_channel(transport, stack)
         ep = select.epoll()
         stack.callback(ep.close)
-        orig = ch.rx
         try:
+            # The registered fd sits above GAP free numbers and is the file's only fd.
+            orig = fcntl.fcntl(ch.rx, fcntl.F_DUPFD_CLOEXEC, _lowest_free() + GAP)
+            ch.closers[orig] = lambda: os.close(orig)
+            stack.callback(ch.close, orig)
+            ch.close(ch.rx)
             ep.register(orig, select.EPOLLIN)
-            dup = os.dup(orig)
+            dup = fcntl.fcntl(orig, fcntl.F_DUPFD_CLOEXEC, orig + 1)
             ch.closers[dup] = lambda: os.close(dup)
             stack.callback(ch.close, dup)
             obs.ctx.update(orig=orig, dup=dup, epfd=ep.fileno())
@@ -111,6 +131,15 @@ def observe(transport: str) -> Observation:
             else:
                 rec("inspect.status", reg)
                 rec("inspect.open_as", reg)
+            # Reuse the closed number for another file: events now name the wrong file.
+            null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+            os.dup2(null, orig, inheritable=False)
+            os.close(null)
+            ch.closers[orig] = lambda: os.close(orig)
+            rec("reused_reports", wait_fds(ep))
+            reg = _inspect_registration(ep.fileno(), orig)
+            rec("inspect.reused", reg.get("status") if isinstance(reg, dict) else reg)
+            ch.close(orig)
             ch.close(dup)
             rec("all_closed", wait_fds(ep))
             rec("fdinfo_after", _fdinfo_tfds(ep.fileno()))
@@ -131,10 +160,14 @@ def expectations(ctx: dict, kernel: str) -> list[Expect]:
         Expect("inspect.status", f"fdscope inspect (own pid): status of tfd {orig} in epoll fd {epfd}",
                "closed", "fdscope inspect: tfd not open, file still watched"),
         # contains, not equals: inspect matches by inode and device, and a pipe's two ends share
-        # one inode, so the write end is listed too although it is another open file.
+        # one inode, so the peer's write end is listed too although it is another open file.
         Expect("inspect.open_as", f"fdscope inspect: open_as (fds holding that file) includes {dup}",
                [dup], "fdscope inspect: same inode and device", "contains"),
-        Expect("all_closed", f"close {dup}, the last fd of that file; wait", [],
+        Expect("reused_reports", f"open /dev/null as fd {orig} (number reused); wait",
+               [f"{orig}:EPOLLIN"], Q6 + "; the event still names the old number"),
+        Expect("inspect.reused", f"fdscope inspect: status of tfd {orig} now", "reused",
+               "fdscope inspect: tfd open but another inode"),
+        Expect("all_closed", f"close {dup} (the file's last fd) and the /dev/null fd; wait", [],
                Q6 + " (fs/eventpoll.c eventpoll_release on the final fput)"),
         Expect("fdinfo_after", f"tfds left in own fdinfo of epoll fd {epfd}", [],
                "fs/eventpoll.c eventpoll_release_file removes the entry"),
@@ -153,7 +186,7 @@ def run(transport: str = "socketpair", kernel: str | None = None) -> ProbeResult
     if transport == "pipe":
         note += (" On a pipe, inspect's open_as also lists the write end: both ends share one "
                  "inode, and /proc does not tell open files apart.")
-    if isinstance(obs.values.get("inspect.status"), StepSkip):
+    if any(isinstance(v, StepSkip) for v in obs.values.values()):
         note += " The inspection steps were skipped: fdscope.inspect is not available in this build."
     return judge(NAME, expectations(obs.ctx, kernel or kernel_release()), obs,
                  transport=transport, note=note)
