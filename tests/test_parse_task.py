@@ -70,6 +70,10 @@ def test_status():
     assert st.field("SigBlk") == "0000000000000000"
 
 
+def test_status_name_keeps_spaces_and_tabs():
+    assert parse_status(STATUS.replace("web\\nserver", " my\tworker ")).name == " my\tworker "
+
+
 def test_status_old_kernel_without_kthread_line():
     assert parse_status(STATUS.replace("Kthread:\t0\n", "")).kthread is None
 
@@ -88,6 +92,8 @@ def test_cmdline():
         "nginx: master process /usr/sbin/nginx",
     )
     assert parse_cmdline(b"a\0\0b\0") == ("a", "", "b")
+    assert parse_cmdline(b"nginx: worker process\0\0\0\0") == ("nginx: worker process",)
+    assert parse_cmdline(b"\0\0") == ()
     assert parse_cmdline(b"\xff\0") == (os.fsdecode(b"\xff"),)
 
 

@@ -154,7 +154,8 @@ def parse_status(text: str) -> ProcStatus:
         key, sep, value = line.partition(":")
         if not sep or not key or key[0].isspace():
             continue
-        value = value.strip() if key != "Name" else value.lstrip("\t").rstrip("\n")
+        # Name keeps its spaces; only the one tab after "Name:" is the separator.
+        value = value.strip() if key != "Name" else value.removeprefix("\t")
         fields.append((key, value))
         values.setdefault(key, value)
     for key in ("Name", "State", "Tgid", "Pid", "PPid", "Uid", "Threads"):
@@ -192,10 +193,11 @@ def parse_status(text: str) -> ProcStatus:
 def parse_cmdline(data: bytes) -> tuple[str, ...]:
     """Split /proc/PID/cmdline (NUL-separated, usually NUL-terminated) into arguments.
 
-    A kernel thread or a zombie has an empty cmdline: (). Bytes that are not UTF-8 are kept with
-    surrogateescape, as os.fsdecode does."""
+    A kernel thread, a zombie, or a process caught mid-exec has an empty cmdline: (). Trailing NULs
+    are dropped, since programs that rewrite their title (setproctitle: nginx, postgres) pad argv
+    with NULs; a genuinely empty last argument is lost with them. Bytes that are not UTF-8 are
+    kept with surrogateescape, as os.fsdecode does."""
+    data = data.rstrip(b"\0")
     if not data:
         return ()
-    if data.endswith(b"\0"):
-        data = data[:-1]
     return tuple(arg.decode("utf-8", "surrogateescape") for arg in data.split(b"\0"))
