@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 from fdscope.errors import AccessDenied, FdscopeError, NoSuchProcess, ProcGone
@@ -87,6 +87,31 @@ class Proc:
         path = self.path(*parts)
         with self._errors(path, pid):
             return os.stat(path, follow_symlinks=follow)
+
+    def readlinks(
+        self, *parts: object, names: Iterable[str], pid: int | None = None
+    ) -> tuple[dict[str, str], int]:
+        """readlink() of each NAME in directory `parts` (e.g. PID, "fd") in one tight loop.
+
+        Returns (name -> link text, how many vanished). An entry that vanishes meanwhile (an fd
+        closed mid-scan) is counted, not raised, for the record-and-check-once race policy; other
+        errors translate as in readlink(). (Added by the inspect helper: per-call overhead
+        matters at 16,000 fds.)"""
+        base = self.path(*parts) + os.sep
+        links: dict[str, str] = {}
+        vanished = 0
+        readlink = os.readlink
+        for name in names:
+            try:
+                links[name] = readlink(base + name)
+            except FileNotFoundError:
+                vanished += 1
+            except OSError:
+                try:
+                    links[name] = self.readlink(*parts, name, pid=pid)
+                except ProcGone:
+                    vanished += 1
+        return links, vanished
 
     def sysctl(self, name: str) -> str:
         """Text of /proc/sys/NAME, where NAME is 'fs/file-max' or 'fs.file-max'."""

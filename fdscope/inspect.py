@@ -1,0 +1,964 @@
+"""pid -> InspectReport: every fd, its socket, epoll interest lists, threads, io model, findings.
+
+Everything is read from /proc through fdscope.proc.Proc (read-only: the target is never written
+to, signalled or ptraced). Race policy (as psutil's): an fd or thread that vanishes mid-scan is
+skipped and recorded; the process is checked once at the end, and if it has exited meanwhile the
+scan fails with NoSuchProcess (exit 3) instead of reporting a half-dead process.
+
+Cost model (measured by scripts/bench_inspect.py): one listdir + one readlink per fd; fdinfo
+(one open+read per fd) only where it matters; each /proc/PID/net table read once per scan.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import time
+from collections.abc import Collection, Iterator
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from fdscope.errors import AccessDenied, FdscopeError, NoSuchProcess, ParseError, ProcGone
+from fdscope.model import Finding
+from fdscope.proc import Proc
+
+SCHEMA = "fdscope.inspect/1"
+SECTIONS = ("summary", "findings", "fds", "epoll", "threads", "io_model")
+# Above this many open fds, fdinfo (flags, pos) is read only where findings need it; reading it
+# costs one open+read+close per fd, about twice a readlink (scripts/bench_inspect.py).
+FLAGS_ALL_MAX = 4096
+FLAG_MODES = ("auto", "all", "needed")
+# CPU window taken automatically when a thread is on CPU and none waits: confirms busy polling.
+AUTO_SAMPLE = 0.25
+# /proc/PID/net tables and the proto name each one gives its sockets.
+NET_TABLES = ("tcp", "tcp6", "udp", "udp6", "raw", "raw6", "unix", "netlink", "packet")
+# include/linux/sched.h: PF_KTHREAD in /proc/PID/stat field 9 marks a kernel thread.
+PF_KTHREAD = 0x00200000
+PATH_TYPES = frozenset({"file", "dir", "chr", "blk"})
+# Types whose link text carries no inode: fs/anon_inodes.c gives most of them one shared inode.
+ANON_TYPES = frozenset({"epoll", "eventfd", "timerfd", "signalfd", "inotify", "fanotify",
+                        "pidfd", "io_uring", "anon"})
+
+
+# One epoll registration as read: (tfd, mask, data, ino, sdev converted to st_dev encoding).
+_Reg = tuple[int, int, int, "int | None", "int | None"]
+
+
+class SocketInfo(NamedTuple):
+    proto: str
+    state: str
+    local: str | None
+    remote: str | None
+    recv_q: int | None
+    send_q: int | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"proto": self.proto, "state": self.state, "local": self.local,
+                "remote": self.remote, "recv_q": self.recv_q, "send_q": self.send_q}
+
+
+class FdEntry(NamedTuple):
+    fd: int
+    type: str
+    target: str
+    inode: int | None
+    flags: tuple[str, ...] | None
+    pos: int | None
+    socket: SocketInfo | None
+    flags_raw: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"fd": self.fd, "type": self.type, "target": self.target, "inode": self.inode,
+                "flags": list(self.flags) if self.flags is not None else None, "pos": self.pos,
+                "socket": self.socket.to_json() if self.socket is not None else None}
+
+
+class Registration(NamedTuple):
+    tfd: int
+    mask: int
+    events: tuple[str, ...]
+    data: int
+    inode: int | None
+    sdev: int | None
+    status: str  # ok | closed | reused
+    open_as: tuple[int, ...]
+    verified: bool  # False when the inode cannot tell files apart (shared anon inode, old kernel)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"tfd": self.tfd, "mask": self.mask, "events": list(self.events), "data": self.data,
+                "inode": self.inode, "sdev": self.sdev, "status": self.status,
+                "open_as": list(self.open_as), "verified": self.verified}
+
+
+class EpollSet(NamedTuple):
+    epfd: int
+    registrations: tuple[Registration, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"epfd": self.epfd, "registrations": [r.to_json() for r in self.registrations]}
+
+
+class ThreadInfo(NamedTuple):
+    tid: int
+    name: str
+    state: str
+    syscall: str | None  # name, "running" (on CPU), "none" (in kernel, not in a syscall), None
+    wchan: str | None
+    args: dict[str, int]
+    syscall_nr: int | None = None
+    cpu_percent: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"tid": self.tid, "name": self.name, "state": self.state, "syscall": self.syscall,
+                "wchan": self.wchan, "args": dict(self.args), "syscall_nr": self.syscall_nr,
+                "cpu_percent": self.cpu_percent}
+
+
+class IoModel(NamedTuple):
+    kind: str
+    summary: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "summary": self.summary}
+
+
+class Cpu(NamedTuple):
+    percent: float
+    window: float  # seconds the percentage was measured over
+    source: str  # "sample" (measured now) or "lifetime" (average since the process started)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"percent": self.percent, "window": self.window, "source": self.source}
+
+
+@dataclass
+class Summary:
+    open_fds: int = 0
+    highest_fd: int | None = None
+    soft_limit: int | None = None
+    hard_limit: int | None = None
+    by_type: dict[str, int] = field(default_factory=dict)
+    socket_states: dict[str, int] = field(default_factory=dict)
+    epoll_registrations: int = 0
+    threads: int = 0
+
+    @property
+    def headroom(self) -> int | None:
+        return None if self.soft_limit is None else self.soft_limit - self.open_fds
+
+    @property
+    def usage_percent(self) -> float | None:
+        if not self.soft_limit:
+            return None
+        return round(100.0 * self.open_fds / self.soft_limit, 1)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"open_fds": self.open_fds, "highest_fd": self.highest_fd,
+                "soft_limit": self.soft_limit, "hard_limit": self.hard_limit,
+                "headroom": self.headroom, "usage_percent": self.usage_percent,
+                "by_type": dict(self.by_type), "socket_states": dict(self.socket_states),
+                "epoll_registrations": self.epoll_registrations, "threads": self.threads}
+
+
+@dataclass
+class InspectReport:
+    pid: int
+    name: str
+    cmdline: list[str]
+    state: str
+    uid: int | None = None
+    kernel_thread: bool = False
+    partial: bool = False
+    notes: list[str] = field(default_factory=list)
+    summary: Summary = field(default_factory=Summary)
+    findings: list[Finding] = field(default_factory=list)
+    fds: list[FdEntry] = field(default_factory=list)
+    epoll: list[EpollSet] = field(default_factory=list)
+    threads: list[ThreadInfo] = field(default_factory=list)
+    io_model: IoModel = IoModel("unknown", "not determined")
+    cpu: Cpu | None = None
+    net_namespace_shared: bool | None = None
+    sections: tuple[str, ...] = SECTIONS
+    types: tuple[str, ...] | None = None
+
+    def fd_map(self) -> dict[int, FdEntry]:
+        return {e.fd: e for e in self.fds}
+
+    def listed_fds(self) -> list[FdEntry]:
+        """The fds the `fds` section shows (after --type)."""
+        if self.types is None:
+            return self.fds
+        return [e for e in self.fds if e.type in self.types]
+
+    def to_json(self, sections: Collection[str] | None = None, rows: bool = True) -> dict[str, Any]:
+        """The public JSON document. rows=False leaves "fds" and "epoll" empty (for renderers
+        that format those rows themselves)."""
+        shown = self.sections if sections is None else tuple(s for s in SECTIONS if s in sections)
+        doc: dict[str, Any] = {
+            "schema": SCHEMA, "pid": self.pid, "name": self.name, "cmdline": list(self.cmdline),
+            "state": self.state, "uid": self.uid, "kernel_thread": self.kernel_thread,
+            "partial": self.partial, "notes": list(self.notes),
+        }
+        if "summary" in shown:
+            doc["summary"] = self.summary.to_json()
+        if "findings" in shown:
+            doc["findings"] = [f.to_json() for f in self.findings]
+        if "fds" in shown:
+            doc["fds"] = [e.to_json() for e in self.listed_fds()] if rows else []
+        if "epoll" in shown:
+            doc["epoll"] = [s.to_json() for s in self.epoll] if rows else []
+        if "threads" in shown:
+            doc["threads"] = [t.to_json() for t in self.threads]
+        if "io_model" in shown:
+            doc["io_model"] = self.io_model.to_json()
+            doc["cpu"] = self.cpu.to_json() if self.cpu is not None else None
+        return doc
+
+
+def normalize_sections(sections: Collection[str] | None) -> tuple[str, ...]:
+    if not sections:
+        return SECTIONS
+    bad = sorted(set(sections) - set(SECTIONS))
+    if bad:
+        raise FdscopeError(f"unknown section {', '.join(bad)} (choose from {', '.join(SECTIONS)})")
+    return tuple(s for s in SECTIONS if s in sections)
+
+
+def normalize_types(types: Collection[str] | None) -> tuple[str, ...] | None:
+    if not types:
+        return None
+    from fdscope.parse.fdlink import FD_TYPES
+
+    bad = sorted(set(types) - set(FD_TYPES))
+    if bad:
+        raise FdscopeError(f"unknown fd type {', '.join(bad)} (choose from {', '.join(FD_TYPES)})")
+    return tuple(t for t in FD_TYPES if t in types)
+
+
+def inspect_process(
+    pid: int,
+    *,
+    proc: Proc | None = None,
+    sample: float | None = None,
+    sections: Collection[str] | None = None,
+    types: Collection[str] | None = None,
+    flags: str = "auto",
+) -> InspectReport:
+    """Inspect process `pid` read-only.
+
+    sample: seconds of CPU sampling (None: only when a thread spins and none waits; 0: never).
+    sections: which parts to compute and show (default all of SECTIONS).
+    types: restrict the listed fds (the summary always counts every fd).
+    flags: "auto" (fdinfo for every fd up to FLAGS_ALL_MAX fds), "all", or "needed" (only epoll
+    fds, path fds and edge-triggered targets)."""
+    if flags not in FLAG_MODES:
+        raise FdscopeError(f"unknown flags mode {flags!r} (choose from {', '.join(FLAG_MODES)})")
+    scan = _Scan(pid, proc or Proc(), normalize_sections(sections), normalize_types(types), flags)
+    return scan.run(sample)
+
+
+class _Scan:
+    """One pass over a process; holds the race record and shared lookups."""
+
+    def __init__(self, pid: int, proc: Proc, sections: tuple[str, ...],
+                 types: tuple[str, ...] | None, flags: str) -> None:
+        self.pid = pid
+        self.proc = proc
+        self.sections = sections
+        self.types = types
+        self.flags_mode = flags
+        self.vanished = 0  # fds/threads that disappeared mid-scan
+        self.arch = platform.machine()
+        self.report: InspectReport | None = None
+        self.links: dict[int, str] = {}
+        self.fdinfo_text: dict[int, str] = {}
+        self.keys: dict[int, tuple[int, int] | None] = {}  # fd -> (st_ino, st_dev) when known
+        self.type_dev: dict[str, int | None] = {}
+        self.by_ino: dict[int, list[int]] | None = None
+        self.anon_scanned = False
+
+    # -- top level -----------------------------------------------------------------------
+    def run(self, sample: float | None) -> InspectReport:
+        from fdscope.parse.task import parse_cmdline, parse_stat
+
+        pid, proc = self.pid, self.proc
+        stat = parse_stat(proc.read_text(pid, "stat", pid=pid))
+        try:
+            cmdline = list(parse_cmdline(proc.read_bytes(pid, "cmdline", pid=pid)))
+        except (ProcGone, AccessDenied):
+            cmdline = []
+        uid = self._uid()
+        kthread = bool(getattr(stat, "is_kernel_thread", False) or stat.flags & PF_KTHREAD)
+        rep = InspectReport(pid=pid, name=stat.comm, cmdline=cmdline, state=stat.state, uid=uid,
+                            kernel_thread=kthread, sections=self.sections, types=self.types)
+        self.report = rep
+        rep.summary.threads = stat.num_threads
+        self._limits(rep)
+        if stat.state in ("Z", "X"):
+            return self._zombie(rep, stat)
+        if kthread:
+            return self._kernel_thread(rep)
+
+        need_fds = bool(set(self.sections) - {"threads"})
+        need_threads = bool({"threads", "findings", "io_model"} & set(self.sections))
+        if need_fds:
+            self._scan_fds(rep)
+        if need_threads:
+            self._scan_threads(rep)
+        if "io_model" in self.sections or "findings" in self.sections:
+            self._cpu(rep, stat, sample)
+            from fdscope.iomodel import classify
+
+            rep.io_model = classify(rep)
+        if self.vanished:
+            self._check_still_there()
+            rep.notes.append(f"{self.vanished} fd(s)/thread(s) closed or exited during the scan "
+                             "and were skipped")
+        if "findings" in self.sections:
+            from fdscope.findings import findings_for
+
+            rep.findings = findings_for(rep)
+        return rep
+
+    def _uid(self) -> int | None:
+        try:
+            st = self.proc.stat(self.pid, pid=self.pid)
+        except FdscopeError:
+            return None
+        return st.st_uid
+
+    def _limits(self, rep: InspectReport) -> None:
+        from fdscope.parse.limits import parse_limits
+
+        try:
+            nofile = parse_limits(self.proc.read_text(self.pid, "limits", pid=self.pid)).nofile
+        except (ProcGone, AccessDenied, ParseError) as err:
+            rep.partial = True
+            rep.notes.append(f"RLIMIT_NOFILE unknown: {err}")
+            return
+        rep.summary.soft_limit, rep.summary.hard_limit = nofile.soft, nofile.hard
+
+    def _zombie(self, rep: InspectReport, stat: Any) -> InspectReport:
+        rep.notes.append(
+            f"process {rep.pid} is a zombie: it has exited and holds no fds or threads; its parent "
+            f"(pid {stat.ppid}) has not reaped it with wait()")
+        rep.io_model = IoModel("unknown", f"zombie: exited, waiting for parent {stat.ppid} to reap it")
+        rep.findings = [Finding("info", "zombie", rep.notes[-1])]
+        return rep
+
+    def _kernel_thread(self, rep: InspectReport) -> InspectReport:
+        rep.notes.append(f"pid {rep.pid} is a kernel thread: it has no file descriptors of its "
+                         "own and no user-space I/O model")
+        rep.io_model = IoModel("unknown", "kernel thread")
+        rep.findings = [Finding("info", "kernel_thread", rep.notes[-1])]
+        return rep
+
+    def _check_still_there(self) -> None:
+        from fdscope.parse.task import parse_stat
+
+        try:
+            state = parse_stat(self.proc.read_text(self.pid, "stat", pid=self.pid)).state
+        except (NoSuchProcess, ProcGone) as err:
+            raise NoSuchProcess(self.pid, f"process {self.pid} exited during the scan") from err
+        if state in ("Z", "X"):
+            raise NoSuchProcess(self.pid, f"process {self.pid} exited during the scan")
+
+    # -- fds -----------------------------------------------------------------------------
+    def _scan_fds(self, rep: InspectReport) -> None:
+        from fdscope.parse.fdlink import classify_fd
+
+        pid, proc = self.pid, self.proc
+        names = [n for n in proc.listdir(pid, "fd", pid=pid) if n.isdigit()]
+        names.sort(key=int)
+        links, gone = proc.readlinks(pid, "fd", names=names, pid=pid)
+        self.vanished += gone
+
+        types: dict[int, tuple[str, int | None]] = {}
+        cache: dict[str, tuple[str, int | None]] = {}
+        self.links = all_links = {}
+        for name, link in links.items():
+            fd = int(name)
+            all_links[fd] = link
+            if link.startswith("socket:["):
+                types[fd] = ("socket", int(link[8:-1]))
+            elif link.startswith("pipe:["):
+                types[fd] = ("pipe", int(link[6:-1]))
+            elif link.startswith("/"):
+                types[fd] = self._path_type(fd, link, classify_fd)
+            else:
+                hit = cache.get(link)
+                if hit is None:
+                    t = classify_fd(link)
+                    hit = cache[link] = (t.type, t.inode)
+                types[fd] = hit
+        self.fd_types = types
+        order = list(types)
+        raw_sets = self._read_epoll([fd for fd, (typ, _ino) in types.items() if typ == "epoll"])
+        want_flags = self._flag_fds(order, types, raw_sets)
+        infos = self._read_fdinfo(want_flags)
+        sock_inodes = {ino for typ, ino in types.values() if typ == "socket" and ino is not None}
+        sockets = self._sockets(rep, sock_inodes) if sock_inodes else {}
+
+        from fdscope.parse.events import decode_open_flags
+
+        flag_names: dict[int, tuple[str, ...]] = {}
+        fds: list[FdEntry] = []
+        append = fds.append
+        unknown_sock = SocketInfo("unknown", "UNKNOWN", None, None, None, None)
+        sget = sockets.get
+        iget = infos.get
+        for fd, (typ, ino) in types.items():
+            info = iget(fd)
+            if info is None:
+                raw = pos = names_ = None
+            else:
+                raw, pos = info
+                names_ = None
+                if raw is not None:
+                    names_ = flag_names.get(raw)
+                    if names_ is None:
+                        names_ = flag_names[raw] = decode_open_flags(raw, self.arch)
+            if typ == "socket":
+                sock = sget(ino, unknown_sock)  # type: ignore[arg-type]
+                append(FdEntry(fd, typ, all_links[fd], ino, names_, pos, sock, raw))
+            else:
+                append(FdEntry(fd, typ, all_links[fd], ino, names_, pos, None, raw))
+        from collections import Counter
+
+        by_type = Counter(typ for typ, _ino in types.values())
+        states = Counter(e.socket.state for e in fds if e.socket is not None)
+        rep.fds = fds
+        s = rep.summary
+        s.open_fds = len(fds)
+        s.highest_fd = order[-1] if order else None
+        s.by_type = dict(sorted(by_type.items(), key=lambda kv: (-kv[1], kv[0])))
+        s.socket_states = dict(sorted(states.items(), key=lambda kv: (-kv[1], kv[0])))
+        rep.epoll = self._epoll_sets(raw_sets)
+        s.epoll_registrations = sum(len(e.registrations) for e in rep.epoll)
+        n_flags = len(infos)
+        if n_flags < len(fds) and self.flags_mode != "all":
+            why = (f"above {FLAGS_ALL_MAX} open fds" if self.flags_mode == "auto"
+                   else "with --flags needed")
+            rep.notes.append(
+                f"flags/pos read for {n_flags} of {len(fds)} fds: {why} fdinfo is read only for "
+                "epoll fds, path fds and edge-triggered targets (--flags all reads every fd)")
+
+    def _path_type(self, fd: int, link: str, classify_fd: Any) -> tuple[str, int | None]:
+        try:
+            st = self.proc.stat(self.pid, "fd", fd, pid=self.pid)
+        except (ProcGone, AccessDenied):
+            t = classify_fd(link)
+            return (t.type, t.inode)
+        self.keys[fd] = (st.st_ino, st.st_dev)
+        t = classify_fd(link, st.st_mode)
+        return (t.type, st.st_ino)
+
+    def _flag_fds(self, order: list[int], types: dict[int, tuple[str, int | None]],
+                  raw_sets: dict[int, list[_Reg]]) -> list[int]:
+        if self.flags_mode == "all" or (self.flags_mode == "auto" and len(order) <= FLAGS_ALL_MAX):
+            return order
+        from fdscope.parse.events import EPOLLET
+
+        want = {fd for fd, (typ, _ino) in types.items() if typ in PATH_TYPES or typ == "epoll"}
+        for regs in raw_sets.values():
+            for tfd, mask, _data, _ino, _sdev in regs:
+                if mask & EPOLLET and tfd in types:
+                    want.add(tfd)
+        return sorted(want)
+
+    def _read_fdinfo(self, fds: list[int]) -> dict[int, tuple[int | None, int | None]]:
+        """fd -> (flags, pos) from /proc/PID/fdinfo/FD."""
+        from fdscope.parse.fdinfo import parse_fdinfo
+
+        out: dict[int, tuple[int | None, int | None]] = {}
+        read = self.proc.read_text
+        pid = self.pid
+        for fd in fds:
+            text = self.fdinfo_text.get(fd)
+            if text is None:
+                try:
+                    text = read(pid, "fdinfo", fd, pid=pid)
+                except ProcGone:
+                    self.vanished += 1
+                    continue
+            head = _fdinfo_head(text)
+            if head is not None:
+                out[fd] = head
+                continue
+            try:
+                info = parse_fdinfo(text)
+            except ParseError as err:
+                self._partial(f"fd {fd}: {err}")
+                continue
+            out[fd] = (info.flags, info.pos)
+        return out
+
+    def _partial(self, note: str) -> None:
+        assert self.report is not None
+        self.report.partial = True
+        self.report.notes.append(note)
+
+    # -- epoll ---------------------------------------------------------------------------
+    def _read_epoll(self, epfds: list[int]) -> dict[int, list[_Reg]]:
+        """epfd -> [(tfd, mask, data, ino, sdev as st_dev)] from each epoll fd's fdinfo."""
+        from fdscope.parse.fdinfo import kernel_dev_to_userspace, parse_fdinfo
+
+        sets: dict[int, list[_Reg]] = {}
+        for epfd in epfds:
+            try:
+                text = self.proc.read_text(self.pid, "fdinfo", epfd, pid=self.pid)
+            except ProcGone:
+                self.vanished += 1
+                continue
+            self.fdinfo_text[epfd] = text
+            fast = _epoll_fast(text)
+            if fast is not None:
+                sets[epfd] = [(tfd, mask, data, ino, kernel_dev_to_userspace(sdev))
+                              for tfd, mask, data, ino, sdev in fast]
+                continue
+            try:
+                info = parse_fdinfo(text)
+            except ParseError as err:
+                self._partial(f"epoll fd {epfd}: interest list unreadable: {err}")
+                continue
+            sets[epfd] = [(t.tfd, t.events, t.data, t.ino,
+                           kernel_dev_to_userspace(t.sdev) if t.sdev is not None else None)
+                          for t in info.epoll]
+            if info.epoll and info.epoll[0].ino is None:
+                self._partial(f"epoll fd {epfd}: this kernel prints no target inode/device, so "
+                              "closed and reused registrations cannot be told from ok ones")
+            if info.unknown:
+                self._partial(f"epoll fd {epfd}: {len(info.unknown)} unrecognised fdinfo line(s) "
+                              f"kept as text, e.g. {info.unknown[0][:60]!r}")
+        return sets
+
+    def _stat_key(self, fd: int) -> tuple[int, int] | None:
+        """(st_ino, st_dev) of the file open as fd (one stat, cached)."""
+        if fd not in self.keys:
+            try:
+                st = self.proc.stat(self.pid, "fd", fd, pid=self.pid)
+            except (ProcGone, AccessDenied):
+                self.keys[fd] = None
+            else:
+                self.keys[fd] = (st.st_ino, st.st_dev)
+        return self.keys[fd]
+
+    def _fd_key(self, fd: int) -> tuple[int, int] | None:
+        """Identity of fd: socket/pipe inodes from the link text plus their filesystem's device
+        (sockfs and pipefs are single kernel-internal mounts: one stat per type gives it)."""
+        if fd in self.keys:
+            return self.keys[fd]
+        typ, ino = self.fd_types[fd]
+        if ino is None or typ not in ("socket", "pipe"):
+            return self._stat_key(fd)
+        if typ not in self.type_dev:
+            key = self._stat_key(fd)
+            self.type_dev[typ] = key[1] if key is not None else None
+            return key
+        dev = self.type_dev[typ]
+        return (ino, dev) if dev is not None else self._stat_key(fd)
+
+    def _epoll_sets(self, raw_sets: dict[int, list[_Reg]]) -> list[EpollSet]:
+        from collections import Counter
+
+        from fdscope.parse.events import decode_epoll_mask
+
+        if not raw_sets:
+            return []
+        types = self.fd_types
+        # Shared anon inode (fs/anon_inodes.c): an epoll fd always has it, so stat one.
+        anon_key = self._stat_key(next(iter(raw_sets)))
+        ino_count = Counter([ino for _typ, ino in types.values()])
+        for typ in ("socket", "pipe"):
+            first = next((fd for fd, (t, _i) in types.items() if t == typ), None)
+            if first is not None:
+                self._fd_key(first)
+        type_dev = self.type_dev
+        mask_names: dict[int, tuple[str, ...]] = {}
+        out: list[EpollSet] = []
+        for epfd, regs in raw_sets.items():
+            rows = []
+            append = rows.append
+            for tfd, mask, data, ino, sdev in regs:
+                names = mask_names.get(mask)
+                if names is None:
+                    names = mask_names[mask] = decode_epoll_mask(mask)
+                t = types.get(tfd)
+                # Fast path: the tfd's link names the same inode on sockfs/pipefs, no dup.
+                if (t is not None and t[1] == ino and ino_count[ino] == 1
+                        and type_dev.get(t[0], -1) == sdev):
+                    append(Registration(tfd, mask, names, data, ino, sdev, "ok", (tfd,), True))
+                else:
+                    append(self._registration(tfd, mask, names, data, ino, sdev, anon_key))
+            out.append(EpollSet(epfd, tuple(rows)))
+        return out
+
+    def _registration(self, tfd: int, mask: int, names: tuple[str, ...], data: int,
+                      ino: int | None, sdev: int | None,
+                      anon_key: tuple[int, int] | None) -> Registration:
+        """Status of one registration: ok (tfd is that file), closed (tfd not open) or reused
+        (tfd names another file); open_as = this process's fds holding the watched file."""
+        types = self.fd_types
+        open_now = tfd in types
+        if ino is None or sdev is None:
+            # Kernels before 3.19 print no ino/sdev (fs/eventpoll.c): identity unknowable.
+            return Registration(tfd, mask, names, data, ino, sdev, "ok" if open_now else "closed",
+                                (tfd,) if open_now else (), False)
+        key = (ino, sdev)
+        status = ("ok" if self._fd_key(tfd) == key else "reused") if open_now else "closed"
+        if key == anon_key:
+            # Every anon_inode file shares one inode: holders cannot be told apart.
+            return Registration(tfd, mask, names, data, ino, sdev, status,
+                                (tfd,) if status == "ok" else (), False)
+        holders = [fd for fd in self._by_ino().get(ino, ()) if self._fd_key(fd) == key]
+        if not holders and not self.anon_scanned:
+            # A file whose link has no inode (pidfs, memfd, ...): stat those fds, once.
+            self.anon_scanned = True
+            by_ino = self._by_ino()
+            for fd, (_typ, fino) in types.items():
+                if fino is None:
+                    k = self._stat_key(fd)
+                    if k is not None:
+                        by_ino.setdefault(k[0], []).append(fd)
+            holders = [fd for fd in by_ino.get(ino, ()) if self._fd_key(fd) == key]
+        return Registration(tfd, mask, names, data, ino, sdev, status, tuple(sorted(set(holders))),
+                            True)
+
+    def _by_ino(self) -> dict[int, list[int]]:
+        if self.by_ino is None:
+            self.by_ino = {}
+            for fd, (_typ, ino) in self.fd_types.items():
+                if ino is not None:
+                    self.by_ino.setdefault(ino, []).append(fd)
+        return self.by_ino
+
+    # -- sockets -------------------------------------------------------------------------
+    def _sockets(self, rep: InspectReport, inodes: set[int]) -> dict[int, SocketInfo]:
+        from fdscope.parse import net
+
+        found: dict[int, SocketInfo] = {}
+        listeners: dict[str, list[int]] = {"inet": [], "unix": []}
+        for table in NET_TABLES:
+            if len(found) == len(inodes):
+                break
+            try:
+                text = self.proc.read_text(self.pid, "net", table, pid=self.pid)
+            except (ProcGone, AccessDenied):
+                continue  # absent (no IPv6, module not loaded) or hidden
+            try:
+                if table == "unix":
+                    rows = _unix_fast(text, inodes)
+                    if rows is None:
+                        sub = _only_inodes(text, table, inodes)
+                        rows = _socket_rows(net.parse_unix(sub)) if sub is not None else []
+                else:
+                    sub = _only_inodes(text, table, inodes)
+                    if sub is None:
+                        continue
+                    if table == "netlink":
+                        rows = _socket_rows(net.parse_netlink(sub))
+                    elif table == "packet":
+                        rows = _socket_rows(net.parse_packet(sub))
+                    else:
+                        rows = _socket_rows(net.parse_inet(sub, table))
+            except ParseError as err:
+                self._partial(f"/proc/{self.pid}/net/{table}: {err}")
+                continue
+            for ino, info in rows:
+                if ino in inodes and ino not in found:
+                    found[ino] = info
+                    if info.state == "LISTEN":
+                        listeners["unix" if table == "unix" else "inet"].append(ino)
+        if listeners["inet"] or listeners["unix"]:
+            self._listen_queues(rep, found, listeners)
+        missing = len(inodes) - len(found)
+        if missing:
+            rep.notes.append(f"{missing} socket(s) not in the target's /proc/PID/net tables "
+                             "(another family such as vsock or bluetooth, or a socket from "
+                             "another network namespace): proto unknown")
+        return found
+
+    def _listen_queues(self, rep: InspectReport, found: dict[int, SocketInfo],
+                       listeners: dict[str, list[int]]) -> None:
+        """Fill LISTEN send_q (the backlog) from sock_diag, as ss does, when netns is shared."""
+        shared = self._same_netns()
+        rep.net_namespace_shared = shared
+        if not shared:
+            rep.notes.append("target is in another network namespace: LISTEN backlog (send_q) "
+                             "unknown (sock_diag answers only for fdscope's own namespace)")
+            return
+        from fdscope import netdiag
+
+        for kind, query in (("inet", netdiag.inet_listen_queues),
+                            ("unix", netdiag.unix_listen_queues)):
+            if not listeners[kind]:
+                continue
+            try:
+                queues = query(listeners[kind])
+            except OSError as err:
+                rep.notes.append(f"sock_diag ({kind}) failed, LISTEN backlog unknown: {err}")
+                continue
+            for ino, (rq, wq) in queues.items():
+                found[ino] = found[ino]._replace(recv_q=rq, send_q=wq)
+
+    def _same_netns(self) -> bool:
+        try:
+            theirs = self.proc.stat(self.pid, "ns", "net", pid=self.pid)
+            ours = os.stat("/proc/self/ns/net")
+        except (FdscopeError, OSError):
+            return False
+        return (theirs.st_ino, theirs.st_dev) == (ours.st_ino, ours.st_dev)
+
+    # -- threads -------------------------------------------------------------------------
+    def _scan_threads(self, rep: InspectReport) -> None:
+        from fdscope.parse.syscall import decode_args, parse_syscall, syscall_name
+        from fdscope.parse.task import parse_stat
+
+        pid, proc = self.pid, self.proc
+        try:
+            tids = sorted(int(t) for t in proc.listdir(pid, "task", pid=pid))
+        except AccessDenied as err:
+            self._partial(f"threads unreadable: {err}")
+            return
+        denied = 0
+        threads: list[ThreadInfo] = []
+        self.thread_ticks: dict[int, int] = {}
+        for tid in tids:
+            try:
+                st = parse_stat(proc.read_text(pid, "task", tid, "stat", pid=pid))
+            except ProcGone:
+                self.vanished += 1
+                continue
+            except ParseError as err:
+                self._partial(f"thread {tid}: {err}")
+                continue
+            self.thread_ticks[tid] = st.utime + st.stime
+            wchan = self._wchan(tid)
+            syscall: str | None = None
+            nr: int | None = None
+            args: dict[str, int] = {}
+            try:
+                sc = parse_syscall(proc.read_text(pid, "task", tid, "syscall", pid=pid))
+            except AccessDenied:
+                denied += 1
+            except ProcGone:
+                self.vanished += 1
+                continue
+            except ParseError as err:
+                self._partial(f"thread {tid}: {err}")
+            else:
+                if sc.running:
+                    syscall = "running"
+                elif sc.nr is None or sc.nr < 0:
+                    syscall = "none"
+                else:
+                    nr = sc.nr
+                    syscall = syscall_name(sc.nr, self.arch)
+                    args = dict(decode_args(syscall, sc.args))
+            threads.append(ThreadInfo(tid, st.comm, st.state, syscall, wchan, args, nr))
+        if denied:
+            self._partial(
+                f"syscall of {denied} thread(s) unreadable: /proc/PID/task/TID/syscall needs "
+                "ptrace attach access (same uid and ptrace_scope permitting, or root / "
+                "CAP_SYS_PTRACE); wchan shown instead")
+        rep.threads = threads
+        rep.summary.threads = len(threads)
+
+    def _wchan(self, tid: int) -> str | None:
+        try:
+            text = self.proc.read_text(self.pid, "task", tid, "wchan", pid=self.pid).strip()
+        except (ProcGone, AccessDenied):
+            return None
+        # fs/proc/base.c proc_pid_wchan prints "0" when running or when the symbol is hidden.
+        return text if text and text != "0" else None
+
+    # -- cpu -----------------------------------------------------------------------------
+    def _cpu(self, rep: InspectReport, stat: Any, sample: float | None) -> None:
+        from fdscope.iomodel import needs_cpu_sample
+
+        hz = os.sysconf("SC_CLK_TCK")
+        if sample is None and needs_cpu_sample(rep):
+            sample = AUTO_SAMPLE
+            rep.notes.append(f"a thread was on CPU and none waited: CPU sampled for {AUTO_SAMPLE} s")
+        if sample:
+            rep.cpu = self._sample_cpu(rep, hz, sample)
+            return
+        try:
+            uptime = float(self.proc.read_text("uptime").split()[0])
+        except (FdscopeError, ValueError, IndexError):
+            return
+        age = uptime - stat.starttime / hz
+        if age > 0:
+            pct = 100.0 * (stat.utime + stat.stime) / hz / age
+            rep.cpu = Cpu(round(pct, 1), round(age, 1), "lifetime")
+
+    def _sample_cpu(self, rep: InspectReport, hz: int, seconds: float) -> Cpu | None:
+        from fdscope.parse.task import parse_stat
+
+        pid, proc = self.pid, self.proc
+        before = parse_stat(proc.read_text(pid, "stat", pid=pid))
+        t0 = time.monotonic()
+        starts = self._thread_ticks()
+        time.sleep(seconds)
+        after = parse_stat(proc.read_text(pid, "stat", pid=pid))
+        ends = self._thread_ticks()
+        elapsed = time.monotonic() - t0
+        ticks = (after.utime + after.stime) - (before.utime + before.stime)
+        per_thread = {tid: round(100.0 * (ends[tid] - starts[tid]) / hz / elapsed, 1)
+                      for tid in starts if tid in ends}
+        rep.threads = [t._replace(cpu_percent=per_thread.get(t.tid)) for t in rep.threads]
+        return Cpu(round(100.0 * ticks / hz / elapsed, 1), round(elapsed, 3), "sample")
+
+    def _thread_ticks(self) -> dict[int, int]:
+        from fdscope.parse.task import parse_stat
+
+        out: dict[int, int] = {}
+        for t in self.report.threads if self.report else ():
+            try:
+                st = parse_stat(self.proc.read_text(self.pid, "task", t.tid, "stat", pid=self.pid))
+            except (ProcGone, ParseError):
+                continue
+            out[t.tid] = st.utime + st.stime
+        return out
+
+
+# -- fast paths over the contract parsers ---------------------------------------------------
+# fs/eventpoll.c ep_show_fdinfo: "tfd: %8d events: %8x data: %16llx  pos:%lli ino:%lx sdev:%x".
+# Anything else (older kernels without pos/ino/sdev, extra tokens) falls back to parse_fdinfo.
+_EPOLL_LINE = re.compile(
+    r"^tfd:\s*(\d+) events:\s*([0-9a-f]+) data:\s*([0-9a-f]+)\s+pos:(-?\d+) ino:([0-9a-f]+) "
+    r"sdev:([0-9a-f]+)$", re.M | re.ASCII)
+_HEAD = re.compile(r"\Apos:\t(\d+)\nflags:\t([0-7]+)\n", re.ASCII)
+
+
+def _epoll_fast(text: str) -> list[tuple[int, int, int, int, int]] | None:
+    """The registrations of an epoll fdinfo in the current kernel format, or None to fall back."""
+    rows = _EPOLL_LINE.findall(text)
+    if len(rows) != text.count("tfd:") or _HEAD.match(text) is None:
+        return None
+    return [(int(a), int(b, 16), int(c, 16), int(e, 16), int(f, 16)) for a, b, c, _d, e, f in rows]
+
+
+def _fdinfo_head(text: str) -> tuple[int, int] | None:
+    """(flags, pos) from the two first fdinfo lines (fs/proc/fd.c seq_show), or None to fall back."""
+    m = _HEAD.match(text)
+    if m is None:
+        return None
+    return (int(m.group(2), 8), int(m.group(1)))
+
+
+_INODE_COLUMN = {"unix": 6, "netlink": 9, "packet": 8}
+# net/unix/af_unix.c unix_seq_show: "%pK: %08X %08X %08X %04X %02X %5lu" then " PATH" if bound.
+_UNIX_ROW = re.compile(r"^[0-9a-fA-F]+: [0-9A-F]+ [0-9A-F]+ ([0-9A-F]+) [0-9A-F]+ ([0-9A-F]+) +"
+                       r"([0-9]+)(?: (.*))?$", re.M | re.ASCII)
+
+
+def _unix_fast(text: str, inodes: set[int]) -> list[tuple[int, SocketInfo]] | None:
+    """Rows of /proc/PID/net/unix for `inodes`, with parse_unix's names; None to fall back
+    (unexpected header, or a path holding a newline)."""
+    from fdscope.parse.net import SO_ACCEPTCON, UNIX_STATES
+
+    if not text.startswith("Num"):
+        return None
+    rows = _UNIX_ROW.findall(text)
+    if len(rows) != text.count("\n") - 1:
+        return None
+    out: list[tuple[int, SocketInfo]] = []
+    for flags, st, ino_s, path in rows:
+        ino = int(ino_s)
+        if ino not in inodes:
+            continue
+        if int(flags, 16) & SO_ACCEPTCON:
+            state = "LISTEN"
+        else:
+            state = UNIX_STATES.get(int(st, 16)) or f"{int(st, 16):#04x}"
+        out.append((ino, SocketInfo("unix", state, path or None, None, None, None)))
+    return out
+
+
+def _socket_rows(rows: list[Any]) -> list[tuple[int, SocketInfo]]:
+    return [(r.inode, SocketInfo(r.proto, r.state, r.local, r.remote, r.recv_q, r.send_q))
+            for r in rows]
+
+
+def _only_inodes(text: str, table: str, inodes: set[int]) -> str | None:
+    """The table's header plus only the rows for `inodes` (cheap pre-filter before parsing)."""
+    head, _, body = text.partition("\n")
+    if not body.strip():
+        return None
+    col = _INODE_COLUMN.get(table, 9)
+    keep = [head]
+    kept = False
+    for line in body.splitlines():
+        parts = line.split(None, col + 1)
+        if len(parts) > col and parts[col].isdigit():
+            kept = int(parts[col]) in inodes
+            if kept:
+                keep.append(line)
+        elif kept:
+            keep.append(line)  # a unix path holding a newline continues on the next line
+    if len(keep) == 1:
+        return None
+    return "\n".join(keep) + "\n"
+
+
+def iter_watch(pid: int, interval: float, *, proc: Proc | None = None,
+               count: int | None = None, sleep: Any = time.sleep) -> Iterator[dict[str, Any]]:
+    """Yield fd counts by type every `interval` seconds (`count` samples, or forever).
+
+    Each sample: t (seconds since start), open_fds, by_type, delta (since the previous sample,
+    by type), growth_per_min (open fds per minute, linear over the whole watch)."""
+    proc = proc or Proc()
+    first: tuple[float, int] | None = None
+    prev: dict[str, int] | None = None
+    n = 0
+    while count is None or n < count:
+        if n:
+            sleep(interval)
+        t = time.monotonic()
+        by_type = _count_types(pid, proc)
+        total = sum(by_type.values())
+        if first is None:
+            first = (t, total)
+        elapsed = t - first[0]
+        delta = {k: by_type.get(k, 0) - prev.get(k, 0)
+                 for k in sorted(set(by_type) | set(prev)) if by_type.get(k, 0) != prev.get(k, 0)} \
+            if prev is not None else {}
+        growth = round((total - first[1]) * 60.0 / elapsed, 1) if elapsed > 0 else None
+        yield {"t": round(elapsed, 3), "open_fds": total, "by_type": by_type, "delta": delta,
+               "delta_total": total - sum(prev.values()) if prev is not None else 0,
+               "growth_per_min": growth}
+        prev = by_type
+        n += 1
+
+
+def _count_types(pid: int, proc: Proc) -> dict[str, int]:
+    from fdscope.parse.fdlink import classify_fd
+
+    names = proc.listdir(pid, "fd", pid=pid)
+    counts: dict[str, int] = {}
+    cache: dict[str, str] = {}
+    for name in names:
+        try:
+            link = proc.readlink(pid, "fd", name, pid=pid)
+        except ProcGone:
+            continue
+        if link.startswith("socket:["):
+            typ = "socket"
+        elif link.startswith("pipe:["):
+            typ = "pipe"
+        else:
+            typ = cache.get(link) or ""
+            if not typ:
+                st_mode = None
+                if link.startswith("/"):
+                    try:
+                        st_mode = proc.stat(pid, "fd", name, pid=pid).st_mode
+                    except ProcGone:
+                        continue
+                typ = classify_fd(link, st_mode).type
+                if not link.startswith("/"):
+                    cache[link] = typ
+        counts[typ] = counts.get(typ, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))

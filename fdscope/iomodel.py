@@ -1,0 +1,166 @@
+"""How a process waits for I/O, derived from its threads' blocked syscalls, its fds and its CPU.
+
+Kinds (a public contract, see docs/inspect.md): epoll, select, poll, threads, busy_polling,
+blocking, signal_driven, idle, unknown.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from fdscope.inspect import InspectReport, ThreadInfo
+
+from fdscope.inspect import IoModel
+
+KINDS = ("epoll", "select", "poll", "threads", "busy_polling", "blocking", "signal_driven",
+         "idle", "unknown")
+
+EPOLL_CALLS = frozenset({"epoll_wait", "epoll_pwait", "epoll_pwait2"})
+SELECT_CALLS = frozenset({"select", "pselect6", "_newselect"})
+POLL_CALLS = frozenset({"poll", "ppoll"})
+IO_CALLS = frozenset({"read", "readv", "pread64", "recvfrom", "recvmsg", "recvmmsg", "accept",
+                      "accept4", "connect", "write", "writev", "sendto", "sendmsg", "sendmmsg",
+                      "sendfile", "splice"})
+SIGNAL_CALLS = frozenset({"rt_sigsuspend", "pause", "rt_sigtimedwait", "sigsuspend"})
+SLEEP_CALLS = frozenset({"nanosleep", "clock_nanosleep", "futex", "wait4", "waitid",
+                         "io_uring_enter"})
+# Kernel functions /proc/PID/task/TID/wchan shows for the same waits (used when syscall is
+# unreadable; names from fs/eventpoll.c, fs/select.c, net/, kernel/futex/, kernel/time/).
+WCHAN_CALLS = {
+    "do_epoll_wait": "epoll_wait", "ep_poll": "epoll_wait",
+    "do_select": "select", "core_sys_select": "select", "kern_select": "select",
+    "do_sys_poll": "poll", "do_poll": "poll",
+    "inet_csk_accept": "accept", "inet_csk_wait_for_connect": "accept",
+    "unix_stream_read_generic": "recvfrom", "sk_wait_data": "recvfrom",
+    "wait_woken": "recvfrom", "__skb_wait_for_more_packets": "recvfrom",
+    "skb_wait_for_more_packets": "recvfrom", "unix_wait_for_peer": "sendto",
+    "sk_stream_wait_memory": "sendto", "pipe_read": "read", "pipe_write": "write",
+    "futex_wait_queue": "futex", "futex_wait_queue_me": "futex", "futex_wait": "futex",
+    "hrtimer_nanosleep": "clock_nanosleep", "do_nanosleep": "clock_nanosleep",
+    "do_wait": "wait4", "sigsuspend": "rt_sigsuspend", "sys_pause": "pause",
+    "__x64_sys_pause": "pause", "do_sigtimedwait": "rt_sigtimedwait",
+}
+WAIT_CALLS = EPOLL_CALLS | SELECT_CALLS | POLL_CALLS | IO_CALLS | SIGNAL_CALLS | SLEEP_CALLS
+BUSY_PERCENT = 50.0
+
+
+def effective_call(t: ThreadInfo) -> str | None:
+    """The syscall a thread is in, by name; from wchan when the syscall file was unreadable."""
+    if t.syscall not in (None, "none"):
+        return t.syscall
+    if t.wchan:
+        return WCHAN_CALLS.get(t.wchan)
+    return None
+
+
+def is_waiting(t: ThreadInfo) -> bool:
+    """Asleep in the kernel in a call that waits (a zero poll timeout is not a wait)."""
+    call = effective_call(t)
+    if t.state not in ("S", "D", "I") or call not in WAIT_CALLS:
+        return False
+    return t.args.get("timeout") != 0
+
+
+def needs_cpu_sample(rep: InspectReport) -> bool:
+    """True when a thread is on CPU and none is waiting: only a CPU sample tells spin from burst."""
+    threads = rep.threads
+    if not threads or any(is_waiting(t) for t in threads):
+        return False
+    return any(t.syscall == "running" or t.state == "R" for t in threads)
+
+
+def classify(rep: InspectReport) -> IoModel:
+    threads = rep.threads
+    if not threads:
+        return IoModel("unknown", "no thread readable")
+    calls = {t.tid: effective_call(t) for t in threads}
+    waiting = [t for t in threads if is_waiting(t)]
+    io_waiting = [t for t in waiting if calls[t.tid] not in SLEEP_CALLS]
+    cpu = rep.cpu
+    if cpu is not None and cpu.source == "sample" and not io_waiting:
+        busy = [t for t in threads if (t.cpu_percent or 0) >= BUSY_PERCENT]
+        if busy or cpu.percent >= BUSY_PERCENT:
+            n = len(busy) or 1
+            return IoModel("busy_polling", f"busy polling: {cpu.percent:g}% CPU over "
+                           f"{cpu.window:g} s ({n} thread{'s' if n != 1 else ''} spinning), "
+                           "no blocking wait")
+
+    def group(names: frozenset[str]) -> list[ThreadInfo]:
+        return [t for t in waiting if calls[t.tid] in names]
+
+    epoll_t, select_t, poll_t = group(EPOLL_CALLS), group(SELECT_CALLS), group(POLL_CALLS)
+    io_t, sig_t = group(IO_CALLS), group(SIGNAL_CALLS)
+    extras = _extras(epoll_t, select_t, poll_t, io_t)
+    if epoll_t:
+        return IoModel("epoll", _epoll_summary(rep, epoll_t) + extras("epoll"))
+    if select_t:
+        nfds = max((t.args.get("nfds", 0) for t in select_t), default=0)
+        who = _threads_in(select_t, calls)
+        return IoModel("select", f"select() loop, nfds={nfds}: {who}" + extras("select"))
+    if poll_t:
+        nfds = max((t.args.get("nfds", 0) for t in poll_t), default=0)
+        who = _threads_in(poll_t, calls)
+        return IoModel("poll", f"poll() loop, nfds={nfds}: {who}" + extras("poll"))
+    async_fds = [e.fd for e in rep.fds if e.flags and "O_ASYNC" in e.flags]
+    if async_fds and (sig_t or not io_t):
+        who = _threads_in(sig_t, calls) if sig_t else "no thread blocked in I/O"
+        return IoModel("signal_driven", f"signal-driven I/O: {len(async_fds)} fd(s) with O_ASYNC "
+                       f"({', '.join(map(str, async_fds[:8]))}), {who}")
+    if len(io_t) >= 2:
+        return IoModel("threads", f"thread per connection: {_threads_in(io_t, calls)}")
+    if len(io_t) == 1:
+        t = io_t[0]
+        where = f" on fd {t.args['fd']}" if "fd" in t.args else ""
+        return IoModel("blocking", f"blocking, single connection: 1 thread in {calls[t.tid]}{where}")
+    if waiting and len(waiting) == len(threads):
+        return IoModel("idle", f"idle: {_threads_in(waiting, calls)}")
+    running = [t for t in threads if t.syscall == "running" or t.state == "R"]
+    if running:
+        return IoModel("unknown", f"{len(running)} thread(s) on CPU, none waiting; "
+                       "use --sample SECONDS to measure CPU")
+    if all(calls[t.tid] is None for t in threads):
+        return IoModel("unknown", "syscalls unreadable and wchan not recognised")
+    return IoModel("unknown", _threads_in(threads, calls))
+
+
+def _threads_in(threads: list[ThreadInfo], calls: dict[int, str | None]) -> str:
+    counts = Counter(calls[t.tid] or "?" for t in threads)
+    parts = []
+    for i, (call, n) in enumerate(counts.most_common()):
+        if i == 0:
+            parts.append(f"{n} thread{'s' if n != 1 else ''} {'blocked ' if call in IO_CALLS else ''}in {call}")
+        else:
+            parts.append(f"{n} in {call}")
+    return ", ".join(parts)
+
+
+def _epoll_summary(rep: InspectReport, epoll_t: list[ThreadInfo]) -> str:
+    from fdscope.parse.events import EPOLLET
+
+    epfds = sorted({t.args["epfd"] for t in epoll_t if "epfd" in t.args})
+    sets = [s for s in rep.epoll if not epfds or s.epfd in epfds]
+    targets = sum(len(s.registrations) for s in sets)
+    et = sum(1 for s in sets for r in s.registrations if r.mask & EPOLLET)
+    n = len(epoll_t)
+    call = Counter(effective_call(t) for t in epoll_t).most_common(1)[0][0]
+    on = ""
+    if epfds:
+        on = f" on fd{'s' if len(epfds) > 1 else ''} {', '.join(map(str, epfds))}"
+    return (f"epoll event loop: {n} thread{'s' if n != 1 else ''} in {call}{on} "
+            f"({targets} target{'s' if targets != 1 else ''}, {et} edge-triggered)")
+
+
+def _extras(epoll_t: list, select_t: list, poll_t: list, io_t: list):  # type: ignore[type-arg]
+    def extra(kind: str) -> str:
+        bits = []
+        if kind != "select" and select_t:
+            bits.append(f"{len(select_t)} in select")
+        if kind not in ("select", "poll") and poll_t:
+            bits.append(f"{len(poll_t)} in poll")
+        if io_t:
+            bits.append(f"{len(io_t)} blocked in socket/pipe I/O")
+        return f"; also {', '.join(bits)}" if bits else ""
+
+    return extra

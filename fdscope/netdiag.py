@@ -1,0 +1,115 @@
+"""LISTEN queue sizes via NETLINK_SOCK_DIAG, as ss(8) gets them.
+
+/proc/net/tcp shows a listener's accept queue (rx_queue) but not its backlog; only sock_diag
+reports sk_max_ack_backlog (net/ipv4/inet_diag.c: for TCP_LISTEN idiag_rqueue = sk_ack_backlog,
+idiag_wqueue = sk_max_ack_backlog; net/unix/diag.c sk_diag_show_rqlen does the same for unix).
+The query runs in fdscope's own network namespace and reads kernel state only: callers must check
+that the target shares that namespace.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+from collections.abc import Iterable
+
+NETLINK_SOCK_DIAG = 4  # include/uapi/linux/netlink.h
+SOCK_DIAG_BY_FAMILY = 20  # include/uapi/linux/sock_diag.h
+NLM_F_REQUEST = 0x1
+NLM_F_DUMP = 0x300  # NLM_F_ROOT | NLM_F_MATCH
+NLMSG_ERROR = 2
+NLMSG_DONE = 3
+TCP_LISTEN = 10  # include/net/tcp_states.h
+UNIX_LISTEN = 10  # unix sockets reuse TCP_LISTEN for listeners (net/unix/af_unix.c)
+UDIAG_SHOW_RQLEN = 0x10  # include/uapi/linux/unix_diag.h
+UNIX_DIAG_RQLEN = 4
+
+_NLMSGHDR = struct.Struct("=IHHII")  # len, type, flags, seq, pid
+# struct inet_diag_req_v2: family, protocol, ext, pad, states, inet_diag_sockid (48 bytes)
+_INET_REQ = struct.Struct("=BBBBI48s")
+# struct inet_diag_msg: family, state, timer, retrans, sockid(48), expires, rqueue, wqueue, uid, inode
+_INET_MSG = struct.Struct("=BBBB48sIIIII")
+# struct unix_diag_req: family, protocol, pad, states, ino, show, cookie[2]
+_UNIX_REQ = struct.Struct("=BBHIII8s")
+# struct unix_diag_msg: family, type, state, pad, ino, cookie[2]
+_UNIX_MSG = struct.Struct("=BBBBI8s")
+_NLA = struct.Struct("=HH")
+
+
+class DiagError(OSError):
+    """The sock_diag query failed (no NETLINK_SOCK_DIAG, module missing, error reply)."""
+
+
+def _dump(payload: bytes) -> list[bytes]:
+    """Send one SOCK_DIAG_BY_FAMILY dump request and return the payload of every reply."""
+    hdr = _NLMSGHDR.pack(_NLMSGHDR.size + len(payload), SOCK_DIAG_BY_FAMILY,
+                         NLM_F_REQUEST | NLM_F_DUMP, 1, 0)
+    out: list[bytes] = []
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_SOCK_DIAG) as s:
+        s.settimeout(2.0)
+        s.sendto(hdr + payload, (0, 0))
+        while True:
+            data = s.recv(1 << 16)
+            if not data:
+                return out
+            off = 0
+            while off + _NLMSGHDR.size <= len(data):
+                length, mtype, _flags, _seq, _pid = _NLMSGHDR.unpack_from(data, off)
+                if length < _NLMSGHDR.size:
+                    raise DiagError("malformed netlink reply")
+                if mtype == NLMSG_DONE:
+                    return out
+                if mtype == NLMSG_ERROR:
+                    (err,) = struct.unpack_from("=i", data, off + _NLMSGHDR.size)
+                    if err:
+                        raise DiagError(-err, "sock_diag query refused")
+                    return out
+                out.append(data[off + _NLMSGHDR.size: off + length])
+                off += (length + 3) & ~3
+
+
+def inet_listen_queues(inodes: Iterable[int] | None = None) -> dict[int, tuple[int, int]]:
+    """inode -> (accept queue, backlog) for every TCP listener (IPv4 and IPv6) in this netns."""
+    wanted = set(inodes) if inodes is not None else None
+    result: dict[int, tuple[int, int]] = {}
+    for family in (socket.AF_INET, socket.AF_INET6):
+        req = _INET_REQ.pack(family, socket.IPPROTO_TCP, 0, 0, 1 << TCP_LISTEN, b"\0" * 48)
+        try:
+            replies = _dump(req)
+        except OSError as err:
+            raise DiagError(err.errno, f"inet_diag dump failed: {err.strerror or err}") from err
+        for msg in replies:
+            if len(msg) < _INET_MSG.size:
+                continue
+            fields = _INET_MSG.unpack_from(msg, 0)
+            state, rqueue, wqueue, inode = fields[1], fields[6], fields[7], fields[9]
+            if state != TCP_LISTEN or (wanted is not None and inode not in wanted):
+                continue
+            result[inode] = (rqueue, wqueue)
+    return result
+
+
+def unix_listen_queues(inodes: Iterable[int] | None = None) -> dict[int, tuple[int, int]]:
+    """inode -> (accept queue, backlog) for every unix listener in this netns."""
+    wanted = set(inodes) if inodes is not None else None
+    req = _UNIX_REQ.pack(socket.AF_UNIX, 0, 0, 1 << UNIX_LISTEN, 0, UDIAG_SHOW_RQLEN, b"\xff" * 8)
+    try:
+        replies = _dump(req)
+    except OSError as err:
+        raise DiagError(err.errno, f"unix_diag dump failed: {err.strerror or err}") from err
+    result: dict[int, tuple[int, int]] = {}
+    for msg in replies:
+        if len(msg) < _UNIX_MSG.size:
+            continue
+        _fam, _typ, state, _pad, inode, _cookie = _UNIX_MSG.unpack_from(msg, 0)
+        if state != UNIX_LISTEN or (wanted is not None and inode not in wanted):
+            continue
+        off = _UNIX_MSG.size
+        while off + _NLA.size <= len(msg):
+            nla_len, nla_type = _NLA.unpack_from(msg, off)
+            if nla_len < _NLA.size:
+                break
+            if nla_type & 0x3FFF == UNIX_DIAG_RQLEN and nla_len >= _NLA.size + 8:
+                result[inode] = struct.unpack_from("=II", msg, off + _NLA.size)
+            off += (nla_len + 3) & ~3
+    return result

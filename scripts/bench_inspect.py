@@ -1,0 +1,112 @@
+#!/usr/bin/env python3
+"""Benchmark: `fdscope inspect PID --json` against `lsof -n -P -p PID` on one big process.
+
+Builds a process holding 16,000 fds (unix socketpairs, loopback TCP connections and a listener,
+pipes, eventfds) with 8,000 of them registered in one epoll set, then times both commands
+alternately (ROUNDS each, output to /dev/null) and prints the medians and the ratio.
+Target (issue 3): fdscope <= 0.5 x lsof.
+
+Usage: .venv/bin/python scripts/bench_inspect.py [--rounds 5] [--fds 16000] [--regs 8000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import textwrap
+import time
+
+HOLDER = textwrap.dedent(
+    """
+    import json, os, resource, select, socket, sys, time
+    want_fds, want_regs = int(sys.argv[1]), int(sys.argv[2])
+    resource.setrlimit(resource.RLIMIT_NOFILE, (want_fds + 1000, max(want_fds + 1000,
+                       resource.getrlimit(resource.RLIMIT_NOFILE)[1])))
+    ep = select.epoll()
+    keep = []
+    socks, tcp, pipes, events = [], [], [], []
+    for _ in range(want_fds * 3 // 16 // 2 * 2 // 2):          # unix socketpairs
+        a, b = socket.socketpair(); socks += [a, b]
+    lst = socket.create_server(("127.0.0.1", 0), backlog=128)
+    for _ in range(want_fds // 16):                              # loopback TCP connections
+        c = socket.create_connection(lst.getsockname()); s, _addr = lst.accept(); tcp += [c, s]
+    for _ in range(want_fds * 5 // 32):                          # pipes
+        r, w = os.pipe(); pipes += [r, w]
+    while len(socks) + len(tcp) + len(pipes) + len(events) + 8 < want_fds:
+        events.append(os.eventfd(0))
+    fd = lambda o: o if isinstance(o, int) else o.fileno()
+    order = [fd(o) for o in tcp] + [fd(o) for o in socks] + pipes[: want_regs // 16] + events
+    for n in order[:want_regs]:
+        ep.register(n, select.EPOLLIN | select.EPOLLRDHUP)
+    print(json.dumps({"fds": len(os.listdir("/proc/self/fd")), "regs": min(want_regs, len(order))}),
+          flush=True)
+    time.sleep(3600)
+    """
+)
+
+
+def run_once(cmd: list[str]) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+    return time.perf_counter() - t0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--fds", type=int, default=16000)
+    ap.add_argument("--regs", type=int, default=8000)
+    args = ap.parse_args()
+    lsof = shutil.which("lsof")
+    fdscope = os.path.join(os.path.dirname(sys.executable), "fdscope")
+    if lsof is None or not os.path.exists(fdscope):
+        print("needs lsof on PATH and fdscope installed next to this python", file=sys.stderr)
+        return 1
+    # An installed package carries compiled bytecode; an editable checkout under
+    # PYTHONDONTWRITEBYTECODE=1 would otherwise recompile fdscope on every run.
+    import fdscope as pkg
+
+    subprocess.run([sys.executable, "-m", "compileall", "-q", os.path.dirname(pkg.__file__)],
+                   check=True, env={k: v for k, v in os.environ.items()
+                                    if k != "PYTHONDONTWRITEBYTECODE"})
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(args.fds), str(args.regs)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        info = json.loads(holder.stdout.readline())  # type: ignore[union-attr]
+        pid = holder.pid
+        out = subprocess.run([fdscope, "inspect", str(pid), "--json"], capture_output=True,
+                             text=True, check=True).stdout
+        doc = json.loads(out)
+        regs = sum(len(s["registrations"]) for s in doc["epoll"])
+        print(f"target pid {pid}: {info['fds']} fds, {info['regs']} epoll registrations; "
+              f"fdscope saw {doc['summary']['open_fds']} fds, {regs} registrations, "
+              f"{doc['summary']['by_type']}")
+        lsof_cmd = [lsof, "-n", "-P", "-p", str(pid)]
+        fd_cmd = [fdscope, "inspect", str(pid), "--json"]
+        run_once(lsof_cmd)
+        run_once(fd_cmd)
+        t_lsof, t_fd = [], []
+        for _ in range(args.rounds):
+            t_lsof.append(run_once(lsof_cmd))
+            t_fd.append(run_once(fd_cmd))
+        m_lsof, m_fd = statistics.median(t_lsof), statistics.median(t_fd)
+        print("lsof -n -P -p PID      : median %.3f s  (runs: %s)"
+              % (m_lsof, ", ".join(f"{t:.3f}" for t in t_lsof)))
+        print("fdscope inspect --json : median %.3f s  (runs: %s)"
+              % (m_fd, ", ".join(f"{t:.3f}" for t in t_fd)))
+        ratio = m_fd / m_lsof
+        print(f"ratio fdscope/lsof     : {ratio:.2f}  (target <= 0.50: "
+              f"{'met' if ratio <= 0.5 else 'NOT met'})")
+        return 0
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
