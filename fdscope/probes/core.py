@@ -21,7 +21,7 @@ import socket
 import time
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 Verdict = Literal["matches", "deviates", "skipped"]
@@ -205,13 +205,7 @@ def timed(fn: Callable[[], ProbeResult]) -> ProbeResult:
     """Run one probe and stamp its wall time."""
     t0 = time.perf_counter()
     res = fn()
-    return _with_elapsed(res, (time.perf_counter() - t0) * 1000)
-
-
-def _with_elapsed(res: ProbeResult, ms: float) -> ProbeResult:
-    from dataclasses import replace
-
-    return replace(res, elapsed_ms=round(ms, 1))
+    return replace(res, elapsed_ms=round((time.perf_counter() - t0) * 1000, 1))
 
 
 # ---------------------------------------------------------------- measuring helpers
