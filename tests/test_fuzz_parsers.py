@@ -14,7 +14,13 @@ from hypothesis import strategies as st
 
 from fdscope.errors import ParseError
 from fdscope.parse.events import decode_epoll_mask, decode_open_flags, is_disarmed
-from fdscope.parse.fdinfo import EpollTarget, kernel_dev_to_userspace, parse_fdinfo
+from fdscope.parse.fdinfo import (
+    EpollTarget,
+    _parse_epoll_tokens,
+    kernel_dev_to_userspace,
+    parse_epoll_line,
+    parse_fdinfo,
+)
 from fdscope.parse.fdlink import FD_TYPES, classify_fd
 from fdscope.parse.net import (
     TCP_STATES,
@@ -125,6 +131,14 @@ def test_fdinfo_round_trip(doc):
         kernel_dev_to_userspace(t.sdev or 0)
     decode_open_flags(info.flags, "x86_64")
     decode_open_flags(info.flags, "aarch64")
+
+
+@FUZZ
+@given(epoll_targets(), st.booleans(), st.sampled_from([" ", "  ", "\t"]))
+def test_epoll_fast_path_agrees_with_token_parser(target, upper, gap):
+    line = format_epoll(target, upper).replace("  pos:", gap + "pos:")
+    assert _parse_epoll_tokens(line) == target
+    assert parse_epoll_line(line) == target
 
 
 @FUZZ

@@ -7,7 +7,14 @@ import socket
 import pytest
 
 from fdscope.errors import ParseError
-from fdscope.parse.fdinfo import EpollTarget, kernel_dev_to_userspace, parse_fdinfo
+from fdscope.parse.events import decode_open_flags
+from fdscope.parse.fdinfo import (
+    EpollTarget,
+    _parse_epoll_tokens,
+    kernel_dev_to_userspace,
+    parse_epoll_line,
+    parse_fdinfo,
+)
 
 EPOLL_6_18 = (
     "pos:\t0\nflags:\t02000002\nmnt_id:\t17\nino:\t12\n"
@@ -121,3 +128,37 @@ def test_live_epoll_fdinfo_matches_fstat():
         ep.close()
         a.close()
         b.close()
+
+
+def test_live_flags_and_pos_decode(tmp_path):
+    path = tmp_path / "log"
+    path.write_bytes(b"0123456789")
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_NONBLOCK)
+    ro = os.open(path, os.O_RDONLY)
+    try:
+        os.read(ro, 7)
+        os.set_inheritable(fd, True)  # clear O_CLOEXEC, which Python sets by default
+        with open(f"/proc/self/fdinfo/{fd}") as f:
+            info = parse_fdinfo(f.read())
+        names = decode_open_flags(info.flags)
+        assert names[0] == "O_WRONLY"
+        assert {"O_APPEND", "O_NONBLOCK"} <= set(names) and "O_CLOEXEC" not in names
+        assert info.ino == os.fstat(fd).st_ino
+        with open(f"/proc/self/fdinfo/{ro}") as f:
+            info = parse_fdinfo(f.read())
+        assert info.pos == 7 and decode_open_flags(info.flags)[:2] == ("O_RDONLY", "O_CLOEXEC")
+    finally:
+        os.close(fd)
+        os.close(ro)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "tfd:        5 events: 40000019 data:                5  pos:0 ino:11ad sdev:9",
+        "tfd:        7 events:       19 data: 00007f3a5c0012a0",
+        "tfd: 7 events: 19 data: 7F3A5C0012A0  pos:-3 ino:FFFFFFFFFFFFFFFFFF sdev:FE00000",
+    ],
+)
+def test_fast_path_agrees_with_token_parser(line):
+    assert parse_epoll_line(line) == _parse_epoll_tokens(line)

@@ -209,3 +209,37 @@ def test_live_udp6_and_unix():
     finally:
         u6.close()
         ux.close()
+
+
+def test_live_unix_accept_queue_embryo_and_connected_udp():
+    name = f"\0fdscope embryo {os.getpid()}"
+    srv = socket.socket(socket.AF_UNIX)
+    srv.bind(name)
+    srv.listen(4)
+    clients = [socket.socket(socket.AF_UNIX) for _ in range(2)]
+    u1 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u2 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        for c in clients:
+            c.connect(name)
+        u1.bind(("127.0.0.1", 0))
+        u2.connect(u1.getsockname())
+        local = "@" + name[1:]
+        rows = [s for s in parse_unix(_read("unix")) if s.local == local]
+        # unix_seq_show: the listener, plus one CONNECTING entry (no file, inode 0) per
+        # connection waiting to be accept()ed.
+        assert sorted((s.state, s.inode == 0) for s in rows) == [
+            ("CONNECTING", True),
+            ("CONNECTING", True),
+            ("LISTEN", False),
+        ]
+        (u,) = [
+            s for s in parse_inet(_read("udp"), "udp") if s.inode == os.fstat(u2.fileno()).st_ino
+        ]
+        assert (u.state, u.remote) == ("ESTABLISHED", f"127.0.0.1:{u1.getsockname()[1]}")
+    finally:
+        for c in clients:
+            c.close()
+        srv.close()
+        u1.close()
+        u2.close()

@@ -1,5 +1,6 @@
 """/proc/PID/task/TID/syscall parsing, syscall tables and argument decoding."""
 
+import os
 import platform
 import select
 import socket
@@ -193,3 +194,66 @@ def test_live_threads_blocked_in_known_syscalls():
             t.join(10)
         a.close()
         ep.close()
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "aarch64"), reason="no syscall table")
+def test_live_select_poll_accept_decoded():
+    r, w = os.pipe()
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen()
+    tids = {}
+    ready = threading.Barrier(4)
+
+    def in_select():
+        tids["select"] = threading.get_native_id()
+        ready.wait()
+        select.select([r], [], [], 5)
+
+    def in_poll():
+        tids["poll"] = threading.get_native_id()
+        p = select.poll()
+        p.register(r, select.POLLIN)
+        ready.wait()
+        p.poll(5000)
+
+    def in_accept():
+        tids["accept"] = threading.get_native_id()
+        ready.wait()
+        conn, _ = srv.accept()
+        conn.close()
+
+    threads = [threading.Thread(target=f) for f in (in_select, in_poll, in_accept)]
+    for t in threads:
+        t.start()
+    try:
+        ready.wait()
+        expected = {
+            # glibc implements select() with the pselect6 syscall (on aarch64 there is no other).
+            "select": ({"select", "pselect6"}, {"nfds": r + 1}),
+            "poll": ({"poll", "ppoll"}, {"nfds": 1}),
+            "accept": ({"accept", "accept4"}, {"fd": srv.fileno()}),
+        }
+        deadline = time.monotonic() + 5
+        while True:
+            seen = {k: _syscall_of(tid) for k, tid in tids.items()}
+            names = {
+                k: syscall_name(s.nr, platform.machine()) if s.nr is not None else None
+                for k, s in seen.items()
+            }
+            if all(names[k] in expected[k][0] for k in expected) or time.monotonic() > deadline:
+                break
+            time.sleep(0.01)
+        for key, (calls, args) in expected.items():
+            assert names[key] in calls, (key, names[key])
+            decoded = decode_args(names[key], seen[key].args)
+            assert {k: decoded[k] for k in args} == args, (key, decoded)
+        assert decode_args(names["poll"], seen["poll"].args).get("timeout", 5000) == 5000
+    finally:
+        os.write(w, b"x")
+        socket.create_connection(srv.getsockname()).close()
+        for t in threads:
+            t.join(10)
+        srv.close()
+        os.close(r)
+        os.close(w)

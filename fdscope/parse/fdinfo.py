@@ -84,6 +84,11 @@ def parse_epoll_line(line: str) -> EpollTarget:
         return EpollTarget(
             int(tfd), int(events, 16), int(data, 16), int(pos), int(ino, 16), int(sdev, 16)
         )
+    return _parse_epoll_tokens(line)
+
+
+def _parse_epoll_tokens(line: str) -> EpollTarget:
+    """The general path: `key:value` tokens by name, in any order, extra tokens kept."""
     values: dict[str, int] = {}
     extra: list[tuple[str, str]] = []
     for match in _TOKEN.finditer(line):
