@@ -63,7 +63,7 @@ def _asleep(tid: int) -> bool:
         return False
     state = stat.rsplit(")", 1)[-1].split()[0]
     # wchan reads "0" when kernel symbols are hidden; then the state alone has to do.
-    return state == "S" and (wchan in ("", "0") or "ep" in wchan)
+    return state == "S" and (wchan in ("", "0") or "epoll" in wchan or wchan == "ep_poll")
 
 
 def count_wakeups(exclusive: bool, waiters: int = WAITERS) -> tuple[int, dict]:
