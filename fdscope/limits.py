@@ -18,6 +18,7 @@ from fdscope.errors import ProcGone
 from fdscope.model import Finding
 from fdscope.parse.limits import parse_limits
 from fdscope.parse.sysctl import FileNr, parse_file_nr, parse_int
+from fdscope.parse.task import parse_stat
 from fdscope.proc import Proc
 
 SCHEMA = "fdscope.limits/1"
@@ -51,6 +52,7 @@ class ProcessFds:
     hard: int | None
     open_fds: int
     highest_fd: int | None
+    kind: str = "process"  # process, zombie or kernel_thread
 
     @property
     def headroom(self) -> int | None:
@@ -92,6 +94,7 @@ class LimitsReport:
             "pid": p.pid,
             "pid_is_self": p.is_self,
             "process_name": p.name,
+            "process_kind": p.kind,
             "rlimit_nofile": {"soft": p.soft, "hard": p.hard},
             "open_fds": p.open_fds,
             "highest_fd": p.highest_fd,
@@ -170,11 +173,10 @@ def _select_accepts(fd: int) -> str | None:
 
 def process_fds(pid: int, proc: Proc) -> ProcessFds:
     is_self = pid == os.getpid()
+    stat = parse_stat(proc.read_text(pid, "stat", pid=pid))
+    kind = "kernel_thread" if stat.is_kernel_thread else "zombie" if stat.state == "Z" else "process"
     limits = parse_limits(proc.read_text(pid, "limits", pid=pid))
-    try:
-        name = proc.read_text(pid, "comm", pid=pid).strip()
-    except ProcGone:
-        name = "?"
+    name = stat.comm
     fds = [int(n) for n in proc.listdir(pid, "fd", pid=pid) if n.isdigit()]
     if is_self:
         # listdir's own directory fd shows up in the listing and is closed by now.
@@ -189,6 +191,7 @@ def process_fds(pid: int, proc: Proc) -> ProcessFds:
         hard=nofile.hard,
         open_fds=len(fds),
         highest_fd=max(fds) if fds else None,
+        kind=kind,
     )
 
 
@@ -228,6 +231,18 @@ def verdicts(r: LimitsReport) -> dict[str, list[Finding]]:
     who = f"pid {p.pid} ({p.name})"
     out: dict[str, list[Finding]] = {name: [] for name in FIGURE_ORDER}
     setsize = r.fd_setsize.value
+    if p.kind == "zombie":
+        out["open_fds"].append(Finding(
+            "info", "zombie",
+            f"{who} is a zombie: it has exited and holds no fds; its parent has not reaped it",
+        ))
+        return _system_verdicts(r, out)
+    if p.kind == "kernel_thread":
+        out["open_fds"].append(Finding(
+            "info", "kernel_thread",
+            f"{who} is a kernel thread: it has no fd table, its limits are inherited and unused",
+        ))
+        return _system_verdicts(r, out)
 
     if p.soft is not None and p.soft > setsize:
         out["rlimit_nofile"].append(Finding(
@@ -260,6 +275,11 @@ def verdicts(r: LimitsReport) -> dict[str, list[Finding]]:
                 "warn", "fd_limit_high",
                 f"{p.open_fds} of {p.soft} fds open ({used:.0%}): near EMFILE",
             ))
+    return _system_verdicts(r, out)
+
+
+def _system_verdicts(r: LimitsReport, out: dict[str, list[Finding]]) -> dict[str, list[Finding]]:
+    p = r.process
     if r.file_nr is not None and r.file_nr.max > 0:
         used = r.file_nr.allocated / r.file_nr.max
         if used >= 0.80:

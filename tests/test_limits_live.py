@@ -130,3 +130,33 @@ def test_fake_proc_root_with_malformed_limits(tmp_path: Path) -> None:
 
     with pytest.raises(ParseError, match="limits"):
         gather_limits(pid, Proc(str(tmp_path)))
+
+
+def test_zombie_is_stated(invoke) -> None:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        for _ in range(200):  # wait until it has exited but is not reaped
+            with open(f"/proc/{child.pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    break
+            import time
+
+            time.sleep(0.01)
+        result = invoke("limits", "--pid", str(child.pid), "--json")
+        assert result.exit_code == 0, result.stderr
+        doc = json.loads(result.stdout)
+    finally:
+        child.wait()
+    assert doc["process_kind"] == "zombie"
+    assert doc["open_fds"] == 0
+    assert codes(doc).get("zombie") == "info"
+    assert "select_exposure" not in codes(doc)
+
+
+def test_kernel_thread_is_stated(invoke) -> None:
+    result = invoke("limits", "--pid", "2", "--json")
+    doc = json.loads(result.stdout)
+    if doc["process_kind"] != "kernel_thread":
+        pytest.skip("pid 2 is not kthreadd in this pid namespace")
+    assert codes(doc)["kernel_thread"] == "info"
+    assert doc["open_fds"] == 0
