@@ -126,6 +126,10 @@ def test_fake_proc_root_with_malformed_limits(tmp_path: Path) -> None:
     (tmp_path / str(pid) / "fd").mkdir(parents=True)
     (tmp_path / str(pid) / "limits").write_text("this is not a limits file\n")
     (tmp_path / str(pid) / "comm").write_text("fake\n")
+    (tmp_path / str(pid) / "stat").write_text(
+        "4242 (fake) S 1 4242 4242 0 -1 4194304 0 0 0 0 1 2 0 0 20 0 1 0 100 0 0 "
+        + " ".join(["0"] * 30) + "\n"
+    )
     from fdscope.errors import ParseError
 
     with pytest.raises(ParseError, match="limits"):
