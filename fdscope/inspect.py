@@ -271,7 +271,6 @@ class _Scan:
         self.vanished = 0  # fds/threads that disappeared mid-scan
         self.arch = platform.machine()
         self.report: InspectReport | None = None
-        self.links: dict[int, str] = {}
         self.fdinfo_text: dict[int, str] = {}
         self.keys: dict[int, tuple[int, int] | None] = {}  # fd -> (st_ino, st_dev) when known
         self.type_dev: dict[str, int | None] = {}
@@ -369,65 +368,77 @@ class _Scan:
         from fdscope.parse.fdlink import classify_fd
 
         pid, proc = self.pid, self.proc
-        names = [n for n in proc.listdir(pid, "fd", pid=pid) if n.isdigit()]
-        names.sort(key=int)
+        names = proc.listdir(pid, "fd", pid=pid)
         links, gone = proc.readlinks(pid, "fd", names=names, pid=pid)
         self.vanished += gone
 
+        # One pass: type and inode from the link text; FdEntry rows without flags/socket yet.
+        new = tuple.__new__
         types: dict[int, tuple[str, int | None]] = {}
         cache: dict[str, tuple[str, int | None]] = {}
-        self.links = all_links = {}
+        fds: list[FdEntry] = []
+        append = fds.append
+        sockets_at: list[int] = []  # indexes into fds
+        prev = -1
+        ordered = True
         for name, link in links.items():
             fd = int(name)
-            all_links[fd] = link
+            if fd < prev:
+                ordered = False
+            prev = fd
             if link.startswith("socket:["):
-                types[fd] = ("socket", int(link[8:-1]))
+                hit = ("socket", int(link[8:-1]))
+                sockets_at.append(len(fds))
             elif link.startswith("pipe:["):
-                types[fd] = ("pipe", int(link[6:-1]))
+                hit = ("pipe", int(link[6:-1]))
             elif link.startswith("/"):
-                types[fd] = self._path_type(fd, link, classify_fd)
+                hit = self._path_type(fd, link, classify_fd)
             else:
                 hit = cache.get(link)
                 if hit is None:
                     t = classify_fd(link)
                     hit = cache[link] = (t.type, t.inode)
-                types[fd] = hit
+            types[fd] = hit
+            append(new(FdEntry, (fd, hit[0], link, hit[1], None, None, None, None)))
+        if not ordered:
+            # procfs lists fds in ascending order (fs/proc/fd.c); sort if that ever changes.
+            fds.sort()
+            types = {e.fd: (e.type, e.inode) for e in fds}
+            sockets_at = [i for i, e in enumerate(fds) if e.type == "socket"]
         self.fd_types = types
         order = list(types)
         raw_sets = self._read_epoll([fd for fd, (typ, _ino) in types.items() if typ == "epoll"])
         want_flags = self._flag_fds(order, types, raw_sets)
         infos = self._read_fdinfo(want_flags)
-        sock_inodes = {ino for typ, ino in types.values() if typ == "socket" and ino is not None}
-        sockets = self._sockets(rep, sock_inodes) if sock_inodes else {}
+        sock_inodes = {fds[i].inode for i in sockets_at}
+        sock_inodes.discard(None)
+        sockets = self._sockets(rep, sock_inodes) if sock_inodes else {}  # type: ignore[arg-type]
 
-        from fdscope.parse.events import decode_open_flags
-
-        flag_names: dict[int, tuple[str, ...]] = {}
-        fds: list[FdEntry] = []
-        append = fds.append
         unknown_sock = SocketInfo("unknown", "UNKNOWN", None, None, None, None)
         sget = sockets.get
-        iget = infos.get
-        for fd, (typ, ino) in types.items():
-            info = iget(fd)
-            if info is None:
-                raw = pos = names_ = None
-            else:
-                raw, pos = info
+        for i in sockets_at:
+            e = fds[i]
+            fds[i] = new(FdEntry, (e.fd, e.type, e.target, e.inode, None, None,
+                                   sget(e.inode, unknown_sock), None))  # type: ignore[arg-type]
+        if infos:
+            from fdscope.parse.events import decode_open_flags
+
+            flag_names: dict[int, tuple[str, ...]] = {}
+            index = {e.fd: i for i, e in enumerate(fds)}
+            for fd, (raw, pos) in infos.items():
+                i = index[fd]
                 names_ = None
                 if raw is not None:
                     names_ = flag_names.get(raw)
                     if names_ is None:
                         names_ = flag_names[raw] = decode_open_flags(raw, self.arch)
-            if typ == "socket":
-                sock = sget(ino, unknown_sock)  # type: ignore[arg-type]
-                append(FdEntry(fd, typ, all_links[fd], ino, names_, pos, sock, raw))
-            else:
-                append(FdEntry(fd, typ, all_links[fd], ino, names_, pos, None, raw))
+                e = fds[i]
+                fds[i] = new(FdEntry, (e.fd, e.type, e.target, e.inode, names_, pos, e.socket,
+                                       raw))
         from collections import Counter
 
-        by_type = Counter(typ for typ, _ino in types.values())
-        states = Counter(e.socket.state for e in fds if e.socket is not None)
+        by_type = Counter([typ for typ, _ino in types.values()])
+        states = Counter([fds[i].socket.state for i in sockets_at])  # type: ignore[union-attr]
         rep.fds = fds
         s = rep.summary
         s.open_fds = len(fds)
@@ -514,8 +525,7 @@ class _Scan:
             self.fdinfo_text[epfd] = text
             fast = _epoll_fast(text)
             if fast is not None:
-                sets[epfd] = [(tfd, mask, data, ino, kernel_dev_to_userspace(sdev))
-                              for tfd, mask, data, ino, sdev in fast]
+                sets[epfd] = fast
                 continue
             try:
                 info = parse_fdinfo(text)
@@ -575,6 +585,7 @@ class _Scan:
             if first is not None:
                 self._fd_key(first)
         type_dev = self.type_dev
+        new = tuple.__new__
         mask_names: dict[int, tuple[str, ...]] = {}
         out: list[EpollSet] = []
         for epfd, regs in raw_sets.items():
@@ -588,7 +599,8 @@ class _Scan:
                 # Fast path: the tfd's link names the same inode on sockfs/pipefs, no dup.
                 if (t is not None and t[1] == ino and ino_count[ino] == 1
                         and type_dev.get(t[0], -1) == sdev):
-                    append(Registration(tfd, mask, names, data, ino, sdev, "ok", (tfd,), True))
+                    append(new(Registration, (tfd, mask, names, data, ino, sdev, "ok", (tfd,),
+                                              True)))
                 else:
                     append(self._registration(tfd, mask, names, data, ino, sdev, anon_key))
             out.append(EpollSet(epfd, tuple(rows)))
@@ -832,12 +844,23 @@ _EPOLL_LINE = re.compile(
 _HEAD = re.compile(r"\Apos:\t(\d+)\nflags:\t([0-7]+)\n", re.ASCII)
 
 
-def _epoll_fast(text: str) -> list[tuple[int, int, int, int, int]] | None:
-    """The registrations of an epoll fdinfo in the current kernel format, or None to fall back."""
+def _epoll_fast(text: str) -> list[_Reg] | None:
+    """The registrations of an epoll fdinfo in the current kernel format, sdev already converted
+    to st_dev encoding; None to fall back to parse_fdinfo."""
+    from fdscope.parse.fdinfo import kernel_dev_to_userspace
+
     rows = _EPOLL_LINE.findall(text)
     if len(rows) != text.count("tfd:") or _HEAD.match(text) is None:
         return None
-    return [(int(a), int(b, 16), int(c, 16), int(e, 16), int(f, 16)) for a, b, c, _d, e, f in rows]
+    devs: dict[str, int] = {}
+    out: list[_Reg] = []
+    append = out.append
+    for tfd, mask, data, _pos, ino, sdev in rows:
+        dev = devs.get(sdev)
+        if dev is None:
+            dev = devs[sdev] = kernel_dev_to_userspace(int(sdev, 16))
+        append((int(tfd), int(mask, 16), int(data, 16), int(ino, 16), dev))
+    return out
 
 
 def _fdinfo_head(text: str) -> tuple[int, int] | None:

@@ -31,6 +31,7 @@ SLEEP_CALLS = frozenset({"nanosleep", "clock_nanosleep", "futex", "wait4", "wait
 WCHAN_CALLS = {
     "do_epoll_wait": "epoll_wait", "ep_poll": "epoll_wait",
     "do_select": "select", "core_sys_select": "select", "kern_select": "select",
+    "poll_schedule_timeout": "select",
     "do_sys_poll": "poll", "do_poll": "poll",
     "inet_csk_accept": "accept", "inet_csk_wait_for_connect": "accept",
     "unix_stream_read_generic": "recvfrom", "sk_wait_data": "recvfrom",
@@ -51,7 +52,8 @@ def effective_call(t: ThreadInfo) -> str | None:
     if t.syscall not in (None, "none"):
         return t.syscall
     if t.wchan:
-        return WCHAN_CALLS.get(t.wchan)
+        # "poll_schedule_timeout.constprop.0": compiler clones carry a suffix.
+        return WCHAN_CALLS.get(t.wchan.split(".", 1)[0])
     return None
 
 
@@ -115,7 +117,7 @@ def classify(rep: InspectReport) -> IoModel:
         where = f" on fd {t.args['fd']}" if "fd" in t.args else ""
         return IoModel("blocking", f"blocking, single connection: 1 thread in {calls[t.tid]}{where}")
     if waiting and len(waiting) == len(threads):
-        return IoModel("idle", f"idle: {_threads_in(waiting, calls)}")
+        return IoModel("idle", f"{_threads_in(waiting, calls)}; no thread waits for I/O")
     running = [t for t in threads if t.syscall == "running" or t.state == "R"]
     if running:
         return IoModel("unknown", f"{len(running)} thread(s) on CPU, none waiting; "

@@ -30,15 +30,15 @@ HOLDER = textwrap.dedent(
     ep = select.epoll()
     keep = []
     socks, tcp, pipes, events = [], [], [], []
-    for _ in range(want_fds * 3 // 16 // 2 * 2 // 2):          # unix socketpairs
+    for _ in range(want_fds * 3 // 16):                          # unix socketpairs: 6/16
         a, b = socket.socketpair(); socks += [a, b]
     lst = socket.create_server(("127.0.0.1", 0), backlog=128)
-    for _ in range(want_fds // 16):                              # loopback TCP connections
+    for _ in range(want_fds // 16):                              # loopback TCP pairs: 2/16
         c = socket.create_connection(lst.getsockname()); s, _addr = lst.accept(); tcp += [c, s]
-    for _ in range(want_fds * 5 // 32):                          # pipes
+    for _ in range(want_fds * 5 // 32):                          # pipes: 5/16
         r, w = os.pipe(); pipes += [r, w]
     while len(socks) + len(tcp) + len(pipes) + len(events) + 8 < want_fds:
-        events.append(os.eventfd(0))
+        events.append(os.eventfd(0))                             # eventfds: the rest
     fd = lambda o: o if isinstance(o, int) else o.fileno()
     order = [fd(o) for o in tcp] + [fd(o) for o in socks] + pipes[: want_regs // 16] + events
     for n in order[:want_regs]:

@@ -211,7 +211,7 @@ def render_report_json(report: Any, sections: Iterable[str] | None = None) -> st
     doc = report.to_json(sections=sections, rows=False)
     pre: dict[str, str] = {}
     if "fds" in doc:
-        rows = [_fd_row(e) for e in report.listed_fds()]
+        rows = _fd_rows(report.listed_fds())
         pre["fds"] = "[\n    " + ",\n    ".join(rows) + "\n  ]" if rows else "[]"
     if "epoll" in doc:
         pre["epoll"] = _epoll_json([(s.epfd, [_reg_row(r) for r in s.registrations])
@@ -230,16 +230,29 @@ def _jv(v: Any) -> str:
     return str(v)
 
 
-def _fd_row(e: Any) -> str:
-    flags = "null" if e.flags is None else "[" + ", ".join(_jstr(f) for f in e.flags) + "]"
-    s = e.socket
-    if s is None:
-        sock = "null"
-    else:
-        sock = (f'{{"proto": {_jstr(s.proto)}, "state": {_jstr(s.state)}, "local": {_jv(s.local)}, '
-                f'"remote": {_jv(s.remote)}, "recv_q": {_jv(s.recv_q)}, "send_q": {_jv(s.send_q)}}}')
-    return (f'{{"fd": {e.fd}, "type": {_jstr(e.type)}, "target": {_jstr(e.target)}, '
-            f'"inode": {_jv(e.inode)}, "flags": {flags}, "pos": {_jv(e.pos)}, "socket": {sock}}}')
+def _fd_rows(entries: Iterable[Any]) -> list[str]:
+    js = _jstr
+    socks: dict[Any, str] = {}
+    flag_lists: dict[Any, str] = {None: "null"}
+    out: list[str] = []
+    append = out.append
+    for fd, typ, target, inode, flags, pos, s, _raw in entries:
+        if s is None:
+            sock = "null"
+        else:
+            sock = socks.get(s)
+            if sock is None:
+                sock = socks[s] = (
+                    f'{{"proto": {js(s.proto)}, "state": {js(s.state)}, "local": {_jv(s.local)}, '
+                    f'"remote": {_jv(s.remote)}, "recv_q": {_jv(s.recv_q)}, '
+                    f'"send_q": {_jv(s.send_q)}}}')
+        fl = flag_lists.get(flags)
+        if fl is None:
+            fl = flag_lists[flags] = "[" + ", ".join(js(f) for f in flags) + "]"
+        append(f'{{"fd": {fd}, "type": "{typ}", "target": {js(target)}, '
+               f'"inode": {"null" if inode is None else inode}, "flags": {fl}, '
+               f'"pos": {"null" if pos is None else pos}, "socket": {sock}}}')
+    return out
 
 
 def _reg_row(r: Any) -> str:
