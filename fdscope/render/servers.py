@@ -1,0 +1,85 @@
+"""Text for `serve` events, the `load` result and the `run` report."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fdscope.render.table import section, table
+
+
+def render_event(event: str, fields: dict[str, Any]) -> str:
+    """One line for a `serve` event (listening, stopped)."""
+    if event == "listening":
+        host = fields["host"]
+        addr = f"[{host}]:{fields['port']}" if ":" in host else f"{host}:{fields['port']}"
+        extra = ""
+        if fields.get("selector"):
+            extra += f", selector {fields['selector']}"
+        if fields.get("pool"):
+            extra += f", pool of {fields['pool']} threads"
+        if fields.get("signal"):
+            extra += f", readiness by {fields['signal']}"
+        return (f"fdscope serve: {fields['model']} server listening on {addr} "
+                f"(pid {fields['pid']}{extra}); Ctrl-C or SIGTERM stops it")
+    if event == "stopped":
+        closed = ", ".join(f"{k} {v}" for k, v in sorted(fields.get("closed", {}).items()))
+        return (
+            f"fdscope serve: stopped: {fields['clients']} clients served, "
+            f"{fields['rejected']} rejected, {fields['bytes_in']} bytes in, "
+            f"{fields['bytes_out']} bytes out, peak {fields['peak_clients']} clients, "
+            f"{fields['partial_writes']} partial writes, "
+            f"{fields['backpressure_pauses']} backpressure pauses"
+            + (f"; closed: {closed}" if closed else "")
+        )
+    return f"fdscope serve: {event}: {fields}"
+
+
+def _ms(v: float | None) -> str:
+    return "-" if v is None else f"{v:.2f}"
+
+
+def render_load(doc: dict[str, Any]) -> str:
+    """The `load` result as a small table plus error and integrity lines."""
+    lat = doc["latency_ms"]
+    rows = [
+        ("target", doc["target"]),
+        ("connections", f"{doc['connections_ok']} of {doc['connections']} connected"),
+        ("messages", f"{doc['messages_ok']} verified of {doc['messages_sent']} sent"
+                     + (f" (expected {doc['messages_expected']})" if doc["messages_expected"] else "")),
+        ("sizes", f"{doc['size']['min']}-{doc['size']['max']} bytes"),
+        ("duration", f"{doc['duration_s']:.3f} s"),
+        ("throughput", f"{doc['msgs_per_s']:.0f} msgs/s, {doc['mb_per_s']:.2f} MB/s (each way)"),
+        ("latency ms", f"p50 {_ms(lat['p50'])}  p90 {_ms(lat['p90'])}  p99 {_ms(lat['p99'])}  "
+                       f"max {_ms(lat['max'])}"),
+        ("bytes", f"{doc['bytes_sent']} sent, {doc['bytes_verified']} verified, "
+                  f"{doc['bytes_lost']} lost"),
+        ("integrity failures", str(doc["integrity_failures"])),
+        ("connection errors", ", ".join(f"{k} {v}" for k, v in sorted(doc["errors"].items())) or "none"),
+        ("verdict", "OK: every reply byte verified" if doc["ok"] else "FAILED: " + doc["verdict"]),
+    ]
+    out = table(rows, ("load", "result"))
+    for f in doc.get("failures", []):
+        out += (f"\n  conn {f['connection']} message {f['message']}: {f['kind']} at byte "
+                f"{f['offset']} of {f['size']}"
+                + (f" (expected 0x{f['expected']:02x}, got 0x{f['got']:02x})"
+                   if f.get("expected") is not None else ""))
+    return out + "\n"
+
+
+def render_run(doc: dict[str, Any], inspection_text: str | None) -> str:
+    """The `run` report: the server, what inspection saw mid-load, the load, the server's totals."""
+    srv = doc["server"]
+    parts = [section("server", table([
+        ("model", srv["model"]), ("pid", srv["pid"]), ("address", f"{srv['host']}:{srv['port']}"),
+        ("exit code", srv.get("exit_code")),
+    ], ("server", "value")))]
+    if inspection_text is not None:
+        parts.append(section(f"inspection of pid {srv['pid']} at {doc['inspected_at_s']:.1f} s "
+                             "into the load", inspection_text.rstrip("\n")))
+    elif doc.get("inspection_error"):
+        parts.append(section("inspection", f"not available: {doc['inspection_error']}"))
+    parts.append(section("load", render_load(doc["load"]).rstrip("\n")))
+    totals = doc.get("server_totals")
+    if totals:
+        parts.append(section("server totals", render_event("stopped", totals)))
+    return "\n".join(parts)

@@ -1,0 +1,120 @@
+"""asyncio, the modern stdlib peer: a Protocol on the default event loop (an epoll selector on
+Linux). The transport buffers partial writes; backpressure is its write-buffer high-water mark:
+pause_writing() stops reading this client, resume_writing() resumes it."""
+
+from __future__ import annotations
+
+import asyncio
+import selectors
+import signal
+from typing import Any
+
+from fdscope.servers.core import BaseServer, Stats, transform
+
+
+class _Echo(asyncio.Protocol):
+    __slots__ = ("server", "transport")
+
+    def __init__(self, server: AsyncioServer) -> None:
+        self.server = server
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        sock = transport.get_extra_info("socket")
+        peer = transport.get_extra_info("peername")
+        if not self.server.admit_async(sock, peer):
+            transport.abort()
+            return
+        self.transport = transport
+        transport.set_write_buffer_limits(high=self.server.cfg.out_cap)
+        self.server.transports.add(transport)
+
+    def data_received(self, data: bytes) -> None:
+        stats = self.server.stats
+        stats.bytes_in += len(data)
+        assert self.transport is not None
+        self.transport.write(transform(data))
+        pending = self.transport.get_write_buffer_size()
+        if pending > stats.peak_pending:
+            stats.peak_pending = pending
+        stats.bytes_out += len(data)
+
+    def pause_writing(self) -> None:
+        self.server.stats.backpressure_pauses += 1
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.transport is None:
+            return
+        self.server.transports.discard(self.transport)
+        reason = "eof" if exc is None else _exc_kind(exc)
+        if self.server.stopping:
+            reason = "shutdown"
+        self.server.stats.ended(reason)
+
+
+def _exc_kind(exc: BaseException) -> str:
+    from fdscope.servers.core import error_kind
+
+    return error_kind(exc) if isinstance(exc, OSError) else type(exc).__name__
+
+
+class AsyncioServer(BaseServer):
+    model = "asyncio"
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.transports: set[asyncio.Transport] = set()
+        self.stopping = False
+
+    def admit_async(self, sock: Any, peer: Any) -> bool:
+        # admit() closes refused sockets itself; here the transport owns it, so only account.
+        return self.admit(_Borrowed(sock), peer)
+
+    def serve_forever(self) -> Stats:
+        loop = asyncio.SelectorEventLoop(selectors.DefaultSelector())
+        try:
+            loop.run_until_complete(self._main(loop))
+        finally:
+            loop.close()
+            super().close_all()
+        return self.stats
+
+    async def _main(self, loop: asyncio.AbstractEventLoop) -> None:
+        assert self.listener is not None
+        stop = loop.create_future()
+        for s in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(s, lambda: stop.done() or stop.set_result(None))
+        server = await loop.create_server(lambda: _Echo(self), sock=self.listener)
+        try:
+            await stop
+        finally:
+            self.stopping = True
+            server.close()
+            for t in list(self.transports):
+                t.abort()
+            await asyncio.sleep(0)
+            for s in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(s)
+
+
+class _Borrowed:
+    """A socket stand-in whose close() is left to the asyncio transport."""
+
+    def __init__(self, sock: Any) -> None:
+        self._sock = sock
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+    def setsockopt(self, *args: Any) -> None:
+        self._sock.setsockopt(*args)
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,437 @@
+"""The shared core of the reference servers.
+
+One protocol (`transform`), one per-connection buffer with backpressure (`Conn`), one account
+of what happened (`Stats`), one listening socket, one shutdown path and one event-loop template
+(`EventServer`). A model module says only how it waits for readiness (select, poll, epoll, a
+signal, or not at all) and whether readiness is edge-like (`drain`).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import socket
+import sys
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+READ_CHUNK = 65536
+# Pending output per client above which the server stops reading that client (backpressure).
+OUT_CAP = 256 * 1024
+# glibc's fd_set holds fds 0..1023; Python's select.select() raises ValueError beyond (select(2)).
+FD_SETSIZE = 1024
+ACCEPT_BATCH = 64
+
+
+def transform(data: bytes) -> bytes:
+    """The echo protocol: the reply is the request upper-cased, ASCII letters only.
+
+    bytes.upper() maps a-z to A-Z and leaves every other byte alone, so a reply has exactly the
+    request's length and can be checked byte for byte (fdscope.load uses this same function)."""
+    return data.upper()
+
+
+class Shutdown(Exception):
+    """Raised from the SIGINT/SIGTERM handler; unwinds whatever the model was blocked in."""
+
+
+@dataclass
+class ServeConfig:
+    model: str
+    host: str = "127.0.0.1"
+    port: int = 0
+    json: bool = False
+    max_clients: int | None = None
+    pool: int | None = None
+    idle_sleep: float = 0.0
+    out_cap: int = OUT_CAP
+
+
+@dataclass
+class Stats:
+    """What the server did; printed at shutdown (field names are the `stopped` event's)."""
+
+    clients: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+    closed: dict[str, int] = field(default_factory=dict)
+    bytes_in: int = 0
+    bytes_out: int = 0
+    active: int = 0
+    peak_clients: int = 0
+    peak_pending: int = 0
+    partial_writes: int = 0
+    backpressure_pauses: int = 0
+
+    def opened(self) -> None:
+        self.clients += 1
+        self.active += 1
+        if self.active > self.peak_clients:
+            self.peak_clients = self.active
+
+    def ended(self, reason: str) -> None:
+        self.active -= 1
+        self.closed[reason] = self.closed.get(reason, 0) + 1
+
+    def reject(self, reason: str) -> None:
+        self.rejected[reason] = self.rejected.get(reason, 0) + 1
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "clients": self.clients,
+            "rejected": sum(self.rejected.values()),
+            "rejected_by": dict(self.rejected),
+            "bytes_in": self.bytes_in,
+            "bytes_out": self.bytes_out,
+            "peak_clients": self.peak_clients,
+            "peak_pending": self.peak_pending,
+            "partial_writes": self.partial_writes,
+            "backpressure_pauses": self.backpressure_pauses,
+            "closed": dict(self.closed),
+        }
+
+
+def error_kind(err: OSError) -> str:
+    """ECONNRESET, EPIPE, ... : the errno's name, the way operators search for it."""
+    if err.errno is not None:
+        return errno.errorcode.get(err.errno, f"errno {err.errno}")
+    return type(err).__name__
+
+
+class Conn:
+    """One client: its socket, its pending output and the backpressure decision.
+
+    Methods return False when the connection is finished; `reason` then says why
+    ("eof" or an errno name). Sockets are non-blocking."""
+
+    __slots__ = ("sock", "fd", "peer", "out", "eof", "paused", "reason", "mask", "stats", "cap")
+
+    def __init__(self, sock: socket.socket, peer: Any, stats: Stats, cap: int) -> None:
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.peer = peer
+        self.out = bytearray()
+        self.eof = False
+        self.paused = False
+        self.reason = ""
+        self.mask = 0
+        self.stats = stats
+        self.cap = cap
+
+    @property
+    def wants_read(self) -> bool:
+        return not self.eof and len(self.out) < self.cap
+
+    @property
+    def wants_write(self) -> bool:
+        return bool(self.out)
+
+    def on_readable(self, drain: bool) -> bool:
+        """Read once (level-triggered) or until EAGAIN (`drain`, edge-like readiness), queueing
+        the replies; stop early when pending output reaches the cap."""
+        sock, stats = self.sock, self.stats
+        while not self.eof:
+            if len(self.out) >= self.cap:
+                if not self.paused:
+                    self.paused = True
+                    stats.backpressure_pauses += 1
+                return True
+            try:
+                data = sock.recv(READ_CHUNK)
+            except BlockingIOError:
+                return True
+            except OSError as err:
+                self.reason = error_kind(err)
+                return False
+            if not data:
+                self.eof = True
+                if not self.out:
+                    self.reason = "eof"
+                    return False
+                return True
+            stats.bytes_in += len(data)
+            reply = transform(data)
+            if self.out:
+                self.out += reply
+            elif not self._send_direct(reply):
+                return False
+            if len(self.out) > stats.peak_pending:
+                stats.peak_pending = len(self.out)
+            if not drain:
+                return True
+        return True
+
+    def _send_direct(self, reply: bytes) -> bool:
+        try:
+            n = self.sock.send(reply)
+        except BlockingIOError:
+            n = 0
+        except OSError as err:
+            self.reason = error_kind(err)
+            return False
+        self.stats.bytes_out += n
+        if n < len(reply):
+            self.stats.partial_writes += 1
+            self.out += memoryview(reply)[n:]
+        return True
+
+    def flush(self) -> bool:
+        """Send pending output until it is gone or the socket is full."""
+        out = self.out
+        while out:
+            try:
+                n = self.sock.send(out)
+            except BlockingIOError:
+                break
+            except OSError as err:
+                self.reason = error_kind(err)
+                return False
+            self.stats.bytes_out += n
+            del out[:n]
+            if out:
+                # A short write on a stream socket means its send buffer is full (epoll(7)).
+                self.stats.partial_writes += 1
+                break
+        if self.eof and not out:
+            self.reason = "eof"
+            return False
+        return True
+
+    def resume(self, drain: bool) -> bool:
+        """Drop the backpressure pause once output drained below the cap; with edge-like
+        readiness, read now: the data that arrived while paused will not be announced again."""
+        if self.paused and self.wants_read:
+            self.paused = False
+            if drain:
+                return self.on_readable(True)
+        return True
+
+
+class BaseServer:
+    """A listening socket, admission rules, totals and the shutdown path."""
+
+    model: ClassVar[str] = ""
+    # True when the listening socket and clients stay blocking (blocking, threads).
+    blocking_sockets: ClassVar[bool] = False
+    # Highest fd the model can watch, plus one; select's FD_SETSIZE.
+    fd_limit: ClassVar[int | None] = None
+
+    def __init__(self, cfg: ServeConfig, emit: Callable[[str, dict[str, Any]], None]) -> None:
+        self.cfg = cfg
+        self.emit = emit
+        self.stats = Stats()
+        self.listener: socket.socket | None = None
+        self._spare_fd: int | None = None
+        self.stopping = False
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def bind(self) -> tuple[str, int]:
+        family = socket.AF_INET6 if ":" in self.cfg.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.cfg.host, self.cfg.port))
+        sock.listen(socket.SOMAXCONN)
+        sock.setblocking(self.blocking_sockets)
+        self.listener = sock
+        self._spare_fd = os.open(os.devnull, os.O_RDONLY)
+        host, port = sock.getsockname()[:2]
+        return host, port
+
+    def listening_extra(self) -> dict[str, Any]:
+        """Model facts added to the `listening` event (e.g. which selector was picked)."""
+        return {}
+
+    def serve_forever(self) -> Stats:
+        """Run until SIGINT/SIGTERM, then close every connection and return the totals."""
+        previous = {s: signal.signal(s, _raise_shutdown) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            self.run()
+        except Shutdown:
+            pass
+        finally:
+            self.stopping = True
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+            self.close_all()
+        return self.stats
+
+    def run(self) -> None:
+        raise NotImplementedError
+
+    def close_all(self) -> None:
+        if self.listener is not None:
+            self.listener.close()
+        if self._spare_fd is not None:
+            os.close(self._spare_fd)
+            self._spare_fd = None
+
+    # -- admission ---------------------------------------------------------------------------
+    def admit(self, sock: socket.socket, peer: Any) -> bool:
+        """Apply --max-clients and the model's fd limit; a refused client is closed at once."""
+        reason = None
+        if self.fd_limit is not None and sock.fileno() >= self.fd_limit:
+            reason = "fd_setsize"
+            msg = (
+                f"{self.model}: closing connection from {_peer(peer)}: fd {sock.fileno()} >= "
+                f"FD_SETSIZE {FD_SETSIZE}, select() cannot watch it; still serving the others"
+            )
+        elif self.cfg.max_clients is not None and self.stats.active >= self.cfg.max_clients:
+            reason = "max_clients"
+            msg = (
+                f"{self.model}: closing connection from {_peer(peer)}: "
+                f"--max-clients {self.cfg.max_clients} reached"
+            )
+        if reason is None:
+            # Replies go out in pieces; Nagle would hold a piece back until the ACK of the
+            # previous one, which the peer delays (~40 ms): tcp(7) TCP_NODELAY.
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+            self.stats.opened()
+            return True
+        self.stats.reject(reason)
+        _set_linger0(sock)
+        sock.close()
+        warn(msg)
+        return False
+
+    def accept_some(self, drain: bool) -> list[socket.socket]:
+        """Accept up to ACCEPT_BATCH clients (all of them with `drain`) without blocking."""
+        assert self.listener is not None
+        accepted = []
+        while drain or len(accepted) < ACCEPT_BATCH:
+            try:
+                sock, peer = self.listener.accept()
+            except BlockingIOError:
+                break
+            except OSError as err:
+                if err.errno in (errno.EMFILE, errno.ENFILE):
+                    self._shed_one(err)
+                    continue
+                if err.errno in (errno.ECONNABORTED, errno.EPROTO, errno.EPERM):
+                    continue
+                raise
+            if self.admit(sock, peer):
+                sock.setblocking(False)
+                accepted.append(sock)
+        return accepted
+
+    def _shed_one(self, err: OSError) -> None:
+        """Out of fds: the pending connection keeps the listener readable, so a level-triggered
+        loop would spin. Free the spare fd, accept and close the client, keep the spare again
+        (accept(2) EMFILE; the libev/libevent "spare fd" idiom)."""
+        assert self.listener is not None
+        warn(f"{self.model}: accept: {error_kind(err)} (out of file descriptors); "
+             "closing a new connection to stay responsive")
+        self.stats.reject(error_kind(err))
+        if self._spare_fd is None:
+            raise err
+        os.close(self._spare_fd)
+        self._spare_fd = None
+        try:
+            sock, _ = self.listener.accept()
+            _set_linger0(sock)
+            sock.close()
+        except OSError:
+            pass
+        finally:
+            self._spare_fd = os.open(os.devnull, os.O_RDONLY)
+
+
+class EventServer(BaseServer):
+    """The single-threaded readiness loop shared by every non-blocking model.
+
+    A model implements `watch`, `update`, `unwatch` and `wait`; `wait` yields
+    (conn-or-None-for-the-listener, readable, writable). With `drain` (edge-like readiness:
+    epoll-et, sigio) every read and accept goes on until EAGAIN."""
+
+    drain: ClassVar[bool] = False
+
+    def __init__(self, cfg: ServeConfig, emit: Callable[[str, dict[str, Any]], None]) -> None:
+        super().__init__(cfg, emit)
+        self.conns: dict[int, Conn] = {}
+
+    def watch_listener(self) -> None:
+        """Register the listening socket with the model's mechanism."""
+
+    def watch(self, conn: Conn) -> None:
+        """Register a new client."""
+
+    def update(self, conn: Conn) -> None:
+        """The client's wants (read, write) may have changed."""
+
+    def unwatch(self, conn: Conn) -> None:
+        """Forget a client before its socket is closed."""
+
+    def wait(self) -> Iterable[tuple[Conn | None, bool, bool]]:
+        raise NotImplementedError
+
+    def run(self) -> None:
+        self.watch_listener()
+        drain = self.drain
+        handle = self.handle
+        while True:
+            for conn, readable, writable in self.wait():
+                if conn is None:
+                    self.on_accept()
+                else:
+                    handle(conn, readable, writable, drain)
+
+    def on_accept(self) -> None:
+        for sock in self.accept_some(self.drain):
+            conn = Conn(sock, sock.getpeername(), self.stats, self.cfg.out_cap)
+            self.conns[conn.fd] = conn
+            self.watch(conn)
+
+    def handle(self, conn: Conn, readable: bool, writable: bool, drain: bool) -> None:
+        ok = True
+        if readable:
+            ok = conn.on_readable(drain)
+        if ok and writable and conn.out:
+            ok = conn.flush()
+        if ok and conn.paused:
+            ok = conn.resume(drain)
+        if ok:
+            self.update(conn)
+        else:
+            self.drop(conn, conn.reason)
+
+    def drop(self, conn: Conn, reason: str) -> None:
+        self.unwatch(conn)
+        del self.conns[conn.fd]
+        conn.sock.close()
+        self.stats.ended(reason)
+
+    def close_all(self) -> None:
+        for conn in list(self.conns.values()):
+            self.drop(conn, "shutdown")
+        super().close_all()
+
+
+def _raise_shutdown(signum: int, frame: Any) -> None:
+    raise Shutdown(signal.Signals(signum).name)
+
+
+def _set_linger0(sock: socket.socket) -> None:
+    """Close with RST instead of FIN so a refused client learns at once (socket(7) SO_LINGER)."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    except OSError:
+        pass
+
+
+def _peer(peer: Any) -> str:
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        return f"{peer[0]}:{peer[1]}"
+    return str(peer)
+
+
+def warn(message: str) -> None:
+    """One diagnostic line on stderr, prefixed like every fdscope message."""
+    try:
+        sys.stderr.write(f"fdscope serve: {message}\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
