@@ -31,7 +31,6 @@ SLEEP_CALLS = frozenset({"nanosleep", "clock_nanosleep", "futex", "wait4", "wait
 WCHAN_CALLS = {
     "do_epoll_wait": "epoll_wait", "ep_poll": "epoll_wait",
     "do_select": "select", "core_sys_select": "select", "kern_select": "select",
-    "poll_schedule_timeout": "select",
     "do_sys_poll": "poll", "do_poll": "poll",
     "inet_csk_accept": "accept", "inet_csk_wait_for_connect": "accept",
     "unix_stream_read_generic": "recvfrom", "sk_wait_data": "recvfrom",
