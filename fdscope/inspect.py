@@ -299,6 +299,21 @@ class _Scan:
         if kthread:
             return self._kernel_thread(rep)
 
+        try:
+            self._scan(rep, stat, sample)
+        except NoSuchProcess as err:
+            raise NoSuchProcess(pid, f"process {pid} exited during the scan") from err
+        if self.vanished:
+            self._check_still_there()
+            rep.notes.append(f"{self.vanished} fd(s)/thread(s) closed or exited during the scan "
+                             "and were skipped")
+        if "findings" in self.sections:
+            from fdscope.findings import findings_for
+
+            rep.findings = findings_for(rep)
+        return rep
+
+    def _scan(self, rep: InspectReport, stat: Any, sample: float | None) -> None:
         need_fds = bool(set(self.sections) - {"threads"})
         need_threads = bool({"threads", "findings", "io_model"} & set(self.sections))
         if need_fds:
@@ -310,15 +325,6 @@ class _Scan:
             from fdscope.iomodel import classify
 
             rep.io_model = classify(rep)
-        if self.vanished:
-            self._check_still_there()
-            rep.notes.append(f"{self.vanished} fd(s)/thread(s) closed or exited during the scan "
-                             "and were skipped")
-        if "findings" in self.sections:
-            from fdscope.findings import findings_for
-
-            rep.findings = findings_for(rep)
-        return rep
 
     def _uid(self) -> int | None:
         try:
@@ -448,7 +454,7 @@ class _Scan:
         rep.epoll = self._epoll_sets(raw_sets)
         s.epoll_registrations = sum(len(e.registrations) for e in rep.epoll)
         n_flags = len(infos)
-        if n_flags < len(fds) and self.flags_mode != "all":
+        if len(want_flags) < len(order):
             why = (f"above {FLAGS_ALL_MAX} open fds" if self.flags_mode == "auto"
                    else "with --flags needed")
             rep.notes.append(
@@ -919,8 +925,11 @@ def _only_inodes(text: str, table: str, inodes: set[int]) -> str | None:
             kept = int(parts[col]) in inodes
             if kept:
                 keep.append(line)
-        elif kept:
-            keep.append(line)  # a unix path holding a newline continues on the next line
+        elif table == "unix":
+            if kept:
+                keep.append(line)  # a unix path holding a newline continues on the next line
+        else:
+            keep.append(line)  # malformed: let the parser say so
     if len(keep) == 1:
         return None
     return "\n".join(keep) + "\n"

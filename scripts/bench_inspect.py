@@ -95,10 +95,10 @@ def main() -> int:
             t_lsof.append(run_once(lsof_cmd))
             t_fd.append(run_once(fd_cmd))
         m_lsof, m_fd = statistics.median(t_lsof), statistics.median(t_fd)
-        print("lsof -n -P -p PID      : median %.3f s  (runs: %s)"
-              % (m_lsof, ", ".join(f"{t:.3f}" for t in t_lsof)))
-        print("fdscope inspect --json : median %.3f s  (runs: %s)"
-              % (m_fd, ", ".join(f"{t:.3f}" for t in t_fd)))
+        runs_lsof = ", ".join(f"{t:.3f}" for t in t_lsof)
+        runs_fd = ", ".join(f"{t:.3f}" for t in t_fd)
+        print(f"lsof -n -P -p PID      : median {m_lsof:.3f} s  (runs: {runs_lsof})")
+        print(f"fdscope inspect --json : median {m_fd:.3f} s  (runs: {runs_fd})")
         ratio = m_fd / m_lsof
         print(f"ratio fdscope/lsof     : {ratio:.2f}  (target <= 0.50: "
               f"{'met' if ratio <= 0.5 else 'NOT met'})")

@@ -204,6 +204,8 @@ def run_as_nobody(argv: list[str]) -> tuple[int, str]:
             os.dup2(w, 2)
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, 1)
+            sys.stdout = open(1, "w", closefd=False)  # pytest swapped the Python-level streams
+            sys.stderr = open(2, "w", closefd=False)
             os.setgroups([])
             os.setgid(65534)
             os.setuid(65534)
@@ -214,6 +216,7 @@ def run_as_nobody(argv: list[str]) -> tuple[int, str]:
                 code = 0
             except SystemExit as exc:
                 code = exc.code if isinstance(exc.code, int) else 1
+            sys.stderr.flush()
         finally:
             os._exit(code)
     os.close(w)

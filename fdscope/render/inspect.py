@@ -66,6 +66,7 @@ def _header(doc: dict[str, Any], colour: bool) -> str:
     from fdscope.render.table import fmt
 
     cmd = " ".join(doc.get("cmdline") or []) or f"[{doc.get('name')}]"
+    cmd = " ".join(cmd.split())  # a `python -c` script spans lines
     if len(cmd) > 100:
         cmd = cmd[:97] + "..."
     state = doc.get("state")
