@@ -34,8 +34,12 @@ class _Echo(asyncio.Protocol):
         stats = self.server.stats
         stats.bytes_in += len(data)
         assert self.transport is not None
+        before = self.transport.get_write_buffer_size()
         self.transport.write(transform(data))
         pending = self.transport.get_write_buffer_size()
+        if not before and pending:
+            # The transport tried send() at once and the kernel took only part of it.
+            stats.partial_writes += 1
         if pending > stats.peak_pending:
             stats.peak_pending = pending
         stats.bytes_out += len(data)

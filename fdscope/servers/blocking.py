@@ -6,45 +6,38 @@ backpressure of the bluntest kind: the whole server waits."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 
-from fdscope.servers.core import READ_CHUNK, BaseServer, Stats, error_kind, transform
+from fdscope.servers.core import READ_CHUNK, BaseServer, error_kind, signals_deferred, transform
 
 
-def serve_client(sock: socket.socket, server: BaseServer, lock: threading.Lock | None = None) -> None:
+def serve_client(sock: socket.socket, server: BaseServer,
+                 lock: threading.Lock | contextlib.nullcontext[None] | None = None) -> None:
     """Echo one blocking client until EOF or an error, then close it and account for it."""
-    bytes_in = bytes_out = 0
+    stats = server.stats
+    guard = lock if lock is not None else contextlib.nullcontext()
     reason = "eof"
     try:
         while True:
             data = sock.recv(READ_CHUNK)
             if not data:
                 break
-            bytes_in += len(data)
+            with guard:
+                stats.bytes_in += len(data)
             sock.sendall(transform(data))
-            bytes_out += len(data)
+            with guard:
+                stats.bytes_out += len(data)
     except OSError as err:
         reason = error_kind(err)
     except BaseException:
         reason = "shutdown"
         raise
     finally:
-        sock.close()
-        if server.stopping:
-            reason = "shutdown"
-        stats = server.stats
-        if lock is None:
-            _account(stats, bytes_in, bytes_out, reason)
-        else:
-            with lock:
-                _account(stats, bytes_in, bytes_out, reason)
-
-
-def _account(stats: Stats, bytes_in: int, bytes_out: int, reason: str) -> None:
-    stats.bytes_in += bytes_in
-    stats.bytes_out += bytes_out
-    stats.ended(reason)
+        with signals_deferred(), guard:
+            sock.close()
+            stats.ended("shutdown" if server.stopping else reason)
 
 
 class BlockingServer(BaseServer):
@@ -53,11 +46,7 @@ class BlockingServer(BaseServer):
 
     def run(self) -> None:
         assert self.listener is not None
-        self.current: socket.socket | None = None
         while True:
             sock, peer = self.listener.accept()
-            if not self.admit(sock, peer):
-                continue
-            self.current = sock
-            serve_client(sock, self)
-            self.current = None
+            if self.admit(sock, peer):
+                serve_client(sock, self)

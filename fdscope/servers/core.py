@@ -8,12 +8,14 @@ signal, or not at all) and whether readiness is edge-like (`drain`).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import signal
 import socket
 import sys
-from collections.abc import Callable, Iterable
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -131,12 +133,9 @@ class Conn:
         """Read once (level-triggered) or until EAGAIN (`drain`, edge-like readiness), queueing
         the replies; stop early when pending output reaches the cap."""
         sock, stats = self.sock, self.stats
+        if len(self.out) >= self.cap:
+            return self._pause()
         while not self.eof:
-            if len(self.out) >= self.cap:
-                if not self.paused:
-                    self.paused = True
-                    stats.backpressure_pauses += 1
-                return True
             try:
                 data = sock.recv(READ_CHUNK)
             except BlockingIOError:
@@ -158,8 +157,16 @@ class Conn:
                 return False
             if len(self.out) > stats.peak_pending:
                 stats.peak_pending = len(self.out)
+            if len(self.out) >= self.cap:
+                return self._pause()
             if not drain:
                 return True
+        return True
+
+    def _pause(self) -> bool:
+        if not self.paused:
+            self.paused = True
+            self.stats.backpressure_pauses += 1
         return True
 
     def _send_direct(self, reply: bytes) -> bool:
@@ -399,15 +406,34 @@ class EventServer(BaseServer):
             self.drop(conn, conn.reason)
 
     def drop(self, conn: Conn, reason: str) -> None:
-        self.unwatch(conn)
-        del self.conns[conn.fd]
-        conn.sock.close()
-        self.stats.ended(reason)
+        with signals_deferred():
+            self.unwatch(conn)
+            del self.conns[conn.fd]
+            conn.sock.close()
+            self.stats.ended(reason)
 
     def close_all(self) -> None:
         for conn in list(self.conns.values()):
             self.drop(conn, "shutdown")
         super().close_all()
+
+
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM while bookkeeping runs, so the Shutdown their handler raises cannot
+    land between closing a client and counting it (pthread_sigmask(3); main thread only, the
+    only one where Python runs signal handlers)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
 
 def _raise_shutdown(signum: int, frame: Any) -> None:

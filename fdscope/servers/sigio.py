@@ -40,7 +40,8 @@ class SigioServer(EventServer):
         # Block first: SIGIO's default action terminates the process (signal(7)).
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGIO})
         _make_async(self.listener.fileno())
-        self.signals = 0
+        # Clients that connected before O_ASYNC was set raised no SIGIO: scan once first.
+        self.signals = -1
 
     def watch(self, conn: Conn) -> None:
         _make_async(conn.fd)
@@ -49,7 +50,8 @@ class SigioServer(EventServer):
         return {"signal": "SIGIO"}
 
     def wait(self) -> Iterable[tuple[Conn | None, bool, bool]]:
-        signal.sigwaitinfo({signal.SIGIO})
+        if self.signals >= 0:
+            signal.sigwaitinfo({signal.SIGIO})
         self.signals += 1
         yield None, True, False
         for conn in list(self.conns.values()):

@@ -1,0 +1,271 @@
+"""One test class run against every reference server model (cf. CPython's selector tests), plus
+the model-specific promises: select and FD_SETSIZE, --max-clients, edge-triggered draining,
+the bounded thread pool."""
+
+from __future__ import annotations
+
+import resource
+import socket
+import threading
+import time
+
+import pytest
+
+from fdscope.load import LoadConfig, run_load
+from fdscope.servers import MODELS
+from fdscope.servers.core import OUT_CAP
+from tests.servers_support import (
+    ServerProc,
+    exchange,
+    expected,
+    random_payload,
+    recv_exactly,
+    reset,
+    server,
+    wait_for,
+)
+
+ALL_MODELS = list(MODELS)
+# Models that serve clients at the same time; `blocking` serves one at a time by design.
+CONCURRENT = [m for m in ALL_MODELS if m != "blocking"]
+# asyncio's transport reads up to 256 KiB per recv (selector_events max_size) before it can pause.
+PENDING_SLACK = 256 * 1024
+
+
+@pytest.fixture(scope="class", params=ALL_MODELS)
+def shared(request: pytest.FixtureRequest):
+    srv = ServerProc(request.param)
+    try:
+        yield srv
+    finally:
+        srv.kill()
+
+
+@pytest.mark.slow
+class TestEveryModel:
+    def test_listening_event(self, shared: ServerProc) -> None:
+        ev = shared.listening
+        assert ev["event"] == "listening"
+        assert ev["model"] == shared.model
+        assert ev["host"] == "127.0.0.1"
+        assert ev["pid"] == shared.pid
+        assert 0 < ev["port"] < 65536
+        if shared.model == "selectors":
+            # DefaultSelector on Linux is EpollSelector; the server must say which it got.
+            assert ev["selector"] == "EpollSelector"
+
+    def test_concurrent_random_payloads(self, shared: ServerProc) -> None:
+        cfg = LoadConfig(host=shared.host, port=shared.port, connections=6, messages=3,
+                         size_min=1, size_max=256 * 1024, seed=5, stall_timeout=15)
+        doc = run_load(cfg)
+        assert doc["ok"], doc["verdict"]
+        assert doc["messages_ok"] == 18
+        assert doc["bytes_verified"] == doc["bytes_sent"] > 0
+        assert shared.alive()
+
+    def test_client_reset_mid_stream(self, shared: ServerProc) -> None:
+        victim = socket.create_connection(shared.addr, timeout=5)
+        payload = random_payload(200_000, seed=1)
+        victim.sendall(payload)
+        first = recv_exactly(victim, 1000)
+        assert first == expected(payload[:1000])
+        reset(victim)  # RST while replies are still being sent
+        other = random_payload(50_000, seed=2)
+        assert exchange(shared.addr, other) == expected(other)
+        assert shared.alive()
+        assert "Traceback" not in shared.stderr()
+
+    def test_slow_reader_gets_backpressure(self, shared: ServerProc) -> None:
+        model = shared.model
+        with server(model) as srv:
+            slow = socket.socket()
+            # A small receive buffer stops autotuning, so replies pile up on the server side.
+            slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 * 1024)
+            slow.connect(srv.addr)
+            big = random_payload(16 * 1024 * 1024, seed=3)
+            sender = threading.Thread(target=slow.sendall, args=(big,), daemon=True)
+            sender.start()
+            time.sleep(0.5)
+            small = random_payload(64 * 1024, seed=4)
+            fast = socket.create_connection(srv.addr, timeout=5)
+            fast.sendall(small)
+            if model == "blocking":
+                # The only thread is stuck writing to the slow reader: nobody else is served.
+                fast.settimeout(0.5)
+                with pytest.raises(TimeoutError):
+                    fast.recv(1)
+            else:
+                assert recv_exactly(fast, len(small), timeout=3) == expected(small)
+            got = recv_exactly(slow, len(big), timeout=30)
+            sender.join(10)
+            assert got == expected(big)
+            slow.close()
+            if model == "blocking":
+                assert recv_exactly(fast, len(small), timeout=5) == expected(small)
+            fast.close()
+            rc, stopped = srv.stop()
+        assert rc == 0
+        assert stopped is not None
+        assert stopped["bytes_in"] == stopped["bytes_out"] == len(big) + len(small)
+        if model in ("blocking", "threads"):
+            # No user-space buffer: a blocked sendall() is the backpressure.
+            assert stopped["peak_pending"] == 0
+        else:
+            assert stopped["backpressure_pauses"] >= 1
+            assert stopped["partial_writes"] >= 1
+            assert 0 < stopped["peak_pending"] <= OUT_CAP + PENDING_SLACK
+
+    def test_sigterm_closes_all_and_prints_totals(self, shared: ServerProc) -> None:
+        with server(shared.model) as srv:
+            a = random_payload(10_000, seed=6)
+            assert exchange(srv.addr, a) == expected(a)
+            b = socket.create_connection(srv.addr, timeout=5)
+            b.sendall(b"b" * 100)
+            assert recv_exactly(b, 100) == b"B" * 100
+            reset(b)
+            c = socket.create_connection(srv.addr, timeout=5)
+            c.sendall(b"hello")
+            assert recv_exactly(c, 5) == b"HELLO"
+            time.sleep(0.3)  # let the server see b's RST before the shutdown
+            rc, stopped = srv.stop()
+            assert c.recv(10) == b""  # the server closed the idle client
+            c.close()
+            err = srv.stderr()
+        assert rc == 0, err
+        assert stopped is not None, err
+        assert stopped["clients"] == 3
+        assert stopped["bytes_in"] == stopped["bytes_out"] == 10_000 + 100 + 5
+        assert stopped["closed"] == {"eof": 1, "ECONNRESET": 1, "shutdown": 1}
+        assert "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_select_refuses_fds_beyond_fd_setsize_and_keeps_serving() -> None:
+    clients_wanted = 1100
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    need = clients_wanted + 100
+    if hard != resource.RLIM_INFINITY and hard < need:
+        pytest.skip(f"hard RLIMIT_NOFILE {hard} < {need}: cannot open fds beyond FD_SETSIZE")
+    if soft != resource.RLIM_INFINITY and soft < need:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))  # the child inherits it
+    socks: list[socket.socket] = []
+    try:
+        with server("select") as srv:
+            for _ in range(clients_wanted):
+                socks.append(socket.create_connection(srv.addr, timeout=5))
+            assert wait_for(lambda: srv.stderr().count("FD_SETSIZE 1024") >= 1, 10)
+            time.sleep(0.3)
+            assert srv.alive()
+            # An accepted client below fd 1024 is still served while others were refused.
+            socks[0].sendall(b"still here")
+            assert recv_exactly(socks[0], 10) == b"STILL HERE"
+            for s in socks:
+                s.close()
+            socks.clear()
+            after = random_payload(100_000, seed=7)
+            assert exchange(srv.addr, after) == expected(after)
+            rc, stopped = srv.stop()
+            err = srv.stderr()
+    finally:
+        for s in socks:
+            s.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert rc == 0
+    assert stopped is not None
+    refused = stopped["rejected_by"].get("fd_setsize", 0)
+    assert refused > 0
+    assert err.count("FD_SETSIZE 1024") == refused
+    assert "select() cannot watch it" in err
+    assert stopped["clients"] + refused == clients_wanted + 1
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("model", ["epoll", "threads", "asyncio"])
+def test_max_clients_refuses_the_extra_client(model: str) -> None:
+    with server(model, "--max-clients", "2") as srv:
+        a = socket.create_connection(srv.addr, timeout=5)
+        b = socket.create_connection(srv.addr, timeout=5)
+        for s in (a, b):
+            s.sendall(b"x")
+            assert recv_exactly(s, 1) == b"X"
+        extra = socket.create_connection(srv.addr, timeout=5)
+        try:
+            extra.sendall(b"y")
+            refused = extra.recv(1) == b""
+        except (ConnectionResetError, BrokenPipeError):
+            refused = True
+        extra.close()
+        assert refused
+        assert wait_for(lambda: "--max-clients 2 reached" in srv.stderr(), 5)
+        a.close()
+        assert wait_for(lambda: exchange(srv.addr, b"again") == b"AGAIN", 5)
+        b.close()
+        rc, stopped = srv.stop()
+    assert rc == 0 and stopped is not None
+    assert stopped["rejected_by"] == {"max_clients": 1}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["epoll-et", "sigio"])
+def test_edge_like_models_never_stall_on_large_messages(model: str) -> None:
+    """With edge-like readiness a missed drain is a hang, not a slowdown: a read or write that
+    stops before EAGAIN leaves data no new edge will announce. The pause/resume half of that
+    trap is covered by test_slow_reader_gets_backpressure (paused, then every byte arrives)."""
+    with server(model) as srv:
+        cfg = LoadConfig(host=srv.host, port=srv.port, connections=4, messages=3,
+                         size_min=512 * 1024, size_max=2 * 1024 * 1024, seed=8, stall_timeout=5)
+        doc = run_load(cfg)
+        rc, stopped = srv.stop()
+    assert doc["ok"], doc["verdict"]
+    assert doc["errors"] == {}
+    assert doc["messages_ok"] == 12
+    assert rc == 0 and stopped is not None
+    assert stopped["bytes_in"] == stopped["bytes_out"] == doc["bytes_verified"]
+
+
+def test_thread_pool_bounds_concurrency() -> None:
+    """--pool 2: a third client waits until a worker is free (the seed's bounded pool)."""
+    with server("threads", "--pool", "2") as srv:
+        assert srv.listening["pool"] == 2
+        a = socket.create_connection(srv.addr, timeout=5)
+        b = socket.create_connection(srv.addr, timeout=5)
+        for s in (a, b):
+            s.sendall(b"x")
+            assert recv_exactly(s, 1) == b"X"
+        c = socket.create_connection(srv.addr, timeout=5)
+        c.sendall(b"waiting")
+        c.settimeout(0.4)
+        with pytest.raises(TimeoutError):
+            c.recv(1)
+        a.close()
+        assert recv_exactly(c, 7, timeout=5) == b"WAITING"
+        for s in (b, c):
+            s.close()
+        rc, _ = srv.stop()
+    assert rc == 0
+
+
+def test_serve_usage_errors(invoke) -> None:  # type: ignore[no-untyped-def]
+    r = invoke("serve", "kqueue")
+    assert r.exit_code == 2
+    r = invoke("serve", "epoll", "--pool", "3")
+    assert r.exit_code == 2
+    assert "--pool applies only to the threads model" in r.output
+
+
+def test_serve_port_in_use_is_one_line_error() -> None:
+    import subprocess
+    import sys
+
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    port = holder.getsockname()[1]
+    try:
+        r = subprocess.run([sys.executable, "-m", "fdscope", "serve", "epoll", "--port", str(port)],
+                           capture_output=True, text=True, timeout=20)
+    finally:
+        holder.close()
+    assert r.returncode == 1
+    assert r.stderr.startswith("fdscope: cannot serve on 127.0.0.1:")
+    assert "Traceback" not in r.stderr
