@@ -69,16 +69,16 @@ def render_load(doc: dict[str, Any]) -> str:
 def render_run(doc: dict[str, Any], inspection_text: str | None) -> str:
     """The `run` report: the server, what inspection saw mid-load, the load, the server's totals."""
     srv = doc["server"]
-    parts = [section("server", table([
+    parts = [table([
         ("model", srv["model"]), ("pid", srv["pid"]), ("address", f"{srv['host']}:{srv['port']}"),
         ("exit code", srv.get("exit_code")),
-    ], ("server", "value")))]
+    ], ("server", "")) + "\n"]
     if inspection_text is not None:
         parts.append(section(f"inspection of pid {srv['pid']} at {doc['inspected_at_s']:.1f} s "
                              "into the load", inspection_text.rstrip("\n")))
     elif doc.get("inspection_error"):
         parts.append(section("inspection", f"not available: {doc['inspection_error']}"))
-    parts.append(section("load", render_load(doc["load"]).rstrip("\n")))
+    parts.append(render_load(doc["load"]))
     totals = doc.get("server_totals")
     if totals:
         parts.append(section("server totals", render_event("stopped", totals)))
