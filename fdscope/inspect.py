@@ -29,6 +29,8 @@ SECTIONS = ("summary", "findings", "fds", "epoll", "threads", "io_model")
 # costs one open+read+close per fd, about twice a readlink (scripts/bench_inspect.py).
 FLAGS_ALL_MAX = 4096
 FLAG_MODES = ("auto", "all", "needed")
+# From this many open fds on, a helper process parses the net tables in parallel (2+ cores).
+NET_HELPER_MIN_FDS = 2000
 # CPU window taken automatically when a thread is on CPU and none waits: confirms busy polling.
 AUTO_SAMPLE = 0.25
 # /proc/PID/net tables and the proto name each one gives its sockets.
@@ -375,7 +377,13 @@ class _Scan:
 
         pid, proc = self.pid, self.proc
         names = proc.listdir(pid, "fd", pid=pid)
-        links, gone = proc.readlinks(pid, "fd", names=names, pid=pid)
+        helper = self._fork_net_helper() if len(names) >= NET_HELPER_MIN_FDS else None
+        try:
+            links, gone = proc.readlinks(pid, "fd", names=names, pid=pid)
+        except BaseException:
+            if helper is not None:
+                self._collect_net_helper(helper)
+            raise
         self.vanished += gone
 
         # One pass: type and inode from the link text; FdEntry rows without flags/socket yet.
@@ -418,7 +426,9 @@ class _Scan:
         infos = self._read_fdinfo(want_flags)
         sock_inodes = {fds[i].inode for i in sockets_at}
         sock_inodes.discard(None)
-        sockets = self._sockets(rep, sock_inodes) if sock_inodes else {}  # type: ignore[arg-type]
+        prefetched = self._collect_net_helper(helper) if helper is not None else None
+        sockets = (self._sockets(rep, sock_inodes, prefetched)  # type: ignore[arg-type]
+                   if sock_inodes else {})
 
         unknown_sock = SocketInfo("unknown", "UNKNOWN", None, None, None, None)
         sget = sockets.get
@@ -652,40 +662,22 @@ class _Scan:
         return self.by_ino
 
     # -- sockets -------------------------------------------------------------------------
-    def _sockets(self, rep: InspectReport, inodes: set[int]) -> dict[int, SocketInfo]:
-        from fdscope.parse import net
-
+    def _sockets(self, rep: InspectReport, inodes: set[int],
+                 prefetched: list[tuple[str, str, Any]] | None = None) -> dict[int, SocketInfo]:
+        """inode -> SocketInfo for `inodes`, joined from the target's /proc/PID/net tables
+        (read here, or already read and parsed by the net helper process)."""
         found: dict[int, SocketInfo] = {}
         listeners: dict[str, list[int]] = {"inet": [], "unix": []}
-        for table in NET_TABLES:
-            if len(found) == len(inodes):
-                break
-            try:
-                text = self.proc.read_text(self.pid, "net", table, pid=self.pid)
-            except (ProcGone, AccessDenied):
-                continue  # absent (no IPv6, module not loaded) or hidden
-            try:
-                if table == "unix":
-                    rows = _unix_fast(text, inodes)
-                    if rows is None:
-                        sub = _only_inodes(text, table, inodes)
-                        rows = _socket_rows(net.parse_unix(sub)) if sub is not None else []
-                else:
-                    sub = _only_inodes(text, table, inodes)
-                    if sub is None:
-                        continue
-                    if table == "netlink":
-                        rows = _socket_rows(net.parse_netlink(sub))
-                    elif table == "packet":
-                        rows = _socket_rows(net.parse_packet(sub))
-                    else:
-                        rows = _socket_rows(net.parse_inet(sub, table))
-            except ParseError as err:
-                self._partial(f"/proc/{self.pid}/net/{table}: {err}")
+        tables = prefetched if prefetched is not None else self._net_tables(inodes)
+        new = tuple.__new__
+        for table, status, payload in tables:
+            if status == "error":
+                self._partial(f"/proc/{self.pid}/net/{table}: {payload}")
                 continue
-            for ino, info in rows:
+            for row in payload:
+                ino = row[0]
                 if ino in inodes and ino not in found:
-                    found[ino] = info
+                    info = found[ino] = new(SocketInfo, row[1:])
                     if info.state == "LISTEN":
                         listeners["unix" if table == "unix" else "inet"].append(ino)
         if listeners["inet"] or listeners["unix"]:
@@ -696,6 +688,78 @@ class _Scan:
                              "(another family such as vsock or bluetooth, or a socket from "
                              "another network namespace): proto unknown")
         return found
+
+    def _net_tables(self, inodes: set[int] | None,
+                    stop_when_found: bool = True) -> list[tuple[str, str, Any]]:
+        """Read and parse each net table once: [(table, "ok", rows) | (table, "error", msg)];
+        rows are plain tuples (inode, proto, state, local, remote, recv_q, send_q)."""
+        out: list[tuple[str, str, Any]] = []
+        seen = 0
+        for table in NET_TABLES:
+            if stop_when_found and inodes is not None and seen >= len(inodes):
+                break
+            try:
+                text = self.proc.read_text(self.pid, "net", table, pid=self.pid)
+            except (ProcGone, AccessDenied):
+                continue  # absent (no IPv6, module not loaded) or hidden
+            try:
+                rows = _net_rows(table, text, inodes)
+            except ParseError as err:
+                out.append((table, "error", str(err)))
+                continue
+            seen += len(rows)
+            out.append((table, "ok", rows))
+        return out
+
+    def _fork_net_helper(self) -> tuple[int, int] | None:
+        """Start a child process that reads and parses every net table while this process reads
+        the fd links (both are CPU-bound Python; two processes use two cores). The child only
+        reads /proc; returns (pid, pipe fd), or None when fork is unavailable."""
+        try:
+            r, w = os.pipe()
+            child = os.fork()
+        except OSError:
+            return None
+        if child == 0:  # pragma: no cover - runs in the child, reported through the pipe
+            code = 0
+            try:
+                os.close(r)
+                import marshal
+
+                try:
+                    result: Any = ("ok", self._net_tables(None))
+                except NoSuchProcess:
+                    result = ("gone", None)
+                except FdscopeError as err:
+                    result = ("fail", str(err))
+                data = marshal.dumps(result)
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(w, view):]
+            except BaseException:  # noqa: BLE001 - the parent falls back to reading itself
+                code = 1
+            finally:
+                os._exit(code)
+        os.close(w)
+        return child, r
+
+    def _collect_net_helper(self, helper: tuple[int, int]) -> list[tuple[str, str, Any]] | None:
+        import marshal
+
+        child, r = helper
+        chunks = []
+        try:
+            while chunk := os.read(r, 1 << 20):
+                chunks.append(chunk)
+        finally:
+            os.close(r)
+            _, status = os.waitpid(child, 0)
+        if os.waitstatus_to_exitcode(status) != 0 or not chunks:
+            return None
+        kind, payload = marshal.loads(b"".join(chunks))
+        if kind == "gone":
+            raise NoSuchProcess(self.pid)
+        return payload if kind == "ok" else None
 
     def _listen_queues(self, rep: InspectReport, found: dict[int, SocketInfo],
                        listeners: dict[str, list[int]]) -> None:
@@ -883,7 +947,7 @@ _UNIX_ROW = re.compile(r"^[0-9a-fA-F]+: [0-9A-F]+ [0-9A-F]+ ([0-9A-F]+) [0-9A-F]
                        r"([0-9]+)(?: (.*))?$", re.M | re.ASCII)
 
 
-def _unix_fast(text: str, inodes: set[int]) -> list[tuple[int, SocketInfo]] | None:
+def _unix_fast(text: str, inodes: set[int] | None) -> list[tuple[Any, ...]] | None:
     """Rows of /proc/PID/net/unix for `inodes`, with parse_unix's names; None to fall back
     (unexpected header, or a path holding a newline)."""
     from fdscope.parse.net import SO_ACCEPTCON, UNIX_STATES
@@ -893,22 +957,40 @@ def _unix_fast(text: str, inodes: set[int]) -> list[tuple[int, SocketInfo]] | No
     rows = _UNIX_ROW.findall(text)
     if len(rows) != text.count("\n") - 1:
         return None
-    out: list[tuple[int, SocketInfo]] = []
+    out: list[tuple[Any, ...]] = []
     for flags, st, ino_s, path in rows:
         ino = int(ino_s)
-        if ino not in inodes:
+        if inodes is not None and ino not in inodes:
             continue
         if int(flags, 16) & SO_ACCEPTCON:
             state = "LISTEN"
         else:
             state = UNIX_STATES.get(int(st, 16)) or f"{int(st, 16):#04x}"
-        out.append((ino, SocketInfo("unix", state, path or None, None, None, None)))
+        out.append((ino, "unix", state, path or None, None, None, None))
     return out
 
 
-def _socket_rows(rows: list[Any]) -> list[tuple[int, SocketInfo]]:
-    return [(r.inode, SocketInfo(r.proto, r.state, r.local, r.remote, r.recv_q, r.send_q))
-            for r in rows]
+def _net_rows(table: str, text: str, inodes: set[int] | None) -> list[tuple[Any, ...]]:
+    """Rows of one /proc/PID/net table as (inode, proto, state, local, remote, recv_q, send_q),
+    only for `inodes` (None: every row). Raises ParseError for a malformed row."""
+    from fdscope.parse import net
+
+    if table == "unix":
+        fast = _unix_fast(text, inodes)
+        if fast is not None:
+            return fast
+        parse = net.parse_unix
+    elif table == "netlink":
+        parse = net.parse_netlink
+    elif table == "packet":
+        parse = net.parse_packet
+    else:
+        def parse(t: str) -> list[Any]:
+            return net.parse_inet(t, table)
+    sub = _only_inodes(text, table, inodes) if inodes is not None else text
+    if sub is None:
+        return []
+    return [(r.inode, r.proto, r.state, r.local, r.remote, r.recv_q, r.send_q) for r in parse(sub)]
 
 
 def _only_inodes(text: str, table: str, inodes: set[int]) -> str | None:

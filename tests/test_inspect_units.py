@@ -1,0 +1,243 @@
+"""Pieces of inspect checked on their own: fast paths against the contract parsers, the net
+helper process against in-process parsing, sock_diag against ss, io_model and findings rules."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import textwrap
+
+import pytest
+from inspect_support import Target
+
+import fdscope.inspect as I
+from fdscope import netdiag
+from fdscope.findings import findings_for
+from fdscope.iomodel import classify
+from fdscope.parse.fdinfo import kernel_dev_to_userspace, parse_fdinfo
+from fdscope.parse.net import parse_inet, parse_unix
+
+UNIX_TEXT = (
+    "Num       RefCount Protocol Flags    Type St Inode Path\n"
+    "0000000000000000: 00000002 00000000 00010000 0001 01 40001 /run/app.sock\n"
+    "0000000000000000: 00000002 00000000 00000000 0001 03 40002 @abstract name\n"
+    "0000000000000000: 00000003 00000000 00000000 0002 01 40003\n"
+    "0000000000000000: 00000003 00000000 00000000 0005 03 40004 /tmp/with space\n"
+)
+
+
+def _contract_rows(rows):
+    return sorted((r.inode, r.proto, r.state, r.local, r.remote, r.recv_q, r.send_q) for r in rows)
+
+
+def test_unix_fast_path_matches_parse_unix():
+    assert sorted(I._unix_fast(UNIX_TEXT, None)) == _contract_rows(parse_unix(UNIX_TEXT))
+    with open("/proc/self/net/unix") as f:
+        live = f.read()
+    assert sorted(I._unix_fast(live, None)) == _contract_rows(parse_unix(live))
+    assert [r[0] for r in I._unix_fast(UNIX_TEXT, {40002})] == [40002]
+    # a path holding a newline continues on the next line: the fast path defers to the parser
+    broken = UNIX_TEXT + "0000000000000000: 00000002 00000000 00010000 0001 01 40005 /a\nb\n"
+    assert I._unix_fast(broken, None) is None
+    assert I._net_rows("unix", broken, {40005}) == [(40005, "unix", "LISTEN", "/a\nb", None,
+                                                      None, None)]
+
+
+def test_epoll_fast_path_matches_parse_fdinfo():
+    text = ("pos:\t0\nflags:\t02\nmnt_id:\t15\nino:\t1057\n"
+            "tfd:        5 events:       19 data:     7f0000000005  pos:0 ino:1a2b sdev:9\n"
+            "tfd:       12 events: 80002019 data: ffffffffffffffff  pos:0 ino:3 sdev:800003\n")
+    fast = I._epoll_fast(text)
+    slow = [(t.tfd, t.events, t.data, t.ino, kernel_dev_to_userspace(t.sdev))
+            for t in parse_fdinfo(text).epoll]
+    assert fast == slow
+    assert fast[1][4] == os.makedev(8, 3)
+    old = "pos:\t0\nflags:\t02\ntfd:        5 events:       19 data:                5\n"
+    assert I._epoll_fast(old) is None  # 3.8-4.x form: the contract parser handles it
+    assert [t.tfd for t in parse_fdinfo(old).epoll] == [5]
+
+
+def test_only_inodes_keeps_header_and_malformed_rows():
+    with open("/proc/self/net/tcp") as f:
+        text = f.read()
+    head = text.splitlines()[0]
+    assert I._only_inodes(text, "tcp", set()) is None or \
+        I._only_inodes(text, "tcp", set()).splitlines() == [head]
+    bad = head + "\n   0: garbage\n"
+    assert I._only_inodes(bad, "tcp", {1}).splitlines() == [head, "   0: garbage"]
+
+
+def test_inet_rows_match_parser_for_a_live_listener():
+    with socket.create_server(("127.0.0.1", 0)) as s:
+        ino = os.fstat(s.fileno()).st_ino
+        with open("/proc/self/net/tcp") as f:
+            text = f.read()
+        rows = I._net_rows("tcp", text, {ino})
+        assert rows == [r for r in _contract_rows(parse_inet(text, "tcp")) if r[0] == ino]
+        assert rows[0][2:4] == ("LISTEN", f"127.0.0.1:{s.getsockname()[1]}")
+
+
+HOLDER = textwrap.dedent(
+    """
+    import json, os, select, socket, time
+    keep = [socket.socketpair() for _ in range(700)]
+    lst = socket.create_server(("127.0.0.1", 0), backlog=7)
+    tcp = [socket.create_connection(lst.getsockname()) for _ in range(5)]
+    pipes = [os.pipe() for _ in range(300)]
+    ep = select.epoll()
+    for a, b in keep[:100]:
+        ep.register(a.fileno(), select.EPOLLIN | select.EPOLLET)
+    print(json.dumps({"n": len(os.listdir("/proc/self/fd"))}), flush=True)
+    time.sleep(600)
+    """
+)
+
+
+def test_net_helper_process_matches_in_process(monkeypatch):
+    with Target(HOLDER) as t:
+        assert t.info["n"] >= I.NET_HELPER_MIN_FDS
+        forks = []
+        real_fork = I._Scan._fork_net_helper
+
+        def counting(self):
+            forks.append(1)
+            return real_fork(self)
+
+        monkeypatch.setattr(I._Scan, "_fork_net_helper", counting)
+        with_helper = I.inspect_process(t.pid, sample=0).to_json()
+        assert forks == [1]
+        monkeypatch.setattr(I, "NET_HELPER_MIN_FDS", 10 ** 9)
+        without = I.inspect_process(t.pid, sample=0).to_json()
+        assert forks == [1]
+        for doc in (with_helper, without):
+            doc.pop("cpu")
+        assert with_helper == without
+        lst = [e for e in without["fds"] if e["socket"] and e["socket"]["state"] == "LISTEN"]
+        assert lst[0]["socket"]["recv_q"] == 5 and lst[0]["socket"]["send_q"] == 7
+        # above FLAGS_ALL_MAX fds? no: 2,000-odd fds get flags for every fd
+        assert all(e["flags"] is not None for e in without["fds"])
+
+
+@pytest.mark.skipif(shutil.which("ss") is None, reason="needs ss")
+def test_sock_diag_agrees_with_ss():
+    lst = socket.create_server(("127.0.0.1", 0), backlog=9)
+    clients = [socket.create_connection(lst.getsockname()) for _ in range(3)]
+    try:
+        ino = os.fstat(lst.fileno()).st_ino
+        assert netdiag.inet_listen_queues([ino]) == {ino: (3, 9)}
+        port = lst.getsockname()[1]
+        out = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True,
+                             text=True).stdout.split()
+        assert (int(out[1]), int(out[2])) == (3, 9)  # State Recv-Q Send-Q ...
+        with socket.socket(socket.AF_UNIX) as u:
+            u.bind(f"\0fdscope-test-{os.getpid()}")
+            u.listen(4)
+            c = socket.socket(socket.AF_UNIX)
+            c.connect(f"\0fdscope-test-{os.getpid()}")
+            uino = os.fstat(u.fileno()).st_ino
+            assert netdiag.unix_listen_queues([uino]) == {uino: (1, 4)}
+            c.close()
+    finally:
+        for c in clients:
+            c.close()
+        lst.close()
+
+
+def _report(threads, fds=(), epoll=(), cpu=None, highest=None, soft=1024, open_fds=None):
+    rep = I.InspectReport(pid=1, name="t", cmdline=[], state="S")
+    rep.threads = list(threads)
+    rep.fds = list(fds)
+    rep.epoll = list(epoll)
+    rep.cpu = cpu
+    rep.summary.highest_fd = highest
+    rep.summary.soft_limit = soft
+    rep.summary.open_fds = open_fds if open_fds is not None else len(rep.fds)
+    return rep
+
+
+def _t(tid, syscall, state="S", args=None, wchan=None, cpu=None):
+    return I.ThreadInfo(tid, "t", state, syscall, wchan, args or {}, None, cpu)
+
+
+def _sock(fd, state="ESTABLISHED", recv_q=0, send_q=0, flags=("O_RDWR",)):
+    return I.FdEntry(fd, "socket", f"socket:[{fd + 100}]", fd + 100, flags, 0,
+                     I.SocketInfo("tcp", state, "127.0.0.1:1", None, recv_q, send_q), None)
+
+
+def test_io_model_classification_rules():
+    reg = I.Registration(4, 0x80000001, ("EPOLLIN", "EPOLLET"), 4, 1, 1, "ok", (4,), True)
+    ep = I.EpollSet(3, (reg, reg._replace(tfd=5, mask=1)))
+    m = classify(_report([_t(1, "epoll_wait", args={"epfd": 3, "timeout": -1})], epoll=[ep]))
+    assert m == I.IoModel("epoll", "epoll event loop: 1 thread in epoll_wait on fd 3 "
+                                   "(2 targets, 1 edge-triggered)")
+    m = classify(_report([_t(1, "pselect6", args={"nfds": 12})]))
+    assert m.kind == "select" and "nfds=12" in m.summary
+    m = classify(_report([_t(1, "poll", args={"nfds": 3, "timeout": -1})]))
+    assert m.kind == "poll" and "nfds=3" in m.summary
+    m = classify(_report([_t(1, "recvfrom", args={"fd": 4})]))
+    assert m == I.IoModel("blocking", "blocking, single connection: 1 thread in recvfrom on fd 4")
+    m = classify(_report([_t(i, "recvfrom", args={"fd": i}) for i in range(5)]
+                         + [_t(9, "accept4", args={"fd": 3})]))
+    assert m.kind == "threads" and m.summary == \
+        "thread per connection: 5 threads blocked in recvfrom, 1 in accept4"
+    sig = _sock(4, flags=("O_RDWR", "O_NONBLOCK", "O_ASYNC"))
+    m = classify(_report([_t(1, "rt_sigsuspend")], fds=[sig]))
+    assert m.kind == "signal_driven" and "1 fd(s) with O_ASYNC (4)" in m.summary
+    m = classify(_report([_t(1, None, wchan="do_epoll_wait")], epoll=[ep]))
+    assert m.kind == "epoll"  # syscall unreadable: wchan tells
+    m = classify(_report([_t(1, "epoll_wait", state="R", args={"epfd": 3, "timeout": 0},
+                             cpu=99.0)], epoll=[ep], cpu=I.Cpu(99.0, 0.5, "sample")))
+    assert m.kind == "busy_polling" and "99% CPU" in m.summary
+    m = classify(_report([_t(1, "running", state="R")]))
+    assert m.kind == "unknown" and "--sample" in m.summary
+    assert classify(_report([_t(1, "clock_nanosleep")])).kind == "idle"
+
+
+def test_findings_rules():
+    fds = [_sock(i) for i in range(3, 9)]
+    rep = _report([_t(1, "pselect6", args={"nfds": 1500})], fds=fds, highest=1499)
+    codes = {f.code: f for f in findings_for(rep)}
+    assert codes["select_fd_setsize"].level == "crit" and "nfds=1500" in codes["select_fd_setsize"].message
+    rep = _report([_t(1, "pselect6", args={"nfds": 9})], fds=fds, highest=1030)
+    assert "fd 1030 >= FD_SETSIZE" in {f.code: f for f in findings_for(rep)}["select_fd_setsize"].message
+    rep = _report([_t(1, "epoll_wait")], fds=fds, highest=8, soft=7, open_fds=6)
+    f = {f.code: f for f in findings_for(rep)}["fd_limit_near"]
+    assert f.level == "warn" and "6 fds open of a soft limit of 7 (86%)" in f.message
+    rep = _report([], fds=fds, highest=8, soft=6, open_fds=6)
+    assert {f.code: f for f in findings_for(rep)}["fd_limit_near"].level == "crit"
+    rep = _report([], fds=fds, soft=1000)
+    assert findings_for(rep) == []
+    lst = [_sock(3, "LISTEN", recv_q=9, send_q=10), _sock(4, "LISTEN", recv_q=11, send_q=10)]
+    codes = {f.code: f for f in findings_for(_report([], fds=lst))}
+    assert codes["listen_backlog_filling"].level == "warn" and "fd 3" in codes["listen_backlog_filling"].message
+    assert codes["listen_backlog_full"].level == "crit" and "fd 4" in codes["listen_backlog_full"].message
+    cw = [_sock(i, "CLOSE_WAIT") for i in range(3, 5)]
+    (f,) = findings_for(_report([], fds=cw))
+    assert f.code == "close_wait_pile" and f.level == "info"
+    excl = I.Registration(4, 0x10000001, ("EPOLLIN", "EPOLLEXCLUSIVE"), 4, 50, 9, "ok", (4,), True)
+    sets = [I.EpollSet(5, (excl,)), I.EpollSet(6, (excl,))]
+    (f,) = findings_for(_report([], fds=[_sock(4)._replace(inode=50)], epoll=sets))
+    assert f.code == "epoll_multi_set" and f.level == "info" and "EPOLLEXCLUSIVE" in f.message
+
+
+def test_watch_iterator_with_fake_sleep(tmp_path):
+    from inspect_support import fake_proc
+
+    from fdscope.proc import Proc
+
+    base = fake_proc(tmp_path, 4242, fds={0: "pipe:[1]", 1: "socket:[2]"})
+    slept = []
+
+    def sleep(seconds):
+        slept.append(seconds)
+        os.symlink("pipe:[9]", base / "fd" / str(10 + len(slept)))
+
+    samples = list(I.iter_watch(4242, 2.0, proc=Proc(str(tmp_path)), count=3, sleep=sleep))
+    assert slept == [2.0, 2.0]
+    assert [s["open_fds"] for s in samples] == [2, 3, 4]
+    assert [s["delta"] for s in samples] == [{}, {"pipe": 1}, {"pipe": 1}]
+    assert samples[2]["by_type"] == {"pipe": 3, "socket": 1}
+    json.dumps(samples)
