@@ -119,6 +119,8 @@ def run_job(cfg: RunConfig) -> dict[str, Any]:
                     inspection_error = "fdscope.inspect is not available in this build"
                 except FdscopeError as e:
                     inspection_error = str(e)
+                except Exception as e:  # noqa: BLE001 - the load result still stands
+                    inspection_error = f"inspection failed: {type(e).__name__}: {e}"
             else:
                 inspection_error = "the load ended before the inspection"
             loader.join(cfg.duration + load_cfg.stall_timeout + 5)
