@@ -83,14 +83,17 @@ def test_inet_rows_match_parser_for_a_live_listener():
 HOLDER = textwrap.dedent(
     """
     import json, os, select, socket, time
+    ep = select.epoll()  # among the first 64 fds: parsed by the helper process
     keep = [socket.socketpair() for _ in range(700)]
     lst = socket.create_server(("127.0.0.1", 0), backlog=7)
     tcp = [socket.create_connection(lst.getsockname()) for _ in range(5)]
     pipes = [os.pipe() for _ in range(300)]
-    ep = select.epoll()
+    late = select.epoll()  # fd > 2000: read by the inspecting process itself
     for a, b in keep[:100]:
         ep.register(a.fileno(), select.EPOLLIN | select.EPOLLET)
-    print(json.dumps({"n": len(os.listdir("/proc/self/fd"))}), flush=True)
+    late.register(lst.fileno(), select.EPOLLIN)
+    print(json.dumps({"n": len(os.listdir("/proc/self/fd")), "ep": ep.fileno(),
+                      "late": late.fileno()}), flush=True)
     time.sleep(600)
     """
 )
@@ -102,16 +105,18 @@ def test_net_helper_process_matches_in_process(monkeypatch):
         forks = []
         real_fork = I._Scan._fork_net_helper
 
-        def counting(self):
-            forks.append(1)
-            return real_fork(self)
+        def counting(self, epfds):
+            forks.append(epfds)
+            return real_fork(self, epfds)
 
         monkeypatch.setattr(I._Scan, "_fork_net_helper", counting)
         with_helper = I.inspect_process(t.pid, sample=0).to_json()
-        assert forks == [1]
+        assert forks == [[t.info["ep"]]]
+        assert [(s["epfd"], len(s["registrations"])) for s in with_helper["epoll"]] == [
+            (t.info["ep"], 100), (t.info["late"], 1)]
         monkeypatch.setattr(I, "NET_HELPER_MIN_FDS", 10 ** 9)
         without = I.inspect_process(t.pid, sample=0).to_json()
-        assert forks == [1]
+        assert len(forks) == 1
         for doc in (with_helper, without):
             doc.pop("cpu")
         assert with_helper == without
