@@ -1,0 +1,165 @@
+#!/usr/bin/env python3
+"""Benchmark every reference server model with fdscope's verifying load client.
+
+For each model and each connection count (1, 10, 100, 1000) a fresh server child runs under
+`--duration` seconds of load (messages of --size bytes, one in flight per connection); reported:
+messages/s, p99 latency, and the server's CPU seconds (utime+stime, psutil reads
+/proc/PID/stat) per 10k messages. Then, per model, the server's CPU% over --idle seconds while
+100 connected clients say nothing. Cells that make no sense are skipped with the reason:
+`blocking` serves one client at a time (1 connection only: at 10 the others just wait in the
+backlog and the figure would measure queueing, not the model), `select` cannot watch fds
+>= FD_SETSIZE (1000 connections still fit below 1024).
+
+Usage: .venv/bin/python scripts/bench_servers.py [--duration 2] [--models epoll,asyncio] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import psutil  # noqa: E402
+from tabulate import tabulate  # noqa: E402
+
+from fdscope.load import LoadConfig, parse_size, run_load  # noqa: E402
+from fdscope.servers import MODELS  # noqa: E402
+
+CONNECTIONS = (1, 10, 100, 1000)
+IDLE_CLIENTS = 100
+
+
+def skip_reason(model: str, conns: int) -> str | None:
+    if model == "blocking" and conns > 1:
+        return "serves one client at a time"
+    return None
+
+
+class Server:
+    def __init__(self, model: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "fdscope", "serve", model, "--json", "--port", "0"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        assert self.proc.stdout is not None
+        ev = json.loads(self.proc.stdout.readline())
+        self.port = ev["port"]
+        self.ps = psutil.Process(self.proc.pid)
+
+    def cpu(self) -> float:
+        t = self.ps.cpu_times()
+        return t.user + t.system
+
+    def stop(self) -> int | None:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.communicate()
+        return self.proc.returncode
+
+
+def cell(model: str, conns: int, duration: float, size: tuple[int, int]) -> dict[str, Any]:
+    srv = Server(model)
+    try:
+        cpu0 = srv.cpu()
+        doc = run_load(LoadConfig(host="127.0.0.1", port=srv.port, connections=conns,
+                                  messages=None, size_min=size[0], size_max=size[1],
+                                  duration=duration, stall_timeout=10))
+        cpu = srv.cpu() - cpu0
+    finally:
+        rc = srv.stop()
+    msgs = doc["messages_ok"]
+    return {
+        "model": model, "connections": conns, "msgs_per_s": doc["msgs_per_s"],
+        "p99_ms": doc["latency_ms"]["p99"], "cpu_s_per_10k": cpu / msgs * 10_000 if msgs else None,
+        "ok": doc["ok"] and rc == 0, "verdict": doc["verdict"],
+    }
+
+
+def idle_cpu(model: str, window: float) -> float:
+    srv = Server(model)
+    clients = []
+    try:
+        for _ in range(IDLE_CLIENTS):
+            clients.append(socket.create_connection(("127.0.0.1", srv.port), timeout=5))
+        time.sleep(0.3)
+        cpu0, t0 = srv.cpu(), time.monotonic()
+        time.sleep(window)
+        return (srv.cpu() - cpu0) / (time.monotonic() - t0) * 100
+    finally:
+        for c in clients:
+            c.close()
+        srv.stop()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--duration", type=float, default=2.0, help="seconds of load per cell")
+    ap.add_argument("--idle", type=float, default=2.0, help="seconds of idle CPU sampling")
+    ap.add_argument("--size", default="64-1024", help="message size range")
+    ap.add_argument("--models", default=",".join(MODELS))
+    ap.add_argument("--connections", default=",".join(map(str, CONNECTIONS)))
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    models = args.models.split(",")
+    counts = [int(c) for c in args.connections.split(",")]
+    size = parse_size(args.size)
+    rows: list[dict[str, Any]] = []
+    idle: dict[str, float] = {}
+    t_start = time.monotonic()
+    for model in models:
+        for conns in counts:
+            reason = skip_reason(model, conns)
+            if reason:
+                rows.append({"model": model, "connections": conns, "skipped": reason})
+                continue
+            rows.append(cell(model, conns, args.duration, size))
+            print(f"  {model:12} {conns:5}: {rows[-1]['msgs_per_s']:>9.0f} msgs/s",
+                  file=sys.stderr)
+        idle[model] = idle_cpu(model, args.idle)
+    elapsed = time.monotonic() - t_start
+    if args.json:
+        print(json.dumps({"schema": "fdscope.bench_servers/1", "rows": rows, "idle_cpu_percent": idle,
+                          "duration_per_cell_s": args.duration, "size": size,
+                          "elapsed_s": elapsed}, indent=2))
+        return 0
+    table = []
+    for r in rows:
+        first = r is next(x for x in rows if x["model"] == r["model"])
+        idle_txt = f"{idle[r['model']]:.1f}" if first else ""
+        if "skipped" in r:
+            table.append((r["model"], r["connections"], "-", "-", "-", idle_txt,
+                          f"skipped: {r['skipped']}"))
+            continue
+        table.append((r["model"], r["connections"], f"{r['msgs_per_s']:.0f}",
+                      f"{r['p99_ms']:.2f}" if r["p99_ms"] is not None else "-",
+                      f"{r['cpu_s_per_10k']:.3f}" if r["cpu_s_per_10k"] is not None else "-",
+                      idle_txt, "ok" if r["ok"] else f"FAILED: {r['verdict']}"))
+    print(tabulate(table, headers=("model", "conns", "msgs/s", "p99 ms", "CPU s/10k msgs",
+                                   f"idle CPU % ({IDLE_CLIENTS} clients)", "verified"),
+                   tablefmt="github", disable_numparse=True))
+    rate = {(r["model"], r["connections"]): r.get("msgs_per_s") for r in rows}
+    print()
+    for model in ("epoll", "epoll-et"):
+        for conns in (100, 1000):
+            mine, ref = rate.get((model, conns)), rate.get(("asyncio", conns))
+            if mine and ref:
+                verdict = "meets" if mine >= ref else "MISSES"
+                print(f"target {model} >= asyncio at {conns} connections: {verdict} "
+                      f"({mine:.0f} vs {ref:.0f} msgs/s, {mine / ref:.2f}x)")
+    print(f"\n{len(models)} models, {args.duration:g} s per cell, sizes {size[0]}-{size[1]} bytes, "
+          f"{psutil.cpu_count()} CPUs; total {elapsed:.0f} s")
+    return 0 if all(r.get("ok", True) for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
