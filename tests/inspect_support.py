@@ -155,6 +155,19 @@ class Target:
             raise RuntimeError(f"target did not start: {self.proc.stderr.read()}")  # type: ignore[union-attr]
         self.info: dict[str, Any] = json.loads(line)
 
+    def wait_sleeping(self, timeout: float = 5.0) -> None:
+        """Wait until every thread sleeps (the target reached its blocking call)."""
+        def asleep() -> bool:
+            tasks = os.listdir(f"/proc/{self.pid}/task")
+            states = []
+            for tid in tasks:
+                with open(f"/proc/{self.pid}/task/{tid}/stat") as f:
+                    states.append(f.read().rsplit(")", 1)[1].split()[0])
+            return all(st == "S" for st in states)
+
+        if not wait_for(asleep, timeout=timeout, interval=0.01):
+            raise RuntimeError(f"target {self.pid} did not go to sleep")
+
     def close(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()

@@ -29,6 +29,7 @@ def free_pid() -> int:
 @pytest.fixture(scope="module")
 def zoo(tmp_path_factory):
     with Target(ZOO, str(tmp_path_factory.mktemp("zoo"))) as t:
+        t.wait_sleeping()
         yield t
 
 

@@ -37,6 +37,7 @@ from fdscope.render.inspect import render_json, render_report_json, render_text
 def zoo(tmp_path_factory):
     target = Target(ZOO, str(tmp_path_factory.mktemp("zoo")))
     try:
+        target.wait_sleeping()
         report = inspect_process(target.pid, sample=0)
         yield target.info, report, report.to_json(), target.pid
     finally:
