@@ -636,6 +636,7 @@ class _Scan:
         for epfd, regs in raw_sets.items():
             rows = []
             append = rows.append
+            regs.sort()  # the kernel lists its red-black tree order (by file pointer): use tfd
             for tfd, mask, data, ino, sdev in regs:
                 names = mask_names.get(mask)
                 if names is None:
