@@ -269,3 +269,11 @@ def test_serve_port_in_use_is_one_line_error() -> None:
     assert r.returncode == 1
     assert r.stderr.startswith("fdscope: cannot serve on 127.0.0.1:")
     assert "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("name", ["serve", "load", "run"])
+def test_help_has_examples(invoke, name: str) -> None:  # type: ignore[no-untyped-def]
+    r = invoke(name, "--help")
+    assert r.exit_code == 0
+    assert "Examples:" in r.output
+    assert f"fdscope {name}" in r.output.split("Examples:")[1]

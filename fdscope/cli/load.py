@@ -51,7 +51,8 @@ class _TargetType(click.ParamType):
 
 @click.command("load", help=HELP)
 @click.argument("target", type=_TargetType())
-@click.option("--connections", "-c", type=click.IntRange(1), default=10, show_default=True)
+@click.option("--connections", "-c", type=click.IntRange(1), default=10, show_default=True,
+              help="Concurrent connections (the soft fd limit is raised as needed).")
 @click.option("--messages", "-m", type=click.IntRange(1), default=100, show_default=True,
               help="Messages per connection (ignored with --duration).")
 @click.option("--size", "-s", type=_SizeType(), default="1-4096", show_default=True,

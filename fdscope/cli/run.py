@@ -20,8 +20,10 @@ Examples:
 
 
 @click.command("run", help=HELP)
-@click.argument("model", type=click.Choice(list(MODELS)), default="epoll", required=False)
-@click.option("--connections", "-c", type=click.IntRange(1), default=20, show_default=True)
+@click.argument("model", type=click.Choice(list(MODELS)), default="epoll", required=False,
+                metavar="[MODEL]")
+@click.option("--connections", "-c", type=click.IntRange(1), default=20, show_default=True,
+              help="Concurrent client connections.")
 @click.option("--duration", "-d", type=click.FloatRange(0.2), default=3.0, show_default=True,
               help="Seconds of load.")
 @click.option("--size", "-s", default="1-4096", show_default=True,

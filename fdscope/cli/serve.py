@@ -36,7 +36,7 @@ def _emitter(as_json: bool):  # type: ignore[no-untyped-def]
 
 
 @click.command("serve", help=HELP)
-@click.argument("model", type=click.Choice(list(MODELS)))
+@click.argument("model", type=click.Choice(list(MODELS)), metavar="MODEL")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--port", default=0, show_default=True, type=click.IntRange(0, 65535),
               help="Port to bind; 0 picks a free one (printed at startup).")
