@@ -29,8 +29,6 @@ SECTIONS = ("summary", "findings", "fds", "epoll", "threads", "io_model")
 # costs one open+read+close per fd, about twice a readlink (scripts/bench_inspect.py).
 FLAGS_ALL_MAX = 4096
 FLAG_MODES = ("auto", "all", "needed")
-# From this many open fds on, a helper process parses the net tables in parallel (2+ cores).
-NET_HELPER_MIN_FDS = 2000
 # CPU window taken automatically when a thread is on CPU and none waits: confirms busy polling.
 AUTO_SAMPLE = 0.25
 # /proc/PID/net tables and the proto name each one gives its sockets.
@@ -274,7 +272,6 @@ class _Scan:
         self.arch = platform.machine()
         self.report: InspectReport | None = None
         self.fdinfo_text: dict[int, str] = {}
-        self.fdinfo_head: dict[int, tuple[int, int]] = {}
         self.keys: dict[int, tuple[int, int] | None] = {}  # fd -> (st_ino, st_dev) when known
         self.type_dev: dict[str, int | None] = {}
         self.by_ino: dict[int, list[int]] | None = None
@@ -378,23 +375,7 @@ class _Scan:
 
         pid, proc = self.pid, self.proc
         names = proc.listdir(pid, "fd", pid=pid)
-        helper = None
-        if len(names) >= NET_HELPER_MIN_FDS:
-            # procfs lists fds in ascending order and epoll fds are usually created early: read
-            # the first links, then hand those epoll fds and the net tables to the helper.
-            links, gone = proc.readlinks(pid, "fd", names=names[:64], pid=pid)
-            early = [int(n) for n, link in links.items() if link == "anon_inode:[eventpoll]"]
-            helper = self._fork_net_helper(early)
-            try:
-                rest, more = proc.readlinks(pid, "fd", names=names[64:], pid=pid)
-            except BaseException:
-                if helper is not None:
-                    self._collect_net_helper(helper)
-                raise
-            links.update(rest)
-            gone += more
-        else:
-            links, gone = proc.readlinks(pid, "fd", names=names, pid=pid)
+        links, gone = proc.readlinks(pid, "fd", names=names, pid=pid)
         self.vanished += gone
 
         # One pass: type and inode from the link text; FdEntry rows without flags/socket yet.
@@ -432,18 +413,12 @@ class _Scan:
             sockets_at = [i for i, e in enumerate(fds) if e.type == "socket"]
         self.fd_types = types
         order = list(types)
-        pre_net = pre_epoll = None
-        if helper is not None:
-            got = self._collect_net_helper(helper)
-            if got is not None:
-                pre_net, pre_epoll = got
-        raw_sets = self._read_epoll([fd for fd, (typ, _ino) in types.items() if typ == "epoll"],
-                                    pre_epoll or {})
+        raw_sets = self._read_epoll([fd for fd, (typ, _ino) in types.items() if typ == "epoll"])
         want_flags = self._flag_fds(order, types, raw_sets)
         infos = self._read_fdinfo(want_flags)
         sock_inodes = {fds[i].inode for i in sockets_at}
         sock_inodes.discard(None)
-        sockets = (self._sockets(rep, sock_inodes, pre_net)  # type: ignore[arg-type]
+        sockets = (self._sockets(rep, sock_inodes)  # type: ignore[arg-type]
                    if sock_inodes else {})
 
         unknown_sock = SocketInfo("unknown", "UNKNOWN", None, None, None, None)
@@ -518,9 +493,6 @@ class _Scan:
         read = self.proc.read_text
         pid = self.pid
         for fd in fds:
-            if fd in self.fdinfo_head:
-                out[fd] = self.fdinfo_head[fd]
-                continue
             text = self.fdinfo_text.get(fd)
             if text is None:
                 try:
@@ -546,27 +518,17 @@ class _Scan:
         self.report.notes.append(note)
 
     # -- epoll ---------------------------------------------------------------------------
-    def _read_epoll(self, epfds: list[int],
-                    pre: dict[int, tuple[Any, ...]]) -> dict[int, list[_Reg]]:
-        """epfd -> [(tfd, mask, data, ino, sdev as st_dev)] from each epoll fd's fdinfo
-        (`pre`: what the helper process already read: ("regs", regs, head) or ("text", text))."""
+    def _read_epoll(self, epfds: list[int]) -> dict[int, list[_Reg]]:
+        """epfd -> [(tfd, mask, data, ino, sdev as st_dev)] from each epoll fd's fdinfo."""
         from fdscope.parse.fdinfo import kernel_dev_to_userspace, parse_fdinfo
 
         sets: dict[int, list[_Reg]] = {}
         for epfd in epfds:
-            got = pre.get(epfd)
-            if got is not None and got[0] == "regs":
-                sets[epfd] = got[1]
-                self.fdinfo_head[epfd] = got[2]
+            try:
+                text = self.proc.read_text(self.pid, "fdinfo", epfd, pid=self.pid)
+            except ProcGone:
+                self.vanished += 1
                 continue
-            if got is not None and got[0] == "text":
-                text = got[1]
-            else:
-                try:
-                    text = self.proc.read_text(self.pid, "fdinfo", epfd, pid=self.pid)
-                except ProcGone:
-                    self.vanished += 1
-                    continue
             self.fdinfo_text[epfd] = text
             fast = _epoll_fast(text)
             if fast is not None:
@@ -692,13 +654,11 @@ class _Scan:
         return self.by_ino
 
     # -- sockets -------------------------------------------------------------------------
-    def _sockets(self, rep: InspectReport, inodes: set[int],
-                 prefetched: list[tuple[str, str, Any]] | None = None) -> dict[int, SocketInfo]:
-        """inode -> SocketInfo for `inodes`, joined from the target's /proc/PID/net tables
-        (read here, or already read and parsed by the net helper process)."""
+    def _sockets(self, rep: InspectReport, inodes: set[int]) -> dict[int, SocketInfo]:
+        """inode -> SocketInfo for `inodes`, joined from the target's /proc/PID/net tables."""
         found: dict[int, SocketInfo] = {}
         listeners: dict[str, list[int]] = {"inet": [], "unix": []}
-        tables = prefetched if prefetched is not None else self._net_tables(inodes)
+        tables = self._net_tables(inodes)
         new = tuple.__new__
         for table, status, payload in tables:
             if status == "error":
@@ -740,69 +700,6 @@ class _Scan:
             seen += len(rows)
             out.append((table, "ok", rows))
         return out
-
-    def _fork_net_helper(self, epfds: list[int]) -> tuple[int, int] | None:
-        """Start a child process that reads and parses every net table and the given epoll fds'
-        fdinfo while this process reads the fd links (both are CPU-bound Python; two processes
-        use two cores). The child only reads /proc. Returns (pid, pipe fd), or None."""
-        try:
-            r, w = os.pipe()
-            child = os.fork()
-        except OSError:
-            return None
-        if child == 0:  # pragma: no cover - runs in the child, reported through the pipe
-            code = 0
-            try:
-                os.close(r)
-                import marshal
-
-                try:
-                    result: Any = ("ok", self._net_tables(None), self._helper_epoll(epfds))
-                except NoSuchProcess:
-                    result = ("gone", None, None)
-                except FdscopeError as err:
-                    result = ("fail", str(err), None)
-                data = marshal.dumps(result)
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(w, view):]
-            except BaseException:  # noqa: BLE001 - the parent falls back to reading itself
-                code = 1
-            finally:
-                os._exit(code)
-        os.close(w)
-        return child, r
-
-    def _helper_epoll(self, epfds: list[int]) -> dict[int, tuple[Any, ...]]:
-        out: dict[int, tuple[Any, ...]] = {}
-        for epfd in epfds:
-            try:
-                text = self.proc.read_text(self.pid, "fdinfo", epfd, pid=self.pid)
-            except ProcGone:
-                continue  # the parent retries and records the race
-            fast = _epoll_fast(text)
-            head = _fdinfo_head(text)
-            out[epfd] = ("regs", fast, head) if fast is not None and head else ("text", text)
-        return out
-
-    def _collect_net_helper(self, helper: tuple[int, int]) -> tuple[Any, Any] | None:
-        """(net tables, epoll sets) from the helper, or None to read in this process."""
-        import marshal
-
-        child, r = helper
-        chunks = []
-        try:
-            while chunk := os.read(r, 1 << 20):
-                chunks.append(chunk)
-        finally:
-            os.close(r)
-            _, status = os.waitpid(child, 0)
-        if os.waitstatus_to_exitcode(status) != 0 or not chunks:
-            return None
-        kind, net_tables, epoll_sets = marshal.loads(b"".join(chunks))
-        if kind == "gone":
-            raise NoSuchProcess(self.pid)
-        return (net_tables, epoll_sets) if kind == "ok" else None
 
     def _listen_queues(self, rep: InspectReport, found: dict[int, SocketInfo],
                        listeners: dict[str, list[int]]) -> None:

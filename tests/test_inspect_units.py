@@ -19,6 +19,7 @@ from fdscope.findings import findings_for
 from fdscope.iomodel import classify
 from fdscope.parse.fdinfo import kernel_dev_to_userspace, parse_fdinfo
 from fdscope.parse.net import parse_inet, parse_unix
+from fdscope.proc import Proc
 
 UNIX_TEXT = (
     "Num       RefCount Protocol Flags    Type St Inode Path\n"
@@ -83,12 +84,12 @@ def test_inet_rows_match_parser_for_a_live_listener():
 HOLDER = textwrap.dedent(
     """
     import json, os, select, socket, time
-    ep = select.epoll()  # among the first 64 fds: parsed by the helper process
+    ep = select.epoll()
     keep = [socket.socketpair() for _ in range(700)]
     lst = socket.create_server(("127.0.0.1", 0), backlog=7)
     tcp = [socket.create_connection(lst.getsockname()) for _ in range(5)]
     pipes = [os.pipe() for _ in range(300)]
-    late = select.epoll()  # fd > 2000: read by the inspecting process itself
+    late = select.epoll()
     for a, b in keep[:100]:
         ep.register(a.fileno(), select.EPOLLIN | select.EPOLLET)
     late.register(lst.fileno(), select.EPOLLIN)
@@ -99,31 +100,40 @@ HOLDER = textwrap.dedent(
 )
 
 
-def test_net_helper_process_matches_in_process(monkeypatch):
+class CountingProc(Proc):
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads: list[tuple[object, ...]] = []
+
+    def read_text(self, *parts, pid=None):
+        self.reads.append(parts)
+        return super().read_text(*parts, pid=pid)
+
+
+def test_each_net_table_and_fdinfo_read_once():
     with Target(HOLDER) as t:
-        assert t.info["n"] >= I.NET_HELPER_MIN_FDS
-        forks = []
-        real_fork = I._Scan._fork_net_helper
-
-        def counting(self, epfds):
-            forks.append(epfds)
-            return real_fork(self, epfds)
-
-        monkeypatch.setattr(I._Scan, "_fork_net_helper", counting)
-        with_helper = I.inspect_process(t.pid, sample=0).to_json()
-        assert forks == [[t.info["ep"]]]
-        assert [(s["epfd"], len(s["registrations"])) for s in with_helper["epoll"]] == [
+        proc = CountingProc()
+        rep = I.inspect_process(t.pid, proc=proc, sample=0)
+        net_reads = [p[2] for p in proc.reads if len(p) == 3 and p[1] == "net"]
+        assert len(net_reads) == len(set(net_reads)) and "unix" in net_reads and "tcp" in net_reads
+        fdinfo_reads = [p[2] for p in proc.reads if len(p) == 3 and p[1] == "fdinfo"]
+        # the child's own listdir counted the directory fd it had open: n - 1 fds remain
+        assert len(rep.fds) == t.info["n"] - 1
+        assert len(fdinfo_reads) == len(set(fdinfo_reads)) == len(rep.fds)  # < 4096: all flags
+        assert [(s.epfd, len(s.registrations)) for s in rep.epoll] == [
             (t.info["ep"], 100), (t.info["late"], 1)]
-        monkeypatch.setattr(I, "NET_HELPER_MIN_FDS", 10 ** 9)
-        without = I.inspect_process(t.pid, sample=0).to_json()
-        assert len(forks) == 1
-        for doc in (with_helper, without):
-            doc.pop("cpu")
-        assert with_helper == without
-        lst = [e for e in without["fds"] if e["socket"] and e["socket"]["state"] == "LISTEN"]
+        doc = rep.to_json()
+        lst = [e for e in doc["fds"] if e["socket"] and e["socket"]["state"] == "LISTEN"]
         assert lst[0]["socket"]["recv_q"] == 5 and lst[0]["socket"]["send_q"] == 7
-        # above FLAGS_ALL_MAX fds? no: 2,000-odd fds get flags for every fd
-        assert all(e["flags"] is not None for e in without["fds"])
+        assert doc["summary"]["socket_states"] == {"CONNECTED": 1400, "ESTABLISHED": 5,
+                                                   "LISTEN": 1}
+        assert all(e["flags"] is not None for e in doc["fds"])
+        needed = CountingProc()
+        small = I.inspect_process(t.pid, proc=needed, sample=0, flags="needed")
+        fdinfo = {p[2] for p in needed.reads if len(p) == 3 and p[1] == "fdinfo"}
+        et_targets = {r.tfd for r in small.epoll[0].registrations}
+        assert fdinfo >= et_targets | {t.info["ep"], t.info["late"]}
+        assert len(fdinfo) < t.info["n"] and any("flags/pos read for" in n for n in small.notes)
 
 
 @pytest.mark.skipif(shutil.which("ss") is None, reason="needs ss")

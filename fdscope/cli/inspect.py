@@ -60,9 +60,14 @@ def command(pid: int, as_json: bool, types: tuple[str, ...], sections: tuple[str
     report = inspect_process(pid, sample=sample, sections=section_list, types=type_list,
                              flags=flags)
     if as_json:
-        from fdscope.render.inspect import render_report_json
+        import sys
 
-        click.echo(render_report_json(report))
+        from fdscope.render.inspect import iter_report_json
+
+        write = sys.stdout.write
+        for chunk in iter_report_json(report):
+            write(chunk)
+        sys.stdout.flush()
     else:
         from fdscope.render.inspect import render_text
         from fdscope.render.style import colour_enabled

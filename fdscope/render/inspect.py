@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from fdscope.render.style import heading, level
@@ -18,33 +18,41 @@ _STATE_NAMES = {"R": "running", "S": "sleeping", "D": "disk sleep", "T": "stoppe
 
 def render_json(doc: dict[str, Any]) -> str:
     """The document as JSON: top level indented, one fd/thread/registration per line."""
-    return _render_items(doc, {})
+    return "".join(_iter_items(doc, {}))
 
 
-def _render_items(doc: dict[str, Any], prerendered: dict[str, str]) -> str:
+_Chunks = Callable[[], Iterator[str]]
+
+
+def _iter_items(doc: dict[str, Any], prerendered: dict[str, _Chunks]) -> Iterator[str]:
     if "schema" not in doc:
         raise ValueError("JSON documents must carry a schema field")
     enc = json.JSONEncoder(ensure_ascii=False).encode
-    items = []
-    for key, value in doc.items():
+    yield "{\n"
+    keys = list(doc)
+    for i, key in enumerate(keys):
+        value = doc[key]
+        yield f"  {enc(key)}: "
         if key in prerendered:
-            text = prerendered[key]
+            yield from prerendered[key]()
         elif key in _ROW_LISTS and isinstance(value, list) and value:
-            text = "[\n    " + ",\n    ".join(enc(v) for v in value) + "\n  ]"
+            yield "[\n    " + ",\n    ".join(enc(v) for v in value) + "\n  ]"
         elif key == "epoll" and isinstance(value, list) and value:
-            text = _epoll_json([(s["epfd"], [enc(r) for r in s["registrations"]]) for s in value])
+            yield from _epoll_json([(s["epfd"], [enc(r) for r in s["registrations"]])
+                                    for s in value])
         else:
-            text = json.dumps(value, indent=2, ensure_ascii=False).replace("\n", "\n  ")
-        items.append(f"  {enc(key)}: {text}")
-    return "{\n" + ",\n".join(items) + "\n}"
+            yield json.dumps(value, indent=2, ensure_ascii=False).replace("\n", "\n  ")
+        yield ",\n" if i < len(keys) - 1 else "\n"
+    yield "}\n"
 
 
-def _epoll_json(sets: list[tuple[int, list[str]]]) -> str:
-    out = []
+def _epoll_json(sets: Iterable[tuple[int, list[str]]]) -> Iterator[str]:
+    first = True
     for epfd, regs in sets:
         body = "[\n        " + ",\n        ".join(regs) + "\n      ]" if regs else "[]"
-        out.append(f'{{"epfd": {epfd}, "registrations": {body}}}')
-    return "[\n    " + ",\n    ".join(out) + "\n  ]" if out else "[]"
+        yield ("[\n    " if first else ",\n    ") + f'{{"epfd": {epfd}, "registrations": {body}}}'
+        first = False
+    yield "[]" if first else "\n  ]"
 
 
 def render_text(doc: dict[str, Any], sections: Iterable[str] | None = None,
@@ -209,15 +217,36 @@ def render_watch_row(sample: dict[str, Any]) -> str:
 def render_report_json(report: Any, sections: Iterable[str] | None = None) -> str:
     """Fast --json for an InspectReport: the same document as render_json(report.to_json()),
     formatted straight from the report's tuples (16,000 fds: no intermediate dicts)."""
+    return "".join(iter_report_json(report, sections))
+
+
+def iter_report_json(report: Any, sections: Iterable[str] | None = None,
+                     batch: int = 512) -> Iterator[str]:
+    """render_report_json in chunks of `batch` rows, for writing straight to stdout (no
+    multi-megabyte intermediate strings)."""
     doc = report.to_json(sections=sections, rows=False)
-    pre: dict[str, str] = {}
+    pre: dict[str, _Chunks] = {}
+
+    def fds() -> Iterator[str]:
+        entries = report.listed_fds()
+        if not entries:
+            yield "[]"
+            return
+        caches: tuple[dict[Any, str], dict[Any, str]] = ({}, {None: "null"})
+        for start in range(0, len(entries), batch):
+            rows = _fd_rows(entries[start:start + batch], *caches)
+            yield ("[\n    " if start == 0 else ",\n    ") + ",\n    ".join(rows)
+        yield "\n  ]"
+
+    def epoll() -> Iterator[str]:
+        return _epoll_json((s.epfd, [_reg_row(r) for r in s.registrations])
+                           for s in report.epoll)
+
     if "fds" in doc:
-        rows = _fd_rows(report.listed_fds())
-        pre["fds"] = "[\n    " + ",\n    ".join(rows) + "\n  ]" if rows else "[]"
+        pre["fds"] = fds
     if "epoll" in doc:
-        pre["epoll"] = _epoll_json([(s.epfd, [_reg_row(r) for r in s.registrations])
-                                    for s in report.epoll])
-    return _render_items(doc, pre)
+        pre["epoll"] = epoll
+    return _iter_items(doc, pre)
 
 
 _jstr = json.encoder.encode_basestring  # the C implementation when available
@@ -231,10 +260,9 @@ def _jv(v: Any) -> str:
     return str(v)
 
 
-def _fd_rows(entries: Iterable[Any]) -> list[str]:
+def _fd_rows(entries: Iterable[Any], socks: dict[Any, str],
+             flag_lists: dict[Any, str]) -> list[str]:
     js = _jstr
-    socks: dict[Any, str] = {}
-    flag_lists: dict[Any, str] = {None: "null"}
     out: list[str] = []
     append = out.append
     for fd, typ, target, inode, flags, pos, s, _raw in entries:
