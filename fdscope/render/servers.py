@@ -7,6 +7,10 @@ from typing import Any
 from fdscope.render.table import section, table
 
 
+def _n(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
 def render_event(event: str, fields: dict[str, Any]) -> str:
     """One line for a `serve` event (listening, stopped)."""
     if event == "listening":
@@ -24,11 +28,11 @@ def render_event(event: str, fields: dict[str, Any]) -> str:
     if event == "stopped":
         closed = ", ".join(f"{k} {v}" for k, v in sorted(fields.get("closed", {}).items()))
         return (
-            f"fdscope serve: stopped: {fields['clients']} clients served, "
+            f"fdscope serve: stopped: {_n(fields['clients'], 'client')} served, "
             f"{fields['rejected']} rejected, {fields['bytes_in']} bytes in, "
-            f"{fields['bytes_out']} bytes out, peak {fields['peak_clients']} clients, "
-            f"{fields['partial_writes']} partial writes, "
-            f"{fields['backpressure_pauses']} backpressure pauses"
+            f"{fields['bytes_out']} bytes out, peak {_n(fields['peak_clients'], 'client')}, "
+            f"{_n(fields['partial_writes'], 'partial write')}, "
+            f"{_n(fields['backpressure_pauses'], 'backpressure pause')}"
             + (f"; closed: {closed}" if closed else "")
         )
     return f"fdscope serve: {event}: {fields}"
