@@ -246,8 +246,6 @@ class LoadRun:
     def _integrity(self, c: _Client, kind: str, offset: int, expected: int | None,
                    got: int | None) -> None:
         self.integrity_failures += 1
-        if c.msg is not None:
-            self.bytes_lost += len(c.msg) - c.recvd
         if len(self.failures) < MAX_FAILURE_DETAILS:
             self.failures.append({
                 "connection": c.idx, "message": c.done, "kind": kind, "offset": offset,
