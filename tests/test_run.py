@@ -22,7 +22,7 @@ def _children_named_serve() -> list[int]:
 @pytest.mark.parametrize("model,kind,section", [("epoll", "epoll", "epoll"),
                                                 ("threads", "threads", "threads")])
 def test_run_json(invoke, model: str, kind: str, section: str) -> None:  # type: ignore[no-untyped-def]
-    r = invoke("run", model, "--connections", "5", "--duration", "1", "--json")
+    r = invoke("run", model, "--connections", "10", "--duration", "1", "--json")
     assert r.exit_code == 0, r.output
     doc = json.loads(r.stdout)
     assert doc["schema"] == "fdscope.run/1"
@@ -33,9 +33,9 @@ def test_run_json(invoke, model: str, kind: str, section: str) -> None:  # type:
     assert doc["inspection"]["io_model"]["kind"] == kind
     assert 0 < doc["inspected_at_s"] < 1.0
     load = doc["load"]
-    assert load["ok"] and load["messages_ok"] > 0 and load["connections_ok"] == 5
+    assert load["ok"] and load["messages_ok"] > 0 and load["connections_ok"] == 10
     totals = doc["server_totals"]
-    assert totals["clients"] == 5
+    assert totals["clients"] == 10
     assert totals["bytes_in"] == totals["bytes_out"] == load["bytes_sent"] == load["bytes_verified"]
     assert not psutil.pid_exists(doc["server"]["pid"]) or \
         psutil.Process(doc["server"]["pid"]).status() == psutil.STATUS_ZOMBIE
