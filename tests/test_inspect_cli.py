@@ -279,3 +279,13 @@ def test_entry_point_subprocess(zoo) -> None:
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["pid"] == zoo.pid
     assert time.monotonic() - t0 < 10
+
+
+def test_help_has_examples_and_exit_codes(invoke) -> None:
+    result = invoke("inspect", "--help")
+    assert result.exit_code == 0
+    out = result.stdout
+    assert "Examples:" in out and "Exit codes" in out
+    for option in ("--json", "--type", "--section", "--sample", "--flags", "--watch"):
+        assert option in out
+    assert "--count" not in out  # hidden: for tests and scripts
