@@ -199,6 +199,7 @@ class InspectReport:
             "schema": SCHEMA, "pid": self.pid, "name": self.name, "cmdline": list(self.cmdline),
             "state": self.state, "uid": self.uid, "kernel_thread": self.kernel_thread,
             "partial": self.partial, "notes": list(self.notes),
+            "net_namespace_shared": self.net_namespace_shared,
         }
         if "summary" in shown:
             doc["summary"] = self.summary.to_json()
@@ -670,6 +671,7 @@ class _Scan:
                     info = found[ino] = new(SocketInfo, row[1:])
                     if info.state == "LISTEN":
                         listeners["unix" if table == "unix" else "inet"].append(ino)
+        rep.net_namespace_shared = self._same_netns()
         if listeners["inet"] or listeners["unix"]:
             self._listen_queues(rep, found, listeners)
         missing = len(inodes) - len(found)
@@ -704,9 +706,7 @@ class _Scan:
     def _listen_queues(self, rep: InspectReport, found: dict[int, SocketInfo],
                        listeners: dict[str, list[int]]) -> None:
         """Fill LISTEN send_q (the backlog) from sock_diag, as ss does, when netns is shared."""
-        shared = self._same_netns()
-        rep.net_namespace_shared = shared
-        if not shared:
+        if not rep.net_namespace_shared:
             rep.notes.append("target is in another network namespace: LISTEN backlog (send_q) "
                              "unknown (sock_diag answers only for fdscope's own namespace)")
             return

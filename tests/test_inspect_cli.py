@@ -52,7 +52,8 @@ def test_json_output_and_filters(invoke, zoo) -> None:
     doc = json.loads(result.stdout)
     assert doc["schema"] == "fdscope.inspect/1" and doc["pid"] == zoo.pid
     assert set(doc) == {"schema", "pid", "name", "cmdline", "state", "uid", "kernel_thread",
-                        "partial", "notes", "fds", "epoll"}
+                        "partial", "notes", "net_namespace_shared", "fds", "epoll"}
+    assert doc["net_namespace_shared"] is True
     assert {e["type"] for e in doc["fds"]} == {"socket", "epoll"}
     statuses = sorted(r["status"] for s in doc["epoll"] for r in s["registrations"])
     assert statuses.count("closed") == 1 and statuses.count("reused") == 1

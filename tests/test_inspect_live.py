@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import subprocess
 import sys
 import time
 
@@ -59,6 +61,7 @@ def test_zoo_header_and_summary(zoo):
     assert doc["pid"] == pid and doc["name"] == os.path.basename(sys.executable)[:15]
     assert doc["state"] == "S"
     assert doc["cmdline"][1] == "-c" and doc["partial"] is False
+    assert doc["net_namespace_shared"] is True
     s = doc["summary"]
     open_now = sorted(int(n) for n in os.listdir(f"/proc/{pid}/fd"))
     assert s["open_fds"] == len(open_now) and s["highest_fd"] == open_now[-1]
@@ -269,3 +272,29 @@ def test_busy_polling_is_measured():
         auto = inspect_process(t.pid)
         assert auto.cpu is not None and auto.cpu.source == "sample"
         assert any("CPU sampled" in n for n in auto.notes)
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None,
+                    reason="needs root and unshare(1) for a private network namespace")
+def test_socket_in_another_network_namespace():
+    script = ("import json, socket, time\n"
+              "lst = socket.socket(); lst.bind(('127.0.0.1', 0)); lst.listen(3)\n"
+              "print(json.dumps({'port': lst.getsockname()[1]}), flush=True)\n"
+              "time.sleep(60)\n")
+    proc = subprocess.Popen(["unshare", "--net", sys.executable, "-c", script],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        port = json.loads(proc.stdout.readline())["port"]  # type: ignore[union-attr]
+        # unshare(1) execs the program: the pid is the python process in the new namespace
+        assert os.stat(f"/proc/{proc.pid}/ns/net").st_ino != os.stat("/proc/self/ns/net").st_ino
+        rep = inspect_process(proc.pid, sample=0)
+        (sock,) = [e.socket for e in rep.fds if e.type == "socket"]
+        # only the target's own /proc/PID/net/tcp knows this socket
+        assert sock.proto == "tcp" and sock.state == "LISTEN" and sock.local == f"127.0.0.1:{port}"
+        assert sock.recv_q == 0 and sock.send_q is None
+        assert rep.net_namespace_shared is False
+        assert any("another network namespace" in n for n in rep.notes)
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()  # type: ignore[union-attr]
