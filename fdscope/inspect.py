@@ -31,8 +31,8 @@ FLAGS_ALL_MAX = 4096
 FLAG_MODES = ("auto", "all", "needed")
 # CPU window taken automatically when a thread is on CPU and none waits: confirms busy polling.
 AUTO_SAMPLE = 0.25
-# /proc/PID/net tables and the proto name each one gives its sockets.
-NET_TABLES = ("tcp", "tcp6", "udp", "udp6", "raw", "raw6", "unix", "netlink", "packet")
+# Most sockets are TCP or unix: those first, so the scan stops early once every inode is found.
+NET_TABLES = ("tcp", "unix", "tcp6", "udp", "udp6", "raw", "raw6", "netlink", "packet")
 # include/linux/sched.h: PF_KTHREAD in /proc/PID/stat field 9 marks a kernel thread.
 PF_KTHREAD = 0x00200000
 PATH_TYPES = frozenset({"file", "dir", "chr", "blk"})
