@@ -4,6 +4,7 @@ become a one-line message on stderr and an exit code."""
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import sys
 from typing import Any
