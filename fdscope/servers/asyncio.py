@@ -7,9 +7,17 @@ from __future__ import annotations
 import asyncio
 import selectors
 import signal
+from collections.abc import Callable
 from typing import Any
 
-from fdscope.servers.core import BaseServer, Stats, transform
+from fdscope.servers.core import (
+    STOP_SIGNALS,
+    BaseServer,
+    Shutdown,
+    Stats,
+    raise_shutdown,
+    transform,
+)
 
 
 class _Echo(asyncio.Protocol):
@@ -81,11 +89,17 @@ class AsyncioServer(BaseServer):
         # admit() closes refused sockets itself; here the transport owns it, so only account.
         return self.admit(_Borrowed(sock), peer)
 
-    def serve_forever(self) -> Stats:
+    def serve_forever(self, announce: Callable[[], None] = lambda: None) -> Stats:
         loop = asyncio.SelectorEventLoop(selectors.DefaultSelector())
+        previous = {s: signal.signal(s, raise_shutdown) for s in STOP_SIGNALS}
         try:
+            announce()
             loop.run_until_complete(self._main(loop))
+        except Shutdown:
+            pass
         finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
             loop.close()
             super().close_all()
         return self.stats
@@ -93,7 +107,7 @@ class AsyncioServer(BaseServer):
     async def _main(self, loop: asyncio.AbstractEventLoop) -> None:
         assert self.listener is not None
         stop = loop.create_future()
-        for s in (signal.SIGINT, signal.SIGTERM):
+        for s in STOP_SIGNALS:
             loop.add_signal_handler(s, lambda: stop.done() or stop.set_result(None))
         server = await loop.create_server(lambda: _Echo(self), sock=self.listener)
         try:
@@ -104,7 +118,7 @@ class AsyncioServer(BaseServer):
             for t in list(self.transports):
                 t.abort()
             await asyncio.sleep(0)
-            for s in (signal.SIGINT, signal.SIGTERM):
+            for s in STOP_SIGNALS:
                 loop.remove_signal_handler(s)
 
 

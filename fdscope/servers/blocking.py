@@ -47,6 +47,6 @@ class BlockingServer(BaseServer):
     def run(self) -> None:
         assert self.listener is not None
         while True:
-            sock, peer = self.listener.accept()
+            sock, peer = self.accept_blocking()
             if self.admit(sock, peer):
                 serve_client(sock, self)

@@ -15,6 +15,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -25,6 +26,7 @@ OUT_CAP = 256 * 1024
 # glibc's fd_set holds fds 0..1023; Python's select.select() raises ValueError beyond (select(2)).
 FD_SETSIZE = 1024
 ACCEPT_BATCH = 64
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def transform(data: bytes) -> bytes:
@@ -249,10 +251,13 @@ class BaseServer:
         """Model facts added to the `listening` event (e.g. which selector was picked)."""
         return {}
 
-    def serve_forever(self) -> Stats:
-        """Run until SIGINT/SIGTERM, then close every connection and return the totals."""
-        previous = {s: signal.signal(s, _raise_shutdown) for s in (signal.SIGINT, signal.SIGTERM)}
+    def serve_forever(self, announce: Callable[[], None] = lambda: None) -> Stats:
+        """Install the stop handlers, `announce` (the listening event: a client may act on it at
+        once, so handlers come first), run until SIGINT/SIGTERM, close every connection and
+        return the totals."""
+        previous = {s: signal.signal(s, raise_shutdown) for s in STOP_SIGNALS}
         try:
+            announce()
             self.run()
         except Shutdown:
             pass
@@ -304,10 +309,10 @@ class BaseServer:
         warn(msg)
         return False
 
-    def accept_some(self, drain: bool) -> list[socket.socket]:
+    def accept_some(self, drain: bool) -> list[tuple[socket.socket, Any]]:
         """Accept up to ACCEPT_BATCH clients (all of them with `drain`) without blocking."""
         assert self.listener is not None
-        accepted = []
+        accepted: list[tuple[socket.socket, Any]] = []
         while drain or len(accepted) < ACCEPT_BATCH:
             try:
                 sock, peer = self.listener.accept()
@@ -315,36 +320,67 @@ class BaseServer:
                 break
             except OSError as err:
                 if err.errno in (errno.EMFILE, errno.ENFILE):
-                    self._shed_one(err)
-                    continue
+                    if self._shed_one(err):
+                        continue
+                    break
                 if err.errno in (errno.ECONNABORTED, errno.EPROTO, errno.EPERM):
                     continue
                 raise
             if self.admit(sock, peer):
                 sock.setblocking(False)
-                accepted.append(sock)
+                accepted.append((sock, peer))
         return accepted
 
-    def _shed_one(self, err: OSError) -> None:
-        """Out of fds: the pending connection keeps the listener readable, so a level-triggered
-        loop would spin. Free the spare fd, accept and close the client, keep the spare again
-        (accept(2) EMFILE; the libev/libevent "spare fd" idiom)."""
+    def accept_blocking(self) -> tuple[socket.socket, Any]:
+        """accept() for the blocking models, with the same EMFILE shedding. EMFILE comes back at
+        once, queue or no queue, so with nothing to shed wait a little instead of spinning."""
         assert self.listener is not None
-        warn(f"{self.model}: accept: {error_kind(err)} (out of file descriptors); "
-             "closing a new connection to stay responsive")
-        self.stats.reject(error_kind(err))
+        while True:
+            try:
+                return self.listener.accept()
+            except OSError as err:
+                if err.errno in (errno.EMFILE, errno.ENFILE):
+                    self.listener.setblocking(False)
+                    try:
+                        shed = self._shed_one(err)
+                    finally:
+                        self.listener.setblocking(True)
+                    if not shed:
+                        time.sleep(0.1)
+                    continue
+                if err.errno in (errno.ECONNABORTED, errno.EPROTO, errno.EPERM):
+                    continue
+                raise
+
+    def _shed_one(self, err: OSError) -> bool:
+        """Out of fds: a pending connection keeps the listener readable, so a level-triggered
+        loop would spin. Free the spare fd, accept and reset the client, take the spare again
+        (the libev/libevent "spare fd" idiom). False when nothing was pending: accept(2)
+        allocates the new fd before it looks at the queue, so it says EMFILE even when the
+        queue is empty (net/socket.c __sys_accept4_file)."""
+        assert self.listener is not None
         if self._spare_fd is None:
-            raise err
+            return False
         os.close(self._spare_fd)
         self._spare_fd = None
         try:
-            sock, _ = self.listener.accept()
+            sock, peer = self.listener.accept()
+        except OSError:
+            sock = None
+        if sock is not None:
             _set_linger0(sock)
             sock.close()
-        except OSError:
-            pass
-        finally:
+        try:
             self._spare_fd = os.open(os.devnull, os.O_RDONLY)
+        except OSError:
+            self._spare_fd = None
+        if sock is None:
+            return False
+        kind = error_kind(err)
+        self.stats.reject(kind)
+        warn(f"{self.model}: accept: {kind} (out of file descriptors); closed the connection "
+             f"from {_peer(peer)} at once to stay responsive")
+        return True
 
 
 class EventServer(BaseServer):
@@ -387,8 +423,8 @@ class EventServer(BaseServer):
                     handle(conn, readable, writable, drain)
 
     def on_accept(self) -> None:
-        for sock in self.accept_some(self.drain):
-            conn = Conn(sock, sock.getpeername(), self.stats, self.cfg.out_cap)
+        for sock, peer in self.accept_some(self.drain):
+            conn = Conn(sock, peer, self.stats, self.cfg.out_cap)
             self.conns[conn.fd] = conn
             self.watch(conn)
 
@@ -414,7 +450,12 @@ class EventServer(BaseServer):
 
     def close_all(self) -> None:
         for conn in list(self.conns.values()):
-            self.drop(conn, "shutdown")
+            try:
+                self.drop(conn, "shutdown")
+            except (OSError, KeyError):
+                # Half-dropped when the Shutdown landed (a signal caught by Python just before
+                # it was masked still runs its handler): close it and carry on.
+                conn.sock.close()
         super().close_all()
 
 
@@ -426,17 +467,20 @@ def signals_deferred() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    try:
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    except Shutdown:
+        # A stop signal caught just before: its handler ran inside the call, after the mask
+        # changed. Undo the block so later signals are not held forever, and stop.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+        raise
     try:
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
-_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
-
-
-def _raise_shutdown(signum: int, frame: Any) -> None:
+def raise_shutdown(signum: int, frame: Any) -> None:
     raise Shutdown(signal.Signals(signum).name)
 
 

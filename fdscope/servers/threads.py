@@ -47,7 +47,7 @@ class ThreadsServer(BaseServer):
                 t.start()
                 self.threads.append(t)
         while True:
-            sock, peer = self.listener.accept()
+            sock, peer = self.accept_blocking()
             with self.lock:
                 if not self.admit(sock, peer):
                     continue
