@@ -35,7 +35,7 @@ class ServerProc:
                 [sys.executable, "-m", "fdscope", "serve", model, "--json", "--port", "0", *args],
                 stdout=subprocess.PIPE, stderr=err, text=True,
             )
-        line = _readline(self.proc, START_TIMEOUT)
+        line = readline_timeout(self.proc, START_TIMEOUT)
         if not line:
             self.kill()
             raise RuntimeError(f"serve {model} printed no listening line: {self.stderr()}")
@@ -81,7 +81,7 @@ class ServerProc:
             os.unlink(self.stderr_path)
 
 
-def _readline(proc: subprocess.Popen[str], timeout: float) -> str:
+def readline_timeout(proc: subprocess.Popen[str], timeout: float) -> str:
     assert proc.stdout is not None
     sel = selectors.DefaultSelector()
     sel.register(proc.stdout, selectors.EVENT_READ)

@@ -290,7 +290,7 @@ def test_out_of_fds_sheds_clients_without_spinning(model: str) -> None:
 
     import psutil
 
-    from tests.servers_support import _readline
+    from tests.servers_support import readline_timeout
 
     def low_limit() -> None:
         hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
@@ -303,9 +303,12 @@ def test_out_of_fds_sheds_clients_without_spinning(model: str) -> None:
     try:
         import json
 
-        port = json.loads(_readline(proc, 10))["port"]
+        port = json.loads(readline_timeout(proc, 10))["port"]
         for _ in range(30):
-            socks.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+            try:
+                socks.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+            except ConnectionResetError:
+                pass  # shed before connect() returned: refused either way
         time.sleep(0.3)
         ps = psutil.Process(proc.pid)
         t0 = sum(ps.cpu_times()[:2])
@@ -321,7 +324,7 @@ def test_out_of_fds_sheds_clients_without_spinning(model: str) -> None:
             except OSError:
                 served.append(False)
         # Clients up to the fd limit are served; every later one was reset, none hangs.
-        assert 0 < sum(served) < len(socks)
+        assert 0 < sum(served) < 30
         assert served == sorted(served, reverse=True)
         for s in socks:
             s.close()
@@ -339,7 +342,7 @@ def test_out_of_fds_sheds_clients_without_spinning(model: str) -> None:
     # Every refused client was shed by the server and said so (a retry of the final exchange
     # may also have arrived before the server saw the closes, hence >=).
     shed = err.count("EMFILE (out of file descriptors)")
-    assert shed >= served.count(False)
+    assert shed >= 30 - sum(served)
     stopped = json.loads(out.splitlines()[-1])
     assert stopped["rejected_by"] == {"EMFILE": shed}
 
