@@ -11,12 +11,15 @@ Cost model (measured by scripts/bench_inspect.py): one listdir + one readlink pe
 
 from __future__ import annotations
 
+import gc
 import os
 import platform
 import re
+import sys
 import time
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any, NamedTuple
 
 from fdscope.errors import AccessDenied, FdscopeError, NoSuchProcess, ParseError, ProcGone
@@ -259,7 +262,15 @@ def inspect_process(
     if flags not in FLAG_MODES:
         raise FdscopeError(f"unknown flags mode {flags!r} (choose from {', '.join(FLAG_MODES)})")
     scan = _Scan(pid, proc or Proc(), normalize_sections(sections), normalize_types(types), flags)
-    return scan.run(sample)
+    # A scan allocates ~100,000 tuples and strings (16,000 fds) that live until it returns and
+    # form no cycles: the cyclic collector would only walk them again and again (~10% of it).
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return scan.run(sample)
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 class _Scan:
@@ -281,6 +292,7 @@ class _Scan:
         self.by_ino: dict[int, list[int]] | None = None
         self.anon_scanned = False
         self.helper: Any = None  # fdscope.scan.Helper reading half the links and the net tables
+        self.other_fds: list[int] = []  # fds that are neither sockets nor pipes
 
     # -- top level -----------------------------------------------------------------------
     def run(self, sample: float | None) -> InspectReport:
@@ -391,9 +403,12 @@ class _Scan:
         types: list[str] = []
         inodes: list[int | None] = []
         add_type, add_inode = types.append, inodes.append
+        sockets_at: list[int] = []  # indexes of socket fds
+        others: list[int] = []  # fds neither socket nor pipe
         cache: dict[str, tuple[str, int | None]] = {}
-        for fd, link in zip(fds, links):
+        for fd, link in zip(fds, links, strict=True):
             if link.startswith("socket:["):  # net/socket.c sockfs_dname "socket:[%lu]"
+                sockets_at.append(len(types))
                 add_type("socket")
                 add_inode(int(link[8:-1]))
             elif link.startswith("pipe:["):  # fs/pipe.c pipefs_dname "pipe:[%lu]"
@@ -405,14 +420,15 @@ class _Scan:
                 if hit is None:
                     t = classify_fd(link)
                     hit = cache[link] = (t.type, t.inode)
+                others.append(fd)
                 add_type(hit[0])
                 add_inode(hit[1])
-        self.fd_types = types_of = dict(zip(fds, zip(types, inodes)))
-        sockets_at = [i for i, typ in enumerate(types) if typ == "socket"]
+        self.fd_types = types_of = dict(zip(fds, zip(types, inodes, strict=True), strict=True))
+        self.other_fds = others
         sock_inodes = {inodes[i] for i in sockets_at}
         if self.helper is not None:
             self.helper.send(sock_inodes)  # the helper parses only these rows of the net tables
-        raw_sets = self._read_epoll([fd for fd, typ in zip(fds, types) if typ == "epoll"])
+        raw_sets = self._read_epoll([fd for fd in others if types_of[fd][0] == "epoll"])
         want_flags = self._flag_fds(fds, types_of, raw_sets)
         infos = self._read_fdinfo(want_flags)
         sockets = self._sockets(rep, sock_inodes) if sock_inodes else {}  # type: ignore[arg-type]
@@ -428,7 +444,7 @@ class _Scan:
             from fdscope.parse.events import decode_open_flags
 
             names_of: dict[int, tuple[str, ...]] = {}
-            index = dict(zip(fds, range(n)))
+            index = dict(zip(fds, range(n), strict=False))
             for fd, (raw, pos) in infos.items():
                 i = index[fd]
                 if raw is not None:
@@ -439,7 +455,7 @@ class _Scan:
         # Build every FdEntry once, in C (zip + tuple.__new__), in NamedTuple field order.
         rep.fds = list(map(partial(tuple.__new__, FdEntry),
                            zip(fds, types, links, inodes, flag_cols[0], flag_cols[1], socks,
-                               flag_cols[2])))
+                               flag_cols[2], strict=False)))
         by_type = Counter(types)
         states = Counter(map(attrgetter("state"), filter(None, socks)))
         s = rep.summary
@@ -465,10 +481,10 @@ class _Scan:
         count = proc.stat(pid, "fd", pid=pid).st_size if proc.root == DEFAULT_ROOT else 0
         guessed = count >= HELPER_MIN_FDS
         names = list(map(str, range(count))) if guessed else proc.listdir(pid, "fd", pid=pid)
-        if len(names) >= HELPER_MIN_FDS and hasattr(os, "fork"):
+        if len(names) >= HELPER_MIN_FDS and _single_threaded():
             from fdscope.scan import Helper
 
-            half = len(names) // 2
+            half = len(names) * 2 // 3  # the helper first reads the net tables
             self.helper = Helper(_helper_work, proc, pid, names[half:])
             links, gone = proc.readlinks(pid, "fd", names=names[:half], pid=pid)
             frame = self.helper.next()
@@ -478,7 +494,9 @@ class _Scan:
             gone += more_gone
         else:
             links, gone = proc.readlinks(pid, "fd", names=names, pid=pid)
-        if guessed and gone:
+        if guessed and not gone:
+            return list(range(count)), list(links.values())
+        if guessed:
             # Holes below `count`, so some fds sit above it: list the table, read the rest.
             listed = proc.listdir(pid, "fd", pid=pid)
             more, gone = proc.readlinks(pid, "fd", names=[n for n in listed if n not in links],
@@ -489,7 +507,7 @@ class _Scan:
         if all(map(int.__lt__, fds, fds[1:])):
             return fds, list(links.values())
         # procfs lists fds in ascending order (fs/proc/fd.c); a copied tree may not.
-        pairs = sorted(zip(fds, links.values()))
+        pairs = sorted(zip(fds, links.values(), strict=False))
         return [fd for fd, _ in pairs], [link for _, link in pairs]
 
     def _path_type(self, fd: int, link: str, classify_fd: Any) -> tuple[str, int | None]:
@@ -508,7 +526,7 @@ class _Scan:
             return order
         from fdscope.parse.events import EPOLLET
 
-        want = {fd for fd, (typ, _ino) in types.items() if typ in PATH_TYPES or typ == "epoll"}
+        want = {fd for fd in self.other_fds if types[fd][0] in PATH_TYPES or types[fd][0] == "epoll"}
         for regs in raw_sets.values():
             for tfd, mask, _data, _ino, _sdev in regs:
                 if mask & EPOLLET and tfd in types:
@@ -607,7 +625,9 @@ class _Scan:
         return (ino, dev) if dev is not None else self._stat_key(fd)
 
     def _epoll_sets(self, raw_sets: dict[int, list[_Reg]]) -> list[EpollSet]:
+        import operator
         from collections import Counter
+        from functools import partial
 
         from fdscope.parse.events import decode_epoll_mask
 
@@ -616,32 +636,43 @@ class _Scan:
         types = self.fd_types
         # Shared anon inode (fs/anon_inodes.c): an epoll fd always has it, so stat one.
         anon_key = self._stat_key(next(iter(raw_sets)))
-        ino_count = Counter([ino for _typ, ino in types.values()])
+        ino_count = Counter(map(operator.itemgetter(1), types.values()))
         for typ in ("socket", "pipe"):
             first = next((fd for fd, (t, _i) in types.items() if t == typ), None)
             if first is not None:
                 self._fd_key(first)
-        type_dev = self.type_dev
-        new = tuple.__new__
+        # What the fd table shows for a registration's file when tfd still names it: the type
+        # of its filesystem (sockfs and pipefs are single internal mounts) and its inode.
+        dev_type = {dev: typ for typ, dev in self.type_dev.items() if dev is not None}
+        shared = {ino for ino, n in ino_count.items() if n > 1 and ino is not None}
         mask_names: dict[int, tuple[str, ...]] = {}
+        new_ok = partial(tuple.__new__, Registration)
         out: list[EpollSet] = []
         for epfd, regs in raw_sets.items():
-            rows = []
-            append = rows.append
+            if not regs:
+                out.append(EpollSet(epfd, ()))
+                continue
             regs.sort()  # the kernel lists its red-black tree order (by file pointer): use tfd
-            for tfd, mask, data, ino, sdev in regs:
-                names = mask_names.get(mask)
-                if names is None:
-                    names = mask_names[mask] = decode_epoll_mask(mask)
-                t = types.get(tfd)
-                # Fast path: the tfd's link names the same inode on sockfs/pipefs, no dup.
-                if (t is not None and t[1] == ino and ino_count[ino] == 1
-                        and type_dev.get(t[0], -1) == sdev):
-                    append(new(Registration, (tfd, mask, names, data, ino, sdev, "ok", (tfd,),
-                                              True)))
-                else:
-                    append(self._registration(tfd, mask, names, data, ino, sdev, anon_key))
-            out.append(EpollSet(epfd, tuple(rows)))
+            tfd, mask, data, ino, sdev = zip(*regs, strict=True)
+            for m in set(mask) - mask_names.keys():
+                mask_names[m] = decode_epoll_mask(m)
+            names = list(map(mask_names.__getitem__, mask))
+            # Fast path, column-wise in C: tfd's link shows this inode on sockfs/pipefs and no
+            # other fd holds it, so it is "ok" and open only as tfd.
+            fast = list(map(operator.eq, map(types.get, tfd),
+                            zip(map(dev_type.get, sdev), ino, strict=True)))
+            if shared:
+                fast = list(map(operator.gt, fast, map(shared.__contains__, ino)))
+            ok = map(new_ok, zip(tfd, mask, names, data, ino, sdev, repeat("ok"), zip(tfd, strict=True),
+                                 repeat(True), strict=False))
+            if all(fast):
+                rows = tuple(ok)
+            else:
+                rows = tuple(row if is_ok else self._registration(*reg[:2], names[i], *reg[2:],
+                                                                  anon_key)
+                             for i, (row, is_ok, reg) in enumerate(zip(ok, fast, regs,
+                                                                      strict=True)))
+            out.append(EpollSet(epfd, rows))
         return out
 
     def _registration(self, tfd: int, mask: int, names: tuple[str, ...], data: int,
@@ -686,22 +717,26 @@ class _Scan:
     # -- sockets -------------------------------------------------------------------------
     def _sockets(self, rep: InspectReport, inodes: set[int]) -> dict[int, SocketInfo]:
         """inode -> SocketInfo for `inodes`, joined from the target's /proc/PID/net tables."""
+        from functools import partial
+        from operator import itemgetter
+
         found: dict[int, SocketInfo] = {}
         listeners: dict[str, list[int]] = {"inet": [], "unix": []}
         tables = self.helper.next() if self.helper is not None else None
         if tables is None:
             tables = self._net_tables(inodes)
-        new = tuple.__new__
-        for table, status, payload in tables:
+        info_of = partial(tuple.__new__, SocketInfo)
+        # Rows are only those for `inodes`; tables in reverse so the first table listing an
+        # inode wins; the join runs in C (map/zip).
+        for table, status, payload in reversed(tables):
             if status == "error":
                 self._partial(f"/proc/{self.pid}/net/{table}: {payload}")
                 continue
-            for row in payload:
-                ino = row[0]
-                if ino in inodes and ino not in found:
-                    info = found[ino] = new(SocketInfo, row[1:])
-                    if info.state == "LISTEN":
-                        listeners["unix" if table == "unix" else "inet"].append(ino)
+            found.update(zip(map(itemgetter(0), payload),
+                             map(info_of, map(itemgetter(slice(1, None)), payload)), strict=True))
+        for ino, info in found.items():
+            if info.state == "LISTEN":
+                listeners["unix" if info.proto == "unix" else "inet"].append(ino)
         rep.net_namespace_shared = self._same_netns()
         if listeners["inet"] or listeners["unix"]:
             self._listen_queues(rep, found, listeners)
@@ -879,7 +914,7 @@ class _Scan:
 # fs/eventpoll.c ep_show_fdinfo: "tfd: %8d events: %8x data: %16llx  pos:%lli ino:%lx sdev:%x".
 # Anything else (older kernels without pos/ino/sdev, extra tokens) falls back to parse_fdinfo.
 _EPOLL_LINE = re.compile(
-    r"^tfd:\s*(\d+) events:\s*([0-9a-f]+) data:\s*([0-9a-f]+)\s+pos:(-?\d+) ino:([0-9a-f]+) "
+    r"^tfd: *([0-9]+) events: *([0-9a-f]+) data: *([0-9a-f]+)  pos:-?[0-9]+ ino:([0-9a-f]+) "
     r"sdev:([0-9a-f]+)$", re.M | re.ASCII)
 _HEAD = re.compile(r"\Apos:\t(\d+)\nflags:\t([0-7]+)\n", re.ASCII)
 
@@ -892,15 +927,14 @@ def _epoll_fast(text: str) -> list[_Reg] | None:
     rows = _EPOLL_LINE.findall(text)
     if len(rows) != text.count("tfd:") or _HEAD.match(text) is None:
         return None
-    devs: dict[str, int] = {}
-    out: list[_Reg] = []
-    append = out.append
-    for tfd, mask, data, _pos, ino, sdev in rows:
-        dev = devs.get(sdev)
-        if dev is None:
-            dev = devs[sdev] = kernel_dev_to_userspace(int(sdev, 16))
-        append((int(tfd), int(mask, 16), int(data, 16), int(ino, 16), dev))
-    return out
+    if not rows:
+        return []
+    # Column-wise conversions (map over zip(*rows)) run in C; masks and devices repeat.
+    tfd, mask, data, ino, sdev = zip(*rows, strict=False)
+    masks = {m: int(m, 16) for m in set(mask)}
+    devs = {d: kernel_dev_to_userspace(int(d, 16)) for d in set(sdev)}
+    return list(zip(map(int, tfd), map(masks.__getitem__, mask), map(int, data, repeat(16)),
+                    map(int, ino, repeat(16)), map(devs.__getitem__, sdev), strict=False))
 
 
 def _fdinfo_head(text: str) -> tuple[int, int] | None:
@@ -1034,14 +1068,23 @@ def _only_inodes(text: str, table: str, inodes: set[int]) -> str | None:
     return "\n".join(keep) + "\n"
 
 
+def _single_threaded() -> bool:
+    """True when forking is safe: no other thread could hold a lock the child would need (a
+    library caller such as `fdscope run` may have servers running in threads)."""
+    threading = sys.modules.get("threading")
+    return hasattr(os, "fork") and (threading is None or threading.active_count() == 1)
+
+
 def _helper_work(proc: Proc, pid: int, names: list[str], recv: Any) -> Iterator[Any]:
-    """What the forked helper (fdscope.scan) does: readlink `names`; read every /proc/PID/net
-    table while the parent classifies the links; parse only the rows for the socket inodes the
-    parent then sends (the tables list the whole network namespace)."""
-    yield proc.readlinks(pid, "fd", names=names, pid=pid)
+    """What the forked helper (fdscope.scan) does: read every /proc/PID/net table, readlink
+    `names` (the last third of the fds), then parse only the rows for the socket inodes the
+    parent sends (the tables list the whole network namespace)."""
     scan = _Scan(pid, proc, SECTIONS, None, "auto")
     texts = [(table, scan._net_text(table)) for table in NET_TABLES]
+    yield proc.readlinks(pid, "fd", names=names, pid=pid)
     inodes = recv()
+    if inodes is None:
+        return  # the parent gave up (an error): stop at once
     yield [_parse_net(table, text, inodes) for table, text in texts if text is not None]
 
 

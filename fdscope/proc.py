@@ -116,7 +116,7 @@ class Proc:
             try:
                 while True:
                     try:
-                        links.update(zip(todo, map(readlink_at, again)))
+                        links.update(zip(todo, map(readlink_at, again), strict=False))
                         break
                     except FileNotFoundError:
                         vanished += 1

@@ -11,8 +11,6 @@ import subprocess
 import textwrap
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from inspect_support import Target
 
 import fdscope.inspect as I
@@ -258,19 +256,3 @@ def test_watch_iterator_with_fake_sleep(tmp_path):
     assert [s["delta"] for s in samples] == [{}, {"pipe": 1}, {"pipe": 1}]
     assert samples[2]["by_type"] == {"pipe": 3, "socket": 1}
     json.dumps(samples)
-
-
-cells = st.one_of(st.none(), st.integers(-10**12, 10**12),
-                  st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=14))
-
-
-@settings(max_examples=300, deadline=None)
-@given(st.integers(1, 6).flatmap(lambda n: st.tuples(
-    st.lists(st.text(alphabet="abcdef-/%", min_size=1, max_size=8), min_size=n, max_size=n),
-    st.lists(st.lists(cells, min_size=n, max_size=n), min_size=1, max_size=6))))
-def test_fast_table_matches_tabulate(case):
-    from fdscope.render.inspect import fast_table
-    from fdscope.render.table import table
-
-    headers, rows = case
-    assert fast_table(rows, headers) == table(rows, headers)

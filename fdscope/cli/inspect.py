@@ -60,14 +60,19 @@ def command(pid: int, as_json: bool, types: tuple[str, ...], sections: tuple[str
     report = inspect_process(pid, sample=sample, sections=section_list, types=type_list,
                              flags=flags)
     if as_json:
+        import gc
         import sys
 
         from fdscope.render.inspect import iter_report_json
 
-        write = sys.stdout.write
-        for chunk in iter_report_json(report):
-            write(chunk)
-        sys.stdout.flush()
+        gc.disable()  # rendering allocates megabytes of short-lived strings, no cycles
+        try:
+            write = sys.stdout.write
+            for chunk in iter_report_json(report):
+                write(chunk)
+            sys.stdout.flush()
+        finally:
+            gc.enable()
     else:
         from fdscope.render.inspect import render_text
         from fdscope.render.style import colour_enabled

@@ -1,0 +1,202 @@
+"""The speed machinery of `inspect` gives the same answers as the plain path: the forked helper,
+readlinkat with holes, the fd count from st_size, the column-wise JSON rows, the fast /proc/net
+parsers (scripts/bench_inspect.py measures the speed itself)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+
+import pytest
+from inspect_support import ZOO, Target
+
+import fdscope.inspect as I
+from fdscope.parse.net import parse_inet
+from fdscope.proc import Proc
+from fdscope.render.inspect import render_json, render_report_json
+from fdscope.scan import Helper
+
+# A process with N dense fds (no holes: exercises the st_size guess without the listdir
+# fallback): unix pairs, loopback TCP pairs, pipes, an epoll set over some of them.
+MANY = """
+import json, os, resource, select, socket, sys, time
+n = int(sys.argv[1])
+resource.setrlimit(resource.RLIMIT_NOFILE, (n + 200, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+ep = select.epoll()
+keep = []
+lst = socket.create_server(("127.0.0.1", 0))
+for _ in range(50):
+    c = socket.create_connection(lst.getsockname()); s, _a = lst.accept(); keep += [c, s]
+    ep.register(c.fileno(), select.EPOLLIN | select.EPOLLET)
+while len(os.listdir("/proc/self/fd")) < n - 4:
+    a, b = socket.socketpair(); r, w = os.pipe(); keep += [a, b, r, w]
+    ep.register(a.fileno(), select.EPOLLIN)
+    ep.register(r, select.EPOLLIN)
+print(json.dumps({"fds": len(os.listdir("/proc/self/fd"))}), flush=True)
+time.sleep(600)
+"""
+
+
+def _without_cpu(doc):
+    return {k: v for k, v in doc.items() if k != "cpu"}
+
+
+class CountingProc(Proc):
+    """Counts the listings of /proc/PID/fd."""
+
+    listed = 0
+
+    def listdir(self, *parts, pid=None):
+        if parts[-1] == "fd":
+            self.listed += 1
+        return super().listdir(*parts, pid=pid)
+
+
+def _both_ways(monkeypatch, pid):
+    """(report with the forked helper and the st_size guess, report without either, how many
+    times the fast run listed the fd directory)."""
+    forks = []
+    monkeypatch.setattr("fdscope.scan.Helper.__init__", _spy(Helper.__init__, forks))
+    monkeypatch.setattr(I, "HELPER_MIN_FDS", 1)
+    proc = CountingProc()
+    fast = I.inspect_process(pid, sample=0, proc=proc)
+    assert len(forks) == 1
+    monkeypatch.setattr(I, "HELPER_MIN_FDS", 10**9)
+    plain = I.inspect_process(pid, sample=0)
+    assert len(forks) == 1
+    return fast, plain, proc.listed
+
+
+def _spy(func, calls):
+    def wrapper(*args, **kwargs):
+        calls.append(args)
+        return func(*args, **kwargs)
+
+    return wrapper
+
+
+def test_helper_path_matches_plain_path_on_the_zoo(tmp_path, monkeypatch):
+    # The zoo has holes in its fd table (fd 27 was closed): the st_size guess must fall back
+    # to listing the table and still find every fd, with nothing counted as vanished.
+    with Target(ZOO, str(tmp_path)) as target:
+        target.wait_sleeping()
+        fast, plain, listed = _both_ways(monkeypatch, target.pid)
+    assert listed == 1
+    assert 27 not in [e.fd for e in plain.fds] and plain.fds[-1].fd > 27
+    assert _without_cpu(fast.to_json()) == _without_cpu(plain.to_json())
+    assert not any("vanished" in n or "closed or exited" in n for n in fast.notes)
+
+
+def test_helper_path_matches_plain_path_on_many_fds(monkeypatch):
+    with Target(MANY, "3000") as target:
+        target.wait_sleeping()
+        count = os.stat(f"/proc/{target.pid}/fd").st_size
+        fast, plain, listed = _both_ways(monkeypatch, target.pid)
+    assert listed == (0 if count else 1)  # a dense table needs no listing on Linux >= 6.2
+    doc = fast.to_json()
+    assert _without_cpu(doc) == _without_cpu(plain.to_json())
+    # the target's own count included the fd its listdir() had open
+    assert doc["summary"]["open_fds"] == target.info["fds"] - 1
+    assert count in (0, doc["summary"]["open_fds"])  # 0 before Linux 6.2
+    assert doc["summary"]["socket_states"]["ESTABLISHED"] == 100
+    assert {r["status"] for r in doc["epoll"][0]["registrations"]} == {"ok"}
+    # flags were read for the edge-triggered targets (the epoll_et_blocking rule needs them)
+    et = [r["tfd"] for r in doc["epoll"][0]["registrations"] if "EPOLLET" in r["events"]]
+    assert len(et) == 50 and all(doc["fds"][tfd]["flags"] for tfd in et)
+    # the column-wise JSON renderer gives the same document as json.dumps
+    assert json.loads(render_report_json(fast)) == json.loads(render_json(doc)) == \
+        json.loads(json.dumps(doc))
+
+
+def test_helper_frames_roundtrip_and_a_failing_child_is_reported():
+    def work(base, recv):
+        yield {"x": base, "rows": [(1, "a", None)]}
+        got = recv()
+        yield got * 2
+
+    h = Helper(work, 21)
+    assert h.next() == {"x": 21, "rows": [(1, "a", None)]}
+    h.send(21)
+    assert h.next() == 42
+    assert h.next() is None  # the child finished: no more frames
+    h.close()
+    h.close()
+
+    def broken(recv):
+        yield 1
+        raise RuntimeError("boom")
+
+    h = Helper(broken)
+    assert h.next() == 1
+    assert h.next() is None and h.failed
+    h.close()
+
+
+def test_helper_failure_falls_back_to_the_parent(tmp_path, monkeypatch):
+    def dead(*_args):
+        raise RuntimeError("helper died")
+        yield  # pragma: no cover
+
+    with Target(ZOO, str(tmp_path)) as target:
+        target.wait_sleeping()
+        monkeypatch.setattr(I, "HELPER_MIN_FDS", 1)
+        monkeypatch.setattr(I, "_helper_work", dead)
+        fast = I.inspect_process(target.pid, sample=0)
+        monkeypatch.setattr(I, "HELPER_MIN_FDS", 10**9)
+        plain = I.inspect_process(target.pid, sample=0)
+    assert _without_cpu(fast.to_json()) == _without_cpu(plain.to_json())
+
+
+def test_readlinks_resumes_after_holes_and_counts_them(tmp_path):
+    for fd in (0, 1, 3, 7):
+        os.symlink(f"pipe:[{100 + fd}]", tmp_path / str(fd))
+    links, missing = Proc(str(tmp_path)).readlinks(names=[str(i) for i in range(9)])
+    assert links == {"0": "pipe:[100]", "1": "pipe:[101]", "3": "pipe:[103]", "7": "pipe:[107]"}
+    assert list(links) == ["0", "1", "3", "7"] and missing == 5
+    assert Proc(str(tmp_path / "gone")).readlinks(names=["0", "1"]) == ({}, 2)
+
+
+INET_TEXT = (
+    "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout "
+    "inode\n"
+    "   0: 0100007F:1F90 00000000:0000 0A 00000000:00000003 00:00000000 00000000     0        0 "
+    "5001 1 0000000000000000 100 0 0 10 0\n"
+    "   1: 0100007F:1F90 0100007F:C350 01 00000010:00000000 00:00000000 00000000  1000        0 "
+    "5002 1 0000000000000000 20 4 30 10 -1\n"
+    "   2: 00000000000000000000000001000000:0016 00000000000000000000000000000000:0000 0A "
+    "00000000:00000000 00:00000000 00000000     0        0 5003 1 0000000000000000 100 0 0 10 0\n"
+)
+
+
+def _contract(text, proto):
+    return [(r.inode, r.proto, r.state, r.local, r.remote, r.recv_q, r.send_q)
+            for r in parse_inet(text, proto)]
+
+
+@pytest.mark.parametrize("proto", ["tcp", "udp"])
+def test_inet_fast_path_matches_parse_inet(proto):
+    fast = I._inet_fast(INET_TEXT, proto, None)
+    assert fast == _contract(INET_TEXT, proto)
+    assert fast[2][3] == "[::1]:22"
+    assert I._inet_fast(INET_TEXT, proto, {5002}) == [r for r in fast if r[0] == 5002]
+    bad = INET_TEXT + "   3: garbage\n"
+    assert I._inet_fast(bad, proto, None) is None  # the contract parser reports it
+    with pytest.raises(I.ParseError):
+        I._net_rows(proto, bad, None)
+
+
+def test_inet_fast_path_matches_parse_inet_live():
+    srv = socket.create_server(("127.0.0.1", 0))
+    cli = socket.create_connection(srv.getsockname())
+    try:
+        for proto in ("tcp", "tcp6", "udp"):
+            try:
+                with open(f"/proc/self/net/{proto}") as f:
+                    text = f.read()
+            except OSError:
+                continue
+            assert I._inet_fast(text, proto, None) == _contract(text, proto)
+    finally:
+        cli.close()
+        srv.close()
