@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Iterator
-from itertools import chain, repeat
 from typing import Any
 
 from fdscope.render.style import heading, level
@@ -224,7 +223,7 @@ def render_report_json(report: Any, sections: Iterable[str] | None = None) -> st
 
 
 def iter_report_json(report: Any, sections: Iterable[str] | None = None,
-                     batch: int = 4096) -> Iterator[str]:
+                     batch: int = 2048) -> Iterator[str]:
     """render_report_json in chunks of `batch` rows, for writing straight to stdout (no
     multi-megabyte intermediate strings)."""
     doc = report.to_json(sections=sections, rows=False)
@@ -235,20 +234,14 @@ def iter_report_json(report: Any, sections: Iterable[str] | None = None,
         if not entries:
             yield "[]"
             return
-        caches: tuple[dict[Any, str], dict[Any, str]] = ({}, {})
+        caches: tuple[dict[Any, str], dict[Any, str]] = ({}, {None: "null"})
         for start in range(0, len(entries), batch):
             rows = _fd_rows(entries[start:start + batch], *caches)
-            yield "[" + rows[1:] if start == 0 else rows  # the first separator opens the list
+            yield ("[\n    " if start == 0 else ",\n    ") + ",\n    ".join(rows)
         yield "\n  ]"
 
     def epoll() -> Iterator[str]:
-        first = True
-        for s in report.epoll:
-            rows = _reg_rows(s.registrations)
-            body = "[" + rows[1:] + "\n      ]" if rows else "[]"
-            yield ("[\n    " if first else ",\n    ") + f'{{"epfd": {s.epfd}, "registrations": {body}}}'
-            first = False
-        yield "[]" if first else "\n  ]"
+        return _epoll_json((s.epfd, _reg_rows(s.registrations)) for s in report.epoll)
 
     if "fds" in doc:
         pre["fds"] = fds
@@ -258,31 +251,6 @@ def iter_report_json(report: Any, sections: Iterable[str] | None = None,
 
 
 _jstr = json.encoder.encode_basestring  # the C implementation when available
-# Rows are built column-wise: each column is a map() over the entries (a C loop), and one
-# "".join() interleaves them with the constant parts of the row, so 16,000 fds need no Python
-# loop per row (a %-format or f-string per row costs 3-4x more). Text as json.dumps gives it.
-_SEP = ",\n    "
-_FD_PARTS = (_SEP + '{"fd": ', ', "type": "', '", "target": ', ', "inode": ', ', "flags": ',
-             ', "pos": ', ', "socket": ', "}")
-_REG_SEP = ",\n        "
-_REG_PARTS = (_REG_SEP + '{"tfd": ', ', "mask": ', ', "events": ', ', "data": ', ', "inode": ',
-              ', "sdev": ', ', "status": "', '", "open_as": ', ', "verified": ', "}")
-_BOOL = {True: "true", False: "false"}
-
-
-def _interleave(parts: tuple[str, ...], *columns: Iterable[str]) -> str:
-    """parts[0] col0[i] parts[1] col1[i] ... parts[-1], for every row i, as one string."""
-    streams: list[Iterable[str]] = []
-    for part, column in zip(parts, columns, strict=False):
-        streams += (repeat(part), column)
-    streams.append(repeat(parts[-1]))
-    return "".join(chain.from_iterable(zip(*streams, strict=False)))
-
-
-def _nullable(values: Iterable[Any]) -> Iterator[str]:
-    """JSON text of ints or None."""
-    nulls: dict[Any, Any] = {None: "null"}
-    return map(str, map(nulls.get, values, values))  # type: ignore[call-overload]
 
 
 def _jv(v: Any) -> str:
@@ -293,33 +261,44 @@ def _jv(v: Any) -> str:
     return str(v)
 
 
-def _str_list(values: Iterable[Any]) -> dict[Any, str]:
-    """tuple of names (or None) -> JSON text, for each distinct value."""
-    return {v: "null" if v is None else "[" + ", ".join(map(_jstr, v)) + "]" for v in set(values)}
+# One f-string per row, with the repeated parts (socket objects, flag and event lists) rendered
+# once per distinct value: measured faster here than %-formats or column-wise map()/join()
+# (16,000 fds: ~13 ms against ~15 and ~27).
+def _fd_rows(entries: Iterable[Any], socks: dict[Any, str],
+             flag_lists: dict[Any, str]) -> list[str]:
+    js = _jstr
+    out: list[str] = []
+    append = out.append
+    for fd, typ, target, inode, flags, pos, s, _raw in entries:
+        if s is None:
+            sock = "null"
+        else:
+            sock = socks.get(s)
+            if sock is None:
+                sock = socks[s] = (
+                    f'{{"proto": {js(s.proto)}, "state": {js(s.state)}, "local": {_jv(s.local)}, '
+                    f'"remote": {_jv(s.remote)}, "recv_q": {_jv(s.recv_q)}, '
+                    f'"send_q": {_jv(s.send_q)}}}')
+        fl = flag_lists.get(flags)
+        if fl is None:
+            fl = flag_lists[flags] = "[" + ", ".join(js(f) for f in flags) + "]"
+        append(f'{{"fd": {fd}, "type": "{typ}", "target": {js(target)}, '
+               f'"inode": {"null" if inode is None else inode}, "flags": {fl}, '
+               f'"pos": {"null" if pos is None else pos}, "socket": {sock}}}')
+    return out
 
 
-def _fd_rows(entries: list[Any], socks: dict[Any, str], flag_lists: dict[Any, str]) -> str:
-    """The rows of `entries` (FdEntry), each preceded by _SEP."""
-    if not entries:
-        return ""
-    fd, typ, target, inode, flags, pos, sock, _raw = zip(*entries, strict=False)
-    for s in set(sock) - socks.keys():
-        socks[s] = "null" if s is None else (
-            f'{{"proto": {_jstr(s.proto)}, "state": {_jstr(s.state)}, "local": {_jv(s.local)}, '
-            f'"remote": {_jv(s.remote)}, "recv_q": {_jv(s.recv_q)}, "send_q": {_jv(s.send_q)}}}')
-    flag_lists.update(_str_list(set(flags) - flag_lists.keys()))
-    return _interleave(_FD_PARTS, map(str, fd), typ, map(_jstr, target), _nullable(inode),
-                       map(flag_lists.__getitem__, flags), _nullable(pos),
-                       map(socks.__getitem__, sock))
-
-
-def _reg_rows(regs: tuple[Any, ...]) -> str:
-    """The rows of `regs` (Registration), each preceded by _REG_SEP."""
-    if not regs:
-        return ""
-    tfd, mask, events, data, inode, sdev, status, open_as, verified = zip(*regs, strict=False)
-    names = _str_list(events)
-    # str() of a list of ints is its JSON text.
-    return _interleave(_REG_PARTS, map(str, tfd), map(str, mask), map(names.__getitem__, events),
-                       map(str, data), _nullable(inode), _nullable(sdev), status,
-                       map(str, map(list, open_as)), map(_BOOL.__getitem__, verified))
+def _reg_rows(regs: Iterable[Any]) -> list[str]:
+    out: list[str] = []
+    append = out.append
+    event_lists: dict[tuple[str, ...], str] = {}
+    for tfd, mask, events, data, inode, sdev, status, open_as, verified in regs:
+        ev = event_lists.get(events)
+        if ev is None:
+            ev = event_lists[events] = "[" + ", ".join(map(_jstr, events)) + "]"
+        # str() of a list of ints is its JSON text.
+        append(f'{{"tfd": {tfd}, "mask": {mask}, "events": {ev}, "data": {data}, '
+               f'"inode": {"null" if inode is None else inode}, '
+               f'"sdev": {"null" if sdev is None else sdev}, "status": {_jstr(status)}, '
+               f'"open_as": {list(open_as)}, "verified": {"true" if verified else "false"}}}')
+    return out
