@@ -162,6 +162,8 @@ def test_select_refuses_fds_beyond_fd_setsize_and_keeps_serving() -> None:
             for s in socks:
                 s.close()
             socks.clear()
+            # Until the server has seen the closes, a newcomer can still land on fd 1024.
+            assert wait_for(lambda: _try_exchange(srv.port), 5)
             after = random_payload(100_000, seed=7)
             assert exchange(srv.addr, after) == expected(after)
             rc, stopped = srv.stop()
@@ -176,7 +178,7 @@ def test_select_refuses_fds_beyond_fd_setsize_and_keeps_serving() -> None:
     assert refused > 0
     assert err.count("FD_SETSIZE 1024") == refused
     assert "select() cannot watch it" in err
-    assert stopped["clients"] + refused == clients_wanted + 1
+    assert stopped["clients"] + refused >= clients_wanted + 2
     assert "Traceback" not in err
 
 
@@ -188,21 +190,24 @@ def test_max_clients_refuses_the_extra_client(model: str) -> None:
         for s in (a, b):
             s.sendall(b"x")
             assert recv_exactly(s, 1) == b"X"
-        extra = socket.create_connection(srv.addr, timeout=5)
         try:
-            extra.sendall(b"y")
-            refused = extra.recv(1) == b""
+            # The server's RST can beat connect() back to user space on a fast loopback.
+            with socket.create_connection(srv.addr, timeout=5) as extra:
+                extra.sendall(b"y")
+                refused = extra.recv(1) == b""
         except (ConnectionResetError, BrokenPipeError):
             refused = True
-        extra.close()
         assert refused
         assert wait_for(lambda: "--max-clients 2 reached" in srv.stderr(), 5)
         a.close()
-        assert wait_for(lambda: exchange(srv.addr, b"again") == b"AGAIN", 5)
+        # Until the server has seen a's close, a newcomer is still one too many.
+        assert wait_for(lambda: _try_exchange(srv.port), 5)
         b.close()
         rc, stopped = srv.stop()
+        err = srv.stderr()
     assert rc == 0 and stopped is not None
-    assert stopped["rejected_by"] == {"max_clients": 1}
+    assert set(stopped["rejected_by"]) == {"max_clients"}
+    assert stopped["rejected_by"]["max_clients"] == err.count("--max-clients 2 reached") >= 1
 
 
 @pytest.mark.slow
