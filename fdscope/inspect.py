@@ -19,7 +19,6 @@ import sys
 import time
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
-from itertools import repeat
 from typing import Any, NamedTuple
 
 from fdscope.errors import AccessDenied, FdscopeError, NoSuchProcess, ParseError, ProcGone
@@ -626,9 +625,7 @@ class _Scan:
         return (ino, dev) if dev is not None else self._stat_key(fd)
 
     def _epoll_sets(self, raw_sets: dict[int, list[_Reg]]) -> list[EpollSet]:
-        import operator
         from collections import Counter
-        from functools import partial
 
         from fdscope.parse.events import decode_epoll_mask
 
@@ -637,43 +634,32 @@ class _Scan:
         types = self.fd_types
         # Shared anon inode (fs/anon_inodes.c): an epoll fd always has it, so stat one.
         anon_key = self._stat_key(next(iter(raw_sets)))
-        ino_count = Counter(map(operator.itemgetter(1), types.values()))
+        ino_count = Counter([ino for _typ, ino in types.values()])
         for typ in ("socket", "pipe"):
             first = next((fd for fd, (t, _i) in types.items() if t == typ), None)
             if first is not None:
                 self._fd_key(first)
-        # What the fd table shows for a registration's file when tfd still names it: the type
-        # of its filesystem (sockfs and pipefs are single internal mounts) and its inode.
-        dev_type = {dev: typ for typ, dev in self.type_dev.items() if dev is not None}
-        shared = {ino for ino, n in ino_count.items() if n > 1 and ino is not None}
+        type_dev = self.type_dev
+        new = tuple.__new__
         mask_names: dict[int, tuple[str, ...]] = {}
-        new_ok = partial(tuple.__new__, Registration)
         out: list[EpollSet] = []
         for epfd, regs in raw_sets.items():
-            if not regs:
-                out.append(EpollSet(epfd, ()))
-                continue
+            rows = []
+            append = rows.append
             regs.sort()  # the kernel lists its red-black tree order (by file pointer): use tfd
-            tfd, mask, data, ino, sdev = zip(*regs, strict=True)
-            for m in set(mask) - mask_names.keys():
-                mask_names[m] = decode_epoll_mask(m)
-            names = list(map(mask_names.__getitem__, mask))
-            # Fast path, column-wise in C: tfd's link shows this inode on sockfs/pipefs and no
-            # other fd holds it, so it is "ok" and open only as tfd.
-            fast = list(map(operator.eq, map(types.get, tfd),
-                            zip(map(dev_type.get, sdev), ino, strict=True)))
-            if shared:
-                fast = list(map(operator.gt, fast, map(shared.__contains__, ino)))
-            ok = map(new_ok, zip(tfd, mask, names, data, ino, sdev, repeat("ok"), zip(tfd, strict=True),
-                                 repeat(True), strict=False))
-            if all(fast):
-                rows = tuple(ok)
-            else:
-                rows = tuple(row if is_ok else self._registration(*reg[:2], names[i], *reg[2:],
-                                                                  anon_key)
-                             for i, (row, is_ok, reg) in enumerate(zip(ok, fast, regs,
-                                                                      strict=True)))
-            out.append(EpollSet(epfd, rows))
+            for tfd, mask, data, ino, sdev in regs:
+                names = mask_names.get(mask)
+                if names is None:
+                    names = mask_names[mask] = decode_epoll_mask(mask)
+                t = types.get(tfd)
+                # Fast path: the tfd's link names the same inode on sockfs/pipefs, no dup.
+                if (t is not None and t[1] == ino and ino_count[ino] == 1
+                        and type_dev.get(t[0], -1) == sdev):
+                    append(new(Registration, (tfd, mask, names, data, ino, sdev, "ok", (tfd,),
+                                              True)))
+                else:
+                    append(self._registration(tfd, mask, names, data, ino, sdev, anon_key))
+            out.append(EpollSet(epfd, tuple(rows)))
         return out
 
     def _registration(self, tfd: int, mask: int, names: tuple[str, ...], data: int,
@@ -915,7 +901,7 @@ class _Scan:
 # fs/eventpoll.c ep_show_fdinfo: "tfd: %8d events: %8x data: %16llx  pos:%lli ino:%lx sdev:%x".
 # Anything else (older kernels without pos/ino/sdev, extra tokens) falls back to parse_fdinfo.
 _EPOLL_LINE = re.compile(
-    r"^tfd: *([0-9]+) events: *([0-9a-f]+) data: *([0-9a-f]+)  pos:-?[0-9]+ ino:([0-9a-f]+) "
+    r"^tfd:\s*(\d+) events:\s*([0-9a-f]+) data:\s*([0-9a-f]+)\s+pos:(-?\d+) ino:([0-9a-f]+) "
     r"sdev:([0-9a-f]+)$", re.M | re.ASCII)
 _HEAD = re.compile(r"\Apos:\t(\d+)\nflags:\t([0-7]+)\n", re.ASCII)
 
@@ -928,14 +914,15 @@ def _epoll_fast(text: str) -> list[_Reg] | None:
     rows = _EPOLL_LINE.findall(text)
     if len(rows) != text.count("tfd:") or _HEAD.match(text) is None:
         return None
-    if not rows:
-        return []
-    # Column-wise conversions (map over zip(*rows)) run in C; masks and devices repeat.
-    tfd, mask, data, ino, sdev = zip(*rows, strict=False)
-    masks = {m: int(m, 16) for m in set(mask)}
-    devs = {d: kernel_dev_to_userspace(int(d, 16)) for d in set(sdev)}
-    return list(zip(map(int, tfd), map(masks.__getitem__, mask), map(int, data, repeat(16)),
-                    map(int, ino, repeat(16)), map(devs.__getitem__, sdev), strict=False))
+    devs: dict[str, int] = {}
+    out: list[_Reg] = []
+    append = out.append
+    for tfd, mask, data, _pos, ino, sdev in rows:
+        dev = devs.get(sdev)
+        if dev is None:
+            dev = devs[sdev] = kernel_dev_to_userspace(int(sdev, 16))
+        append((int(tfd), int(mask, 16), int(data, 16), int(ino, 16), dev))
+    return out
 
 
 def _fdinfo_head(text: str) -> tuple[int, int] | None:
