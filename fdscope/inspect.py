@@ -963,69 +963,23 @@ def _unix_fast(text: str, inodes: set[int] | None) -> list[tuple[Any, ...]] | No
     return out
 
 
-# get_tcp4_sock / udp4_format_sock / raw_sock_seq_show (and the IPv6 twins): "%4d: %08X:%04X
-# %08X:%04X %02X %08X:%08X %02X:%08lX %08X %5u %8d %lu ...". Same columns as parse_inet reads.
-_INET_ROW = (
-    r"(?ma)^ *[0-9]+: ([0-9A-F]{8}|[0-9A-F]{32}):([0-9A-F]{4}) ([0-9A-F]{8}|[0-9A-F]{32}):"
-    r"([0-9A-F]{4}) ([0-9A-F]+) ([0-9A-F]+):([0-9A-F]+) +\S+ +\S+ +[0-9]+ +\S+ +([0-9]+)(?: .*)?$")
-
-
-def _inet_fast(text: str, proto: str, inodes: set[int] | None) -> list[tuple[Any, ...]] | None:
-    """Rows of /proc/PID/net/{tcp,udp,raw}[6] for `inodes` (None: all), as parse_inet gives
-    them; None to fall back (unexpected header or a row the pattern does not take)."""
-    from fdscope.parse.net import TCP_CLOSE, TCP_LISTEN, TCP_STATES, decode_inet_address
-
-    if not text.lstrip().startswith("sl"):
-        return None
-    rows = re.findall(_INET_ROW, text)
-    if len(rows) != text.count("\n") - 1:
-        return None
-    is_tcp = proto.startswith("tcp")
-    addrs: dict[str, str] = {}
-    out: list[tuple[Any, ...]] = []
-    for lip, lport, rip, rport, st_hex, tx, rx, ino_s in rows:
-        ino = int(ino_s)
-        if inodes is not None and ino not in inodes:
-            continue
-        local = _inet_addr(addrs, lip, lport, decode_inet_address)
-        remote = _inet_addr(addrs, rip, rport, decode_inet_address) if rport != "0000" or \
-            rip.strip("0") else None
-        st = int(st_hex, 16)
-        if is_tcp:
-            state = TCP_STATES.get(st, f"{st:#04x}")
-            send_q = None if st == TCP_LISTEN else int(tx, 16)
-        else:
-            state = "UNCONN" if st == TCP_CLOSE else TCP_STATES.get(st, f"{st:#04x}")
-            send_q = int(tx, 16)
-        out.append((ino, proto, state, local, remote, int(rx, 16), send_q))
-    return out
-
-
-def _inet_addr(cache: dict[str, str], ip: str, port: str, decode: Any) -> str:
-    """"127.0.0.1:8080" / "[::1]:8080" for hex ip and port, the ip decoded once per scan."""
-    host = cache.get(ip)
-    if host is None:
-        host = cache[ip] = decode(f"{ip}:0000")[0]
-    return f"[{host}]:{int(port, 16)}" if ":" in host else f"{host}:{int(port, 16)}"
-
-
 def _net_rows(table: str, text: str, inodes: set[int] | None) -> list[tuple[Any, ...]]:
     """Rows of one /proc/PID/net table as (inode, proto, state, local, remote, recv_q, send_q),
     only for `inodes` (None: every row). Raises ParseError for a malformed row."""
     from fdscope.parse import net
 
-    fast: list[tuple[Any, ...]] | None = None
     if table == "unix":
         fast = _unix_fast(text, inodes)
-    elif table in net.INET_PROTOS:
-        fast = _inet_fast(text, table, inodes)
-    if fast is not None:
-        return fast
-    parsers = {"unix": net.parse_unix, "netlink": net.parse_netlink, "packet": net.parse_packet}
-
-    def parse(t: str) -> list[Any]:
-        return parsers[table](t) if table in parsers else net.parse_inet(t, table)
-
+        if fast is not None:
+            return fast
+        parse = net.parse_unix
+    elif table == "netlink":
+        parse = net.parse_netlink
+    elif table == "packet":
+        parse = net.parse_packet
+    else:
+        def parse(t: str) -> list[Any]:
+            return net.parse_inet(t, table)
     sub = _only_inodes(text, table, inodes) if inodes is not None else text
     if sub is None:
         return []

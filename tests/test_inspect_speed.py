@@ -1,18 +1,15 @@
 """The speed machinery of `inspect` gives the same answers as the plain path: the forked helper,
-readlinkat with holes, the fd count from st_size, the column-wise JSON rows, the fast /proc/net
-parsers (scripts/bench_inspect.py measures the speed itself)."""
+readlinkat with holes, the fd count from st_size, the fast JSON rows (scripts/bench_inspect.py
+measures the speed itself)."""
 
 from __future__ import annotations
 
 import json
 import os
-import socket
 
-import pytest
 from inspect_support import ZOO, Target
 
 import fdscope.inspect as I
-from fdscope.parse.net import parse_inet
 from fdscope.proc import Proc
 from fdscope.render.inspect import render_json, render_report_json
 from fdscope.scan import Helper
@@ -155,48 +152,3 @@ def test_readlinks_resumes_after_holes_and_counts_them(tmp_path):
     assert links == {"0": "pipe:[100]", "1": "pipe:[101]", "3": "pipe:[103]", "7": "pipe:[107]"}
     assert list(links) == ["0", "1", "3", "7"] and missing == 5
     assert Proc(str(tmp_path / "gone")).readlinks(names=["0", "1"]) == ({}, 2)
-
-
-INET_TEXT = (
-    "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout "
-    "inode\n"
-    "   0: 0100007F:1F90 00000000:0000 0A 00000000:00000003 00:00000000 00000000     0        0 "
-    "5001 1 0000000000000000 100 0 0 10 0\n"
-    "   1: 0100007F:1F90 0100007F:C350 01 00000010:00000000 00:00000000 00000000  1000        0 "
-    "5002 1 0000000000000000 20 4 30 10 -1\n"
-    "   2: 00000000000000000000000001000000:0016 00000000000000000000000000000000:0000 0A "
-    "00000000:00000000 00:00000000 00000000     0        0 5003 1 0000000000000000 100 0 0 10 0\n"
-)
-
-
-def _contract(text, proto):
-    return [(r.inode, r.proto, r.state, r.local, r.remote, r.recv_q, r.send_q)
-            for r in parse_inet(text, proto)]
-
-
-@pytest.mark.parametrize("proto", ["tcp", "udp"])
-def test_inet_fast_path_matches_parse_inet(proto):
-    fast = I._inet_fast(INET_TEXT, proto, None)
-    assert fast == _contract(INET_TEXT, proto)
-    assert fast[2][3] == "[::1]:22"
-    assert I._inet_fast(INET_TEXT, proto, {5002}) == [r for r in fast if r[0] == 5002]
-    bad = INET_TEXT + "   3: garbage\n"
-    assert I._inet_fast(bad, proto, None) is None  # the contract parser reports it
-    with pytest.raises(I.ParseError):
-        I._net_rows(proto, bad, None)
-
-
-def test_inet_fast_path_matches_parse_inet_live():
-    srv = socket.create_server(("127.0.0.1", 0))
-    cli = socket.create_connection(srv.getsockname())
-    try:
-        for proto in ("tcp", "tcp6", "udp"):
-            try:
-                with open(f"/proc/self/net/{proto}") as f:
-                    text = f.read()
-            except OSError:
-                continue
-            assert I._inet_fast(text, proto, None) == _contract(text, proto)
-    finally:
-        cli.close()
-        srv.close()
