@@ -538,16 +538,14 @@ class _Scan:
         from fdscope.parse.fdinfo import parse_fdinfo
 
         out: dict[int, tuple[int | None, int | None]] = {}
-        read = self.proc.read_text
-        pid = self.pid
+        texts, gone = self.proc.read_many(
+            self.pid, "fdinfo", names=[str(fd) for fd in fds if fd not in self.fdinfo_text],
+            pid=self.pid)
+        self.vanished += gone
         for fd in fds:
-            text = self.fdinfo_text.get(fd)
+            text = self.fdinfo_text.get(fd) or texts.get(str(fd))
             if text is None:
-                try:
-                    text = read(pid, "fdinfo", fd, pid=pid)
-                except ProcGone:
-                    self.vanished += 1
-                    continue
+                continue  # closed meanwhile (counted)
             head = _fdinfo_head(text)
             if head is not None:
                 out[fd] = head

@@ -143,6 +143,59 @@ class Proc:
                     vanished += 1
         return links, vanished
 
+    def read_many(
+        self, *parts: object, names: Iterable[str], pid: int | None = None
+    ) -> tuple[dict[str, str], int]:
+        """Text of each small file NAME in directory `parts` (e.g. PID, "fdinfo"), as readlinks()
+        does it: open() relative to a directory fd, raw read()s, no Python file objects (a
+        third of the cost per file). Returns (name -> text, how many vanished); other errors
+        translate as in read_text(). (Added by the inspect helper for fdinfo of many fds.)"""
+        path = self.path(*parts)
+        try:
+            dir_fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError:
+            dir_fd = None
+        texts: dict[str, str] = {}
+        vanished = 0
+        try:
+            for name in names:
+                if dir_fd is None:
+                    data = None
+                else:
+                    try:
+                        data = _read_at(dir_fd, name)
+                    except (FileNotFoundError, ProcessLookupError):
+                        vanished += 1  # the fd closed, or the task died between open and read
+                        continue
+                    except OSError:
+                        data = None  # let read_text() name the error
+                if data is None:
+                    try:
+                        texts[name] = self.read_text(*parts, name, pid=pid)
+                    except ProcGone:
+                        vanished += 1
+                    continue
+                texts[name] = data.decode("utf-8", "surrogateescape")
+        finally:
+            if dir_fd is not None:
+                os.close(dir_fd)
+        return texts, vanished
+
     def sysctl(self, name: str) -> str:
         """Text of /proc/sys/NAME, where NAME is 'fs/file-max' or 'fs.file-max'."""
         return self.read_text("sys", name.replace(".", "/"))
+
+
+def _read_at(dir_fd: int, name: str, size: int = 4096) -> bytes:
+    fd = os.open(name, os.O_RDONLY, dir_fd=dir_fd)
+    try:
+        data = os.read(fd, size)
+        if len(data) < size:
+            return data  # a short read is the whole file for single_open() seq_files (fdinfo)
+        chunks = [data]
+        while data:
+            data = os.read(fd, 1 << 16)
+            chunks.append(data)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)

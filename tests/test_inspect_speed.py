@@ -152,3 +152,11 @@ def test_readlinks_resumes_after_holes_and_counts_them(tmp_path):
     assert links == {"0": "pipe:[100]", "1": "pipe:[101]", "3": "pipe:[103]", "7": "pipe:[107]"}
     assert list(links) == ["0", "1", "3", "7"] and missing == 5
     assert Proc(str(tmp_path / "gone")).readlinks(names=["0", "1"]) == ({}, 2)
+
+
+def test_read_many_reads_whole_files_and_counts_vanished(tmp_path):
+    (tmp_path / "3").write_text("pos:\t0\nflags:\t02\n")
+    (tmp_path / "4").write_text("x" * 10000 + "\n")  # longer than the first read
+    texts, missing = Proc(str(tmp_path)).read_many(names=["3", "4", "5"])
+    assert texts == {"3": "pos:\t0\nflags:\t02\n", "4": "x" * 10000 + "\n"} and missing == 1
+    assert Proc(str(tmp_path / "gone")).read_many(names=["3"]) == ({}, 1)

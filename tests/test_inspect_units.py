@@ -109,6 +109,11 @@ class CountingProc(Proc):
         self.reads.append(parts)
         return super().read_text(*parts, pid=pid)
 
+    def read_many(self, *parts, names, pid=None):
+        names = list(names)
+        self.reads += [(*parts, int(name)) for name in names]
+        return super().read_many(*parts, names=names, pid=pid)
+
 
 def test_each_net_table_and_fdinfo_read_once():
     with Target(HOLDER) as t:
