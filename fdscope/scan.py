@@ -2,11 +2,13 @@
 
 At 16,000 fds the scan is mostly kernel time (readlink per fd, generating /proc/PID/net tables)
 plus per-row parsing. A child forked early, before the big allocations (so copy-on-write costs
-little), does half of the readlinks and every /proc/PID/net table while the parent does the
-other half and the epoll fdinfo; results come back as compact tuples with `marshal`, one
-length-prefixed frame per step so the parent can use the links before the tables are ready.
-Threads lose here: each readlink releases and retakes the GIL. The helper only reads /proc
-through Proc, like the parent. Any failure in the child makes the parent do the work itself.
+little), reads every /proc/PID/net table and the last third of the links while the parent reads
+the other two thirds, then parses the tables for the socket inodes the parent sends while the
+parent reads the epoll fdinfo (fdscope.inspect._helper_work). Results come back as compact
+tuples with `marshal`, one length-prefixed frame per step, so the parent can use the links
+before the tables are parsed. Threads lose here: each readlink releases and retakes the GIL.
+The helper only reads /proc through Proc, like the parent; any failure in the child makes the
+parent do the work itself.
 """
 
 from __future__ import annotations
