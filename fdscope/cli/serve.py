@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -23,7 +24,7 @@ Examples:
 """
 
 
-def _emitter(as_json: bool):  # type: ignore[no-untyped-def]
+def _emitter(as_json: bool) -> Callable[[str, dict[str, Any]], None]:
     from fdscope.render.json import dumps_line
     from fdscope.render.servers import render_event
 
