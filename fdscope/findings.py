@@ -1,6 +1,6 @@
 """Rules that turn an InspectReport into findings (level, stable code, message).
 
-Codes (documented in docs/inspect.md): epoll_closed_registration, epoll_reused_registration,
+Codes (documented in README, "fdscope inspect" section): epoll_closed_registration, epoll_reused_registration,
 epoll_oneshot_disarmed, epoll_et_blocking, epoll_multi_set, select_fd_setsize, fd_limit_near,
 close_wait_pile, listen_backlog_full, listen_backlog_filling, busy_polling, zombie, kernel_thread.
 """

@@ -1,6 +1,6 @@
 """How a process waits for I/O, derived from its threads' blocked syscalls, its fds and its CPU.
 
-Kinds (a public contract, see docs/inspect.md): epoll, select, poll, threads, busy_polling,
+Kinds (a public contract, see README, "fdscope inspect" section): epoll, select, poll, threads, busy_polling,
 blocking, signal_driven, idle, unknown.
 """
 
