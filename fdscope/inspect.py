@@ -17,6 +17,7 @@ import platform
 import re
 import sys
 import time
+from collections import Counter
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -33,6 +34,7 @@ FLAGS_ALL_MAX = 4096
 FLAG_MODES = ("auto", "all", "needed")
 # CPU window taken automatically when a thread is on CPU and none waits: confirms busy polling.
 AUTO_SAMPLE = 0.25
+SNAPSHOT_INTERVAL = 0.005
 # From this many open fds on, a forked helper (fdscope.scan) reads a third of the fd links and
 # the net tables on a second CPU (at 4,000 fds it saved ~20 % here; the fork costs ~1 ms plus
 # copy-on-write faults, so small tables are read in-process).
@@ -114,11 +116,12 @@ class ThreadInfo(NamedTuple):
     args: dict[str, int]
     syscall_nr: int | None = None
     cpu_percent: float | None = None
+    waits: dict[str, int] | None = None  # blocking calls seen across a CPU sample's snapshots
 
     def to_json(self) -> dict[str, Any]:
         return {"tid": self.tid, "name": self.name, "state": self.state, "syscall": self.syscall,
                 "wchan": self.wchan, "args": dict(self.args), "syscall_nr": self.syscall_nr,
-                "cpu_percent": self.cpu_percent}
+                "cpu_percent": self.cpu_percent, "waits": self.waits}
 
 
 class IoModel(NamedTuple):
@@ -133,9 +136,11 @@ class Cpu(NamedTuple):
     percent: float
     window: float  # seconds the percentage was measured over
     source: str  # "sample" (measured now) or "lifetime" (average since the process started)
+    snapshots: int = 0  # thread syscall snapshots taken during a sample
 
     def to_json(self) -> dict[str, Any]:
-        return {"percent": self.percent, "window": self.window, "source": self.source}
+        return {"percent": self.percent, "window": self.window, "source": self.source,
+                "snapshots": self.snapshots}
 
 
 @dataclass
@@ -867,21 +872,55 @@ class _Scan:
             rep.cpu = Cpu(round(pct, 1), round(age, 1), "lifetime")
 
     def _sample_cpu(self, rep: InspectReport, hz: int, seconds: float) -> Cpu | None:
+        """CPU over `seconds`, and meanwhile which blocking calls each thread is seen in.
+
+        One snapshot of a loaded event loop often catches it running, not in epoll_wait; reading
+        every thread's syscall file every SNAPSHOT_INTERVAL through the window tells a busy loop
+        that still blocks from one that never does (a poor man's wait profiler, read-only)."""
         from fdscope.parse.task import parse_stat
 
         pid, proc = self.pid, self.proc
         before = parse_stat(proc.read_text(pid, "stat", pid=pid))
         t0 = time.monotonic()
         starts = self._thread_ticks()
-        time.sleep(seconds)
+        waits: dict[int, Counter[str]] = {t.tid: Counter() for t in rep.threads}
+        snapshots = 0
+        deadline = t0 + seconds
+        while True:
+            self._snapshot_waits(waits)
+            snapshots += 1
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            time.sleep(min(SNAPSHOT_INTERVAL, left))
         after = parse_stat(proc.read_text(pid, "stat", pid=pid))
         ends = self._thread_ticks()
         elapsed = time.monotonic() - t0
         ticks = (after.utime + after.stime) - (before.utime + before.stime)
         per_thread = {tid: round(100.0 * (ends[tid] - starts[tid]) / hz / elapsed, 1)
                       for tid in starts if tid in ends}
-        rep.threads = [t._replace(cpu_percent=per_thread.get(t.tid)) for t in rep.threads]
-        return Cpu(round(100.0 * ticks / hz / elapsed, 1), round(elapsed, 3), "sample")
+        rep.threads = [t._replace(cpu_percent=per_thread.get(t.tid),
+                                  waits=dict(waits[t.tid].most_common()) if waits.get(t.tid)
+                                  else None)
+                       for t in rep.threads]
+        return Cpu(round(100.0 * ticks / hz / elapsed, 1), round(elapsed, 3), "sample", snapshots)
+
+    def _snapshot_waits(self, waits: dict[int, Counter[str]]) -> None:
+        from fdscope.iomodel import WAIT_CALLS
+        from fdscope.parse.syscall import decode_args, parse_syscall, syscall_name
+
+        for tid, seen in waits.items():
+            try:
+                sc = parse_syscall(self.proc.read_text(self.pid, "task", tid, "syscall",
+                                                       pid=self.pid))
+            except (ProcGone, AccessDenied, ParseError):
+                continue
+            if sc.running or sc.nr is None or sc.nr < 0:
+                continue
+            name = syscall_name(sc.nr, self.arch)
+            # A zero timeout polls without blocking (epoll_wait(2), poll(2)): not a wait.
+            if name in WAIT_CALLS and decode_args(name, sc.args).get("timeout") != 0:
+                seen[name] += 1
 
     def _thread_ticks(self) -> dict[int, int]:
         from fdscope.parse.task import parse_stat

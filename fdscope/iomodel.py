@@ -47,7 +47,12 @@ BUSY_PERCENT = 50.0
 
 
 def effective_call(t: ThreadInfo) -> str | None:
-    """The syscall a thread is in, by name; from wchan when the syscall file was unreadable."""
+    """The syscall a thread is in, by name; from wchan when the syscall file was unreadable.
+
+    A thread caught running (or in a non-blocking call) that a CPU sample saw blocking is
+    described by the blocking call it was seen in most."""
+    if t.waits and not _snapshot_waits(t):
+        return next(iter(t.waits))
     if t.syscall not in (None, "none"):
         return t.syscall
     if t.wchan:
@@ -56,8 +61,16 @@ def effective_call(t: ThreadInfo) -> str | None:
     return None
 
 
+def _snapshot_waits(t: ThreadInfo) -> bool:
+    return (t.state in ("S", "D", "I") and t.syscall in WAIT_CALLS
+            and t.args.get("timeout") != 0)
+
+
 def is_waiting(t: ThreadInfo) -> bool:
-    """Asleep in the kernel in a call that waits (a zero poll timeout is not a wait)."""
+    """Asleep in the kernel in a call that waits (a zero poll timeout is not a wait), or seen so
+    during a CPU sample."""
+    if t.waits:
+        return True
     call = effective_call(t)
     if t.state not in ("S", "D", "I") or call not in WAIT_CALLS:
         return False
@@ -95,7 +108,7 @@ def classify(rep: InspectReport) -> IoModel:
     io_t, sig_t = group(IO_CALLS), group(SIGNAL_CALLS)
     extras = _extras(epoll_t, select_t, poll_t, io_t)
     if epoll_t:
-        return IoModel("epoll", _epoll_summary(rep, epoll_t) + extras("epoll"))
+        return IoModel("epoll", _epoll_summary(rep, epoll_t) + extras("epoll") + _busy(cpu))
     if select_t:
         nfds = max((t.args.get("nfds", 0) for t in select_t), default=0)
         who = _threads_in(select_t, calls)
@@ -111,6 +124,12 @@ def classify(rep: InspectReport) -> IoModel:
                        f"({', '.join(map(str, async_fds[:8]))}), {who}")
     if len(io_t) >= 2:
         return IoModel("threads", f"thread per connection: {_threads_in(io_t, calls)}")
+    lock_t = [t for t in waiting if calls[t.tid] == "futex"]
+    if len(io_t) == 1 and lock_t and rep.summary.socket_states.get("ESTABLISHED", 0) >= 2:
+        # Under load, Python threads that got their data queue on the GIL (a futex): one in
+        # recv and the rest on a lock, with several connections open, is still thread-per-connection.
+        return IoModel("threads", f"thread per connection: {_threads_in(io_t + lock_t, calls)} "
+                       "(waiting for a lock, e.g. the GIL)")
     if len(io_t) == 1:
         t = io_t[0]
         where = f" on fd {t.args['fd']}" if "fd" in t.args else ""
@@ -124,6 +143,12 @@ def classify(rep: InspectReport) -> IoModel:
     if all(calls[t.tid] is None for t in threads):
         return IoModel("unknown", "syscalls unreadable and wchan not recognised")
     return IoModel("unknown", _threads_in(threads, calls))
+
+
+def _busy(cpu: object) -> str:
+    if cpu is not None and cpu.source == "sample" and cpu.percent >= BUSY_PERCENT:  # type: ignore[attr-defined]
+        return f"; busy: {cpu.percent:g}% CPU over {cpu.window:g} s"  # type: ignore[attr-defined]
+    return ""
 
 
 def _threads_in(threads: list[ThreadInfo], calls: dict[int, str | None]) -> str:

@@ -13,7 +13,6 @@ import sys
 import tempfile
 import threading
 import time
-from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,8 +23,6 @@ START_TIMEOUT = 10.0
 STOP_TIMEOUT = 5.0
 # Snapshots taken without CPU sampling before falling back to a sampled one: under load a
 # server thread is often on CPU, and only a thread caught waiting shows how the server waits.
-SNAPSHOTS = 15
-VOTES = 3
 
 
 @dataclass
@@ -76,26 +73,11 @@ def _tail(f: Any, lines: int = 5) -> str:
 
 
 def _inspect(pid: int) -> dict[str, Any]:
-    """The first io_model kind seen in VOTES quick snapshots (else the most frequent), with its
-    first snapshot; a server never caught waiting gets a CPU sample. One snapshot can catch a
-    thread-per-connection server with a single thread in recvfrom and the rest queued on the
-    GIL (futex), which reads as "blocking"."""
+    """One inspection; when the server is caught on CPU, inspect samples its CPU and which calls
+    its threads block in, so a loaded event loop still reads as what it is."""
     from fdscope.inspect import inspect_process
 
-    seen: dict[str, dict[str, Any]] = {}
-    votes: Counter[str] = Counter()
-    for _ in range(SNAPSHOTS):
-        doc = inspect_process(pid, sample=0).to_json()
-        kind = doc.get("io_model", {}).get("kind")
-        if kind not in (None, "unknown", "idle"):
-            votes[kind] += 1
-            seen.setdefault(kind, doc)
-            if votes[kind] >= VOTES:
-                break
-        time.sleep(0.01)
-    if votes:
-        return seen[votes.most_common(1)[0][0]]
-    return inspect_process(pid, sample=None).to_json()
+    return inspect_process(pid).to_json()
 
 
 def run_job(cfg: RunConfig) -> dict[str, Any]:
