@@ -125,7 +125,8 @@ def classify(rep: InspectReport) -> IoModel:
     if len(io_t) >= 2:
         return IoModel("threads", f"thread per connection: {_threads_in(io_t, calls)}")
     lock_t = [t for t in waiting if calls[t.tid] == "futex"]
-    if len(io_t) == 1 and lock_t and rep.summary.socket_states.get("ESTABLISHED", 0) >= 2:
+    connected = sum(1 for e in rep.fds if e.socket is not None and e.socket.state == "ESTABLISHED")
+    if len(io_t) == 1 and lock_t and connected >= 2:
         # Under load, Python threads that got their data queue on the GIL (a futex): one in
         # recv and the rest on a lock, with several connections open, is still thread-per-connection.
         return IoModel("threads", f"thread per connection: {_threads_in(io_t + lock_t, calls)} "

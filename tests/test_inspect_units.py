@@ -216,6 +216,30 @@ def test_io_model_classification_rules():
     assert classify(_report([_t(1, "clock_nanosleep")])).kind == "idle"
 
 
+def test_io_model_from_waits_seen_during_a_sample():
+    """A loaded loop caught running is classified by the calls the sample saw it block in;
+    a thread never seen blocking at high CPU is busy polling."""
+    reg = I.Registration(4, 1, ("EPOLLIN",), 4, 1, 1, "ok", (4,), True)
+    ep = I.EpollSet(3, (reg,))
+    busy = I.Cpu(90.0, 0.25, "sample", 50)
+    seen = _t(1, "running", state="R", cpu=90.0)._replace(waits={"epoll_wait": 7})
+    m = classify(_report([seen], epoll=[ep], cpu=busy))
+    assert m.kind == "epoll" and "busy: 90% CPU" in m.summary
+    never = _t(1, "running", state="R", cpu=90.0)
+    assert classify(_report([never], epoll=[ep], cpu=busy)).kind == "busy_polling"
+
+
+def test_io_model_thread_per_connection_under_gil_contention():
+    socks = [_sock(i) for i in range(4, 8)]
+    threads = [_t(1, "accept4", args={"fd": 3})._replace(syscall="futex"),
+               _t(2, "recvfrom", args={"fd": 4}), _t(3, "futex"), _t(4, "futex")]
+    m = classify(_report(threads, fds=socks))
+    assert m.kind == "threads" and "lock" in m.summary
+    # one connection and a helper thread on a lock is still a blocking single-connection server
+    one = classify(_report([_t(1, "recvfrom", args={"fd": 4}), _t(2, "futex")], fds=socks[:1]))
+    assert one.kind == "blocking"
+
+
 def test_findings_rules():
     fds = [_sock(i) for i in range(3, 9)]
     rep = _report([_t(1, "pselect6", args={"nfds": 1500})], fds=fds, highest=1499)
