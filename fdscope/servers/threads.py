@@ -8,6 +8,7 @@ from __future__ import annotations
 import queue
 import socket
 import threading
+import time
 from typing import Any
 
 from fdscope.servers.blocking import serve_client
@@ -82,6 +83,7 @@ class ThreadsServer(BaseServer):
                     self.stats.ended("shutdown")
         for _ in range(self.cfg.pool or 0):
             self.queue.put(None)
+        deadline = time.monotonic() + 2.0
         for t in self.threads:
-            t.join(timeout=2.0)
+            t.join(timeout=max(0.0, deadline - time.monotonic()))
         super().close_all()
