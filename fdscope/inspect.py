@@ -117,11 +117,13 @@ class ThreadInfo(NamedTuple):
     syscall_nr: int | None = None
     cpu_percent: float | None = None
     waits: dict[str, int] | None = None  # blocking calls seen across a CPU sample's snapshots
+    wait_args: dict[str, int] | None = None  # decoded arguments of the most seen one, last seen
 
     def to_json(self) -> dict[str, Any]:
         return {"tid": self.tid, "name": self.name, "state": self.state, "syscall": self.syscall,
                 "wchan": self.wchan, "args": dict(self.args), "syscall_nr": self.syscall_nr,
-                "cpu_percent": self.cpu_percent, "waits": self.waits}
+                "cpu_percent": self.cpu_percent, "waits": self.waits,
+                "wait_args": self.wait_args}
 
 
 class IoModel(NamedTuple):
@@ -884,10 +886,11 @@ class _Scan:
         t0 = time.monotonic()
         starts = self._thread_ticks()
         waits: dict[int, Counter[str]] = {t.tid: Counter() for t in rep.threads}
+        last_args: dict[tuple[int, str], dict[str, int]] = {}
         snapshots = 0
         deadline = t0 + seconds
         while True:
-            self._snapshot_waits(waits)
+            self._snapshot_waits(waits, last_args)
             snapshots += 1
             left = deadline - time.monotonic()
             if left <= 0:
@@ -899,13 +902,19 @@ class _Scan:
         ticks = (after.utime + after.stime) - (before.utime + before.stime)
         per_thread = {tid: round(100.0 * (ends[tid] - starts[tid]) / hz / elapsed, 1)
                       for tid in starts if tid in ends}
-        rep.threads = [t._replace(cpu_percent=per_thread.get(t.tid),
-                                  waits=dict(waits[t.tid].most_common()) if waits.get(t.tid)
-                                  else None)
-                       for t in rep.threads]
+        threads = []
+        for t in rep.threads:
+            seen = waits.get(t.tid)
+            top = seen.most_common(1)[0][0] if seen else None
+            threads.append(t._replace(
+                cpu_percent=per_thread.get(t.tid),
+                waits=dict(seen.most_common()) if seen else None,
+                wait_args=last_args.get((t.tid, top)) if top else None))
+        rep.threads = threads
         return Cpu(round(100.0 * ticks / hz / elapsed, 1), round(elapsed, 3), "sample", snapshots)
 
-    def _snapshot_waits(self, waits: dict[int, Counter[str]]) -> None:
+    def _snapshot_waits(self, waits: dict[int, Counter[str]],
+                        last_args: dict[tuple[int, str], dict[str, int]]) -> None:
         from fdscope.iomodel import WAIT_CALLS
         from fdscope.parse.syscall import decode_args, parse_syscall, syscall_name
 
@@ -919,8 +928,12 @@ class _Scan:
                 continue
             name = syscall_name(sc.nr, self.arch)
             # A zero timeout polls without blocking (epoll_wait(2), poll(2)): not a wait.
-            if name in WAIT_CALLS and decode_args(name, sc.args).get("timeout") != 0:
+            if name not in WAIT_CALLS:
+                continue
+            args = decode_args(name, sc.args)
+            if args.get("timeout") != 0:
                 seen[name] += 1
+                last_args[(tid, name)] = dict(args)
 
     def _thread_ticks(self) -> dict[int, int]:
         from fdscope.parse.task import parse_stat

@@ -61,6 +61,13 @@ def effective_call(t: ThreadInfo) -> str | None:
     return None
 
 
+def call_args(t: ThreadInfo) -> dict[str, int]:
+    """Arguments of the call effective_call() names."""
+    if t.waits and not _snapshot_waits(t):
+        return t.wait_args or {}
+    return t.args
+
+
 def _snapshot_waits(t: ThreadInfo) -> bool:
     return (t.state in ("S", "D", "I") and t.syscall in WAIT_CALLS
             and t.args.get("timeout") != 0)
@@ -110,13 +117,13 @@ def classify(rep: InspectReport) -> IoModel:
     if epoll_t:
         return IoModel("epoll", _epoll_summary(rep, epoll_t) + extras("epoll") + _busy(cpu))
     if select_t:
-        nfds = max((t.args.get("nfds", 0) for t in select_t), default=0)
         who = _threads_in(select_t, calls)
-        return IoModel("select", f"select() loop, nfds={nfds}: {who}" + extras("select"))
+        return IoModel("select", f"select() loop{_nfds(select_t)}: {who}" + extras("select")
+                       + _busy(cpu))
     if poll_t:
-        nfds = max((t.args.get("nfds", 0) for t in poll_t), default=0)
         who = _threads_in(poll_t, calls)
-        return IoModel("poll", f"poll() loop, nfds={nfds}: {who}" + extras("poll"))
+        return IoModel("poll", f"poll() loop{_nfds(poll_t)}: {who}" + extras("poll")
+                       + _busy(cpu))
     async_fds = [e.fd for e in rep.fds if e.flags and "O_ASYNC" in e.flags]
     if async_fds and (sig_t or not io_t):
         who = _threads_in(sig_t, calls) if sig_t else "no thread blocked in I/O"
@@ -133,7 +140,8 @@ def classify(rep: InspectReport) -> IoModel:
                        "(waiting for a lock, e.g. the GIL)")
     if len(io_t) == 1:
         t = io_t[0]
-        where = f" on fd {t.args['fd']}" if "fd" in t.args else ""
+        a = call_args(t)
+        where = f" on fd {a['fd']}" if "fd" in a else ""
         return IoModel("blocking", f"blocking, single connection: 1 thread in {calls[t.tid]}{where}")
     if waiting and len(waiting) == len(threads):
         return IoModel("idle", f"{_threads_in(waiting, calls)}; no thread waits for I/O")
@@ -144,6 +152,13 @@ def classify(rep: InspectReport) -> IoModel:
     if all(calls[t.tid] is None for t in threads):
         return IoModel("unknown", "syscalls unreadable and wchan not recognised")
     return IoModel("unknown", _threads_in(threads, calls))
+
+
+def _nfds(threads: list[ThreadInfo]) -> str:
+    """", nfds=N" from the threads caught in the call; a thread known only from a CPU sample's
+    snapshots has no arguments to show."""
+    known = [call_args(t)["nfds"] for t in threads if "nfds" in call_args(t)]
+    return f", nfds={max(known)}" if known else ""
 
 
 def _busy(cpu: object) -> str:
@@ -166,7 +181,7 @@ def _threads_in(threads: list[ThreadInfo], calls: dict[int, str | None]) -> str:
 def _epoll_summary(rep: InspectReport, epoll_t: list[ThreadInfo]) -> str:
     from fdscope.parse.events import EPOLLET
 
-    epfds = sorted({t.args["epfd"] for t in epoll_t if "epfd" in t.args})
+    epfds = sorted({call_args(t)["epfd"] for t in epoll_t if "epfd" in call_args(t)})
     sets = [s for s in rep.epoll if not epfds or s.epfd in epfds]
     targets = sum(len(s.registrations) for s in sets)
     et = sum(1 for s in sets for r in s.registrations if r.mask & EPOLLET)

@@ -222,9 +222,13 @@ def test_io_model_from_waits_seen_during_a_sample():
     reg = I.Registration(4, 1, ("EPOLLIN",), 4, 1, 1, "ok", (4,), True)
     ep = I.EpollSet(3, (reg,))
     busy = I.Cpu(90.0, 0.25, "sample", 50)
-    seen = _t(1, "running", state="R", cpu=90.0)._replace(waits={"epoll_wait": 7})
+    seen = _t(1, "running", state="R", cpu=90.0)._replace(
+        waits={"epoll_wait": 7}, wait_args={"epfd": 3, "maxevents": 8, "timeout": -1})
     m = classify(_report([seen], epoll=[ep], cpu=busy))
     assert m.kind == "epoll" and "busy: 90% CPU" in m.summary
+    assert "1 thread in epoll_wait on fd 3 (1 target, 0 edge-triggered)" in m.summary
+    polled = _t(1, "write", state="R")._replace(waits={"poll": 3}, wait_args={"nfds": 21})
+    assert classify(_report([polled])).summary.startswith("poll() loop, nfds=21: 1 thread in poll")
     never = _t(1, "running", state="R", cpu=90.0)
     assert classify(_report([never], epoll=[ep], cpu=busy)).kind == "busy_polling"
 
