@@ -12,12 +12,7 @@ from typing import Any
 import click
 
 from fdscope import __version__
-from fdscope.errors import (
-    EXIT_FAILURE,
-    EXIT_UNSUPPORTED,
-    EXIT_USAGE,
-    FdscopeError,
-)
+from fdscope.errors import EXIT_FAILURE, EXIT_USAGE, FdscopeError, Unsupported
 
 # command name -> module exposing `command`; loaded on use so `fdscope limits` stays quick.
 COMMANDS = {
@@ -95,15 +90,9 @@ def cli() -> None:
     """Inspect how Linux processes use file descriptors: limits, fds, sockets, epoll
     interest lists, blocked threads; live kernel probes; reference I/O-model servers."""
     if not sys.platform.startswith("linux"):
-        raise _unsupported()
-
-
-def _unsupported() -> FdscopeError:
-    from fdscope.errors import Unsupported
-
-    err = Unsupported(f"fdscope reads Linux's /proc and runs only on Linux (this is {sys.platform})")
-    err.exit_code = EXIT_UNSUPPORTED
-    return err
+        raise Unsupported(
+            f"fdscope reads Linux's /proc and runs only on Linux (this is {sys.platform})"
+        )
 
 
 def main() -> None:
