@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from fdscope.servers.core import transform
+from fdscope.servers.run import stopped_event
 
 START_TIMEOUT = 10.0
 
@@ -63,13 +64,7 @@ class ServerProc:
         except subprocess.TimeoutExpired:
             self.kill()
             raise
-        stopped = None
-        for line in out.splitlines():
-            if line.startswith("{"):
-                doc = json.loads(line)
-                if doc.get("event") == "stopped":
-                    stopped = doc
-        return self.proc.returncode, stopped
+        return self.proc.returncode, stopped_event(out)
 
     def kill(self) -> None:
         if self.proc.poll() is None:

@@ -72,6 +72,17 @@ def _tail(f: Any, lines: int = 5) -> str:
     return " | ".join(text.strip().splitlines()[-lines:])
 
 
+def stopped_event(out: str) -> dict[str, Any] | None:
+    """The `stopped` event among a `serve --json` process's stdout lines, or None."""
+    stopped = None
+    for line in out.splitlines():
+        if line.startswith("{"):
+            ev = json.loads(line)
+            if ev.get("event") == "stopped":
+                stopped = ev
+    return stopped
+
+
 def _inspect(pid: int) -> dict[str, Any]:
     """One inspection; when the server is caught on CPU, inspect samples its CPU and which calls
     its threads block in, so a loaded event loop still reads as what it is."""
@@ -129,11 +140,7 @@ def run_job(cfg: RunConfig) -> dict[str, Any]:
                 proc.kill()
                 out, _ = proc.communicate()
                 exit_code = None
-            for line in out.splitlines():
-                if line.startswith("{"):
-                    ev = json.loads(line)
-                    if ev.get("event") == "stopped":
-                        stopped = ev
+            stopped = stopped_event(out)
             server_stderr = _tail(err, 10)
     if "error" in result:
         raise result["error"]
