@@ -4,7 +4,9 @@ the bounded thread pool."""
 
 from __future__ import annotations
 
+import os
 import resource
+import signal
 import socket
 import threading
 import time
@@ -391,3 +393,30 @@ def test_idle_cpu(model: str, args: tuple[str, ...], busy: bool) -> None:
         assert percent > 50, percent
     else:
         assert percent < 10, percent
+
+
+@pytest.mark.parametrize("extra", [[], ["--pool", "2"]])
+def test_worker_threads_block_stop_signals(extra: list[str]) -> None:
+    """SIGTERM must reach the main thread (the one in accept()): a worker that took it would
+    leave the server running. Every other thread's SigBlk holds SIGINT and SIGTERM."""
+    with server("threads", *extra) as srv:
+        clients = [socket.create_connection(srv.addr, timeout=5) for _ in range(2)]  # <= pool
+        try:
+            for c in clients:
+                c.sendall(b"a")
+                assert recv_exactly(c, 1) == b"A"
+            tids = [int(t) for t in os.listdir(f"/proc/{srv.pid}/task") if int(t) != srv.pid]
+            assert len(tids) >= 2
+            stop_bits = (1 << (signal.SIGINT - 1)) | (1 << (signal.SIGTERM - 1))
+            for tid in tids:
+                with open(f"/proc/{srv.pid}/task/{tid}/status") as f:
+                    blk = next(int(line.split()[1], 16) for line in f if line.startswith("SigBlk:"))
+                assert blk & stop_bits == stop_bits, f"thread {tid} can take SIGINT/SIGTERM"
+            with open(f"/proc/{srv.pid}/status") as f:
+                main = next(int(line.split()[1], 16) for line in f if line.startswith("SigBlk:"))
+            assert main & stop_bits == 0
+        finally:
+            for c in clients:
+                c.close()
+        rc, stopped = srv.stop()
+    assert rc == 0 and stopped is not None

@@ -480,6 +480,19 @@ def signals_deferred() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
+def start_worker(target: Callable[..., None], *args: Any, name: str) -> threading.Thread:
+    """Start a daemon thread that never receives SIGINT/SIGTERM.
+
+    The kernel delivers a process-directed signal to any thread that does not block it
+    (signal(7)). Caught by a worker in recv(), Python only flags it, while the main thread sits
+    on in accept() and the stop is lost until the next connection. A thread inherits the
+    creator's mask (pthread_create(3)), so start it with the stop signals blocked."""
+    t = threading.Thread(target=target, args=args, name=name, daemon=True)
+    with signals_deferred():
+        t.start()
+    return t
+
+
 def raise_shutdown(signum: int, frame: Any) -> None:
     raise Shutdown(signal.Signals(signum).name)
 

@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from fdscope.servers.blocking import serve_client
-from fdscope.servers.core import BaseServer
+from fdscope.servers.core import BaseServer, start_worker
 
 
 class ThreadsServer(BaseServer):
@@ -44,8 +44,7 @@ class ThreadsServer(BaseServer):
         assert self.listener is not None
         if self.cfg.pool:
             for i in range(self.cfg.pool):
-                t = threading.Thread(target=self._worker, name=f"pool-{i}", daemon=True)
-                t.start()
+                t = start_worker(self._worker, name=f"pool-{i}")
                 self.threads.append(t)
         while True:
             sock, peer = self.accept_blocking()
@@ -56,8 +55,7 @@ class ThreadsServer(BaseServer):
             if self.cfg.pool:
                 self.queue.put(sock)
             else:
-                t = threading.Thread(target=self._client, args=(sock,), name="client", daemon=True)
-                t.start()
+                t = start_worker(self._client, sock, name="client")
                 self.threads = [x for x in self.threads if x.is_alive()]
                 self.threads.append(t)
 
