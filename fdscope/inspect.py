@@ -25,6 +25,7 @@ from typing import Any, NamedTuple
 from fdscope.errors import AccessDenied, FdscopeError, NoSuchProcess, ParseError, ProcGone
 from fdscope.model import Finding
 from fdscope.proc import DEFAULT_ROOT, Proc
+from fdscope.speedups import C
 
 SCHEMA = "fdscope.inspect/1"
 SECTIONS = ("summary", "findings", "fds", "epoll", "threads", "io_model")
@@ -403,33 +404,8 @@ class _Scan:
         from functools import partial
         from operator import attrgetter
 
-        from fdscope.parse.fdlink import classify_fd
-
         fds, links = self._fd_links()
-        # One pass over the link texts: type and inode per fd (a stat only for path fds).
-        types: list[str] = []
-        inodes: list[int | None] = []
-        add_type, add_inode = types.append, inodes.append
-        sockets_at: list[int] = []  # indexes of socket fds
-        others: list[int] = []  # fds neither socket nor pipe
-        cache: dict[str, tuple[str, int | None]] = {}
-        for fd, link in zip(fds, links, strict=True):
-            if link.startswith("socket:["):  # net/socket.c sockfs_dname "socket:[%lu]"
-                sockets_at.append(len(types))
-                add_type("socket")
-                add_inode(int(link[8:-1]))
-            elif link.startswith("pipe:["):  # fs/pipe.c pipefs_dname "pipe:[%lu]"
-                add_type("pipe")
-                add_inode(int(link[6:-1]))
-            else:
-                hit = self._path_type(fd, link, classify_fd) if link.startswith("/") else \
-                    cache.get(link)
-                if hit is None:
-                    t = classify_fd(link)
-                    hit = cache[link] = (t.type, t.inode)
-                others.append(fd)
-                add_type(hit[0])
-                add_inode(hit[1])
+        types, inodes, sockets_at, others = self._classify(fds, links)
         self.fd_types = types_of = dict(zip(fds, zip(types, inodes, strict=True), strict=True))
         self.other_fds = others
         sock_inodes = {inodes[i] for i in sockets_at}
@@ -478,6 +454,43 @@ class _Scan:
             rep.notes.append(
                 f"flags/pos read for {len(infos)} of {n} fds: {why} fdinfo is read only for "
                 "epoll fds, path fds and edge-triggered targets (--flags all reads every fd)")
+
+    def _classify(self, fds: list[int], links: list[str]
+                  ) -> tuple[list[str], list[int | None], list[int], list[int]]:
+        """Type and inode per fd from its link text (a stat only for path fds); also the
+        indexes of the socket fds and the fds that are neither sockets nor pipes."""
+        from fdscope.parse.fdlink import classify_fd
+
+        cache: dict[str, tuple[str, int | None]] = {}
+        if C is not None:
+            types, inodes = C.split_links(links)  # sockets and pipes
+            others = [i for i, t in enumerate(types) if t is None]
+            sockets_at = [i for i, t in enumerate(types) if t == "socket"]
+        else:
+            types, inodes, others = [], [], []
+            add_type, add_inode = types.append, inodes.append
+            sockets_at = []
+            for i, link in enumerate(links):
+                if link.startswith("socket:["):  # net/socket.c sockfs_dname "socket:[%lu]"
+                    sockets_at.append(i)
+                    add_type("socket")
+                    add_inode(int(link[8:-1]))
+                elif link.startswith("pipe:["):  # fs/pipe.c pipefs_dname "pipe:[%lu]"
+                    add_type("pipe")
+                    add_inode(int(link[6:-1]))
+                else:
+                    others.append(i)
+                    add_type(None)
+                    add_inode(None)
+        for i in others:
+            fd, link = fds[i], links[i]
+            hit = self._path_type(fd, link, classify_fd) if link.startswith("/") else \
+                cache.get(link)
+            if hit is None:
+                t = classify_fd(link)
+                hit = cache[link] = (t.type, t.inode)
+            types[i], inodes[i] = hit
+        return types, inodes, sockets_at, [fds[i] for i in others]
 
     def _fd_links(self) -> tuple[list[int], list[str]]:
         """(fds ascending, their link texts). Large tables: the last third read by the helper."""
@@ -584,7 +597,9 @@ class _Scan:
                 self.vanished += 1
                 continue
             self.fdinfo_text[epfd] = text
-            fast = _epoll_fast(text)
+            fast = C.epoll_rows(text) if C is not None else None
+            if fast is None:
+                fast = _epoll_fast(text)
             if fast is not None:
                 sets[epfd] = fast
                 continue
@@ -1019,6 +1034,19 @@ def _net_rows(table: str, text: str, inodes: set[int] | None) -> list[tuple[Any,
     only for `inodes` (None: every row). Raises ParseError for a malformed row."""
     from fdscope.parse import net
 
+    if C is not None and table in ("tcp", "tcp6", "udp", "udp6", "raw", "raw6", "unix"):
+        rows = C.unix_rows(text, inodes) if table == "unix" else C.inet_rows(text, inodes)
+        if rows is not None and table == "unix":
+            return rows
+        if rows is not None:
+            is_tcp, states = table.startswith("tcp"), {}
+            out = []
+            for ino, local, remote, st, tx, rx, _uid in rows:
+                state = states.get((st, tx))
+                if state is None:
+                    state = states[st, tx] = net.inet_state(is_tcp, st, tx)
+                out.append((ino, table, state[0], local, remote, rx, state[1]))
+            return out
     if table == "unix":
         fast = _unix_fast(text, inodes)
         if fast is not None:

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from functools import partial
 
 from fdscope.errors import AccessDenied, FdscopeError, NoSuchProcess, ProcGone
+from fdscope.speedups import C
 
 DEFAULT_ROOT = "/proc"
 
@@ -110,6 +111,22 @@ class Proc:
             dir_fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
         except OSError:
             dir_fd = None
+        if dir_fd is not None and C is not None:
+            try:
+                texts, errors = C.readlinkat_many(dir_fd, names)
+            finally:
+                os.close(dir_fd)
+            links.update(zip(names, texts, strict=True))
+            for i, err in errors:
+                del links[names[i]]
+                if err == errno.ENOENT:
+                    vanished += 1
+                    continue
+                try:  # let readlink() translate the errno
+                    links[names[i]] = self.readlink(*parts, names[i], pid=pid)
+                except ProcGone:
+                    vanished += 1
+            return links, vanished
         if dir_fd is not None:
             todo, again = iter(names), iter(names)
             readlink_at = partial(os.readlink, dir_fd=dir_fd)

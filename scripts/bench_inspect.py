@@ -66,7 +66,18 @@ if __name__ == '__main__':
 """
 
 
-def install_copy(tmp: str) -> str:
+def build_speedups(site: str) -> None:
+    """Compile csrc/fdscope_speedups.c into `site` as setup.py's build_ext would (same flags)."""
+    import sysconfig
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = os.path.join(site, "_fdscope_speedups" + sysconfig.get_config_var("EXT_SUFFIX"))
+    cc = (sysconfig.get_config_var("CC") or "cc").split()
+    subprocess.run([*cc, "-shared", "-fPIC", "-O2", "-I", sysconfig.get_paths()["include"],
+                    os.path.join(root, "csrc", "fdscope_speedups.c"), "-o", out], check=True)
+
+
+def install_copy(tmp: str, speedups: bool = True) -> str:
     """A throwaway non-editable install of this working tree, as `pip install .` lays it out:
     a venv, the fdscope package copied into its site-packages and byte-compiled, pip's console
     script. The development venv's editable install would add its import finder (~12 ms per
@@ -83,12 +94,20 @@ def install_copy(tmp: str) -> str:
     site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
                           capture_output=True, text=True, check=True).stdout.strip()
     deps = os.path.dirname(os.path.dirname(click.__file__))
+    # Only click, psutil and tabulate from there: not a (stale) build of the C accelerator.
+    shadow = os.path.join(tmp, "deps")
+    os.mkdir(shadow)
+    for name in os.listdir(deps):
+        if not name.startswith(("_fdscope_speedups", "fdscope")):
+            os.symlink(os.path.join(deps, name), os.path.join(shadow, name))
     with open(os.path.join(site, "fdscope-bench-deps.pth"), "w") as f:
-        f.write(deps + "\n")
+        f.write(shadow + "\n")
     src = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fdscope")
     shutil.copytree(src, os.path.join(site, "fdscope"),
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     compileall.compile_dir(os.path.join(site, "fdscope"), quiet=1)
+    if speedups:
+        build_speedups(site)
     script = os.path.join(env_dir, "bin", "fdscope")
     with open(script, "w") as f:
         f.write(SCRIPT.format(python=python))
@@ -107,6 +126,8 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--fds", type=int, default=16000)
     ap.add_argument("--regs", type=int, default=8000)
+    ap.add_argument("--no-speedups", action="store_true",
+                    help="install without the C accelerator (the pure-Python code paths)")
     ap.add_argument("--fdscope", metavar="PATH",
                     help="time this fdscope executable instead of a fresh install of the tree")
     args = ap.parse_args()
@@ -119,9 +140,10 @@ def main() -> int:
             fdscope = args.fdscope
             print(f"fdscope: {fdscope}")
         else:
-            fdscope = install_copy(tmp)
+            fdscope = install_copy(tmp, speedups=not args.no_speedups)
             print(f"fdscope: non-editable copy of this tree installed in {os.path.dirname(fdscope)}"
-                  " (venv + byte-compiled package + pip's console script)")
+                  " (venv + byte-compiled package + pip's console script, C accelerator "
+                  f"{'left out' if args.no_speedups else 'built'})")
         return bench(lsof, fdscope, args)
 
 

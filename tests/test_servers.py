@@ -412,8 +412,16 @@ def test_worker_threads_block_stop_signals(extra: list[str]) -> None:
                 with open(f"/proc/{srv.pid}/task/{tid}/status") as f:
                     blk = next(int(line.split()[1], 16) for line in f if line.startswith("SigBlk:"))
                 assert blk & stop_bits == stop_bits, f"thread {tid} can take SIGINT/SIGTERM"
-            with open(f"/proc/{srv.pid}/status") as f:
-                main = next(int(line.split()[1], 16) for line in f if line.startswith("SigBlk:"))
+            # The main thread blocks them only inside Thread.start(), which returns after the
+            # worker runs: a worker may answer before the main thread has restored its mask.
+            deadline = time.monotonic() + 2
+            while True:
+                with open(f"/proc/{srv.pid}/status") as f:
+                    main = next(int(line.split()[1], 16) for line in f
+                                if line.startswith("SigBlk:"))
+                if main & stop_bits == 0 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.01)
             assert main & stop_bits == 0
         finally:
             for c in clients:

@@ -174,39 +174,41 @@ def parse_inet(text: str, proto: str, byteorder: str = sys.byteorder) -> list[Ne
         if match is None:
             _raise_inet_error(what, line)
         laddr, lport, raddr, rport, st_hex, tx_hex, rx_hex, uid, inode = match.groups()
-        local_ip = addrs.get(laddr)
-        if local_ip is None:
-            local_ip = addrs[laddr] = _hex_to_ip(laddr, byteorder)
-        remote_port = int(rport, 16)
-        if remote_port == 0 and raddr.count("0") == len(raddr):
-            remote = None
-        else:
-            remote_ip = addrs.get(raddr)
-            if remote_ip is None:
-                remote_ip = addrs[raddr] = _hex_to_ip(raddr, byteorder)
-            remote = format_inet(remote_ip, remote_port)
-        st = int(st_hex, 16)
-        tx_queue = int(tx_hex, 16)
-        if is_tcp:
-            state = TCP_STATES.get(st, f"{st:#04x}")
-            send_q: int | None = None if st == TCP_LISTEN else tx_queue
-        else:
-            state = "UNCONN" if st == TCP_CLOSE else TCP_STATES.get(st, f"{st:#04x}")
-            send_q = tx_queue
+        state, local, remote, recv_q, send_q = inet_fields(
+            is_tcp, laddr, int(lport, 16), raddr, int(rport, 16), int(st_hex, 16),
+            int(tx_hex, 16), int(rx_hex, 16), addrs, byteorder)
         sockets.append(
-            NetSocket(
-                int(inode),
-                proto,
-                state,
-                format_inet(local_ip, int(lport, 16)),
-                remote,
-                int(rx_hex, 16),
-                send_q,
-                int(uid),
-                sock_type,
-            )
+            NetSocket(int(inode), proto, state, local, remote, recv_q, send_q, int(uid), sock_type)
         )
     return sockets
+
+
+def inet_fields(
+    is_tcp: bool, laddr: str, lport: int, raddr: str, rport: int, st: int, tx_queue: int,
+    rx_queue: int, addrs: dict[str, str], byteorder: str = sys.byteorder,
+) -> tuple[str, str, str | None, int, int | None]:
+    """(state, local, remote, recv_q, send_q) of one inet table row from its columns (addresses
+    as the table's hex, the rest as numbers); `addrs` caches hex -> address text."""
+    local_ip = addrs.get(laddr)
+    if local_ip is None:
+        local_ip = addrs[laddr] = _hex_to_ip(laddr, byteorder)
+    if rport == 0 and raddr.count("0") == len(raddr):
+        remote = None
+    else:
+        remote_ip = addrs.get(raddr)
+        if remote_ip is None:
+            remote_ip = addrs[raddr] = _hex_to_ip(raddr, byteorder)
+        remote = format_inet(remote_ip, rport)
+    state, send_q = inet_state(is_tcp, st, tx_queue)
+    return state, format_inet(local_ip, lport), remote, rx_queue, send_q
+
+
+def inet_state(is_tcp: bool, st: int, tx_queue: int) -> tuple[str, int | None]:
+    """(state name, send_q) of an inet row: a TCP LISTEN row's tx_queue is 0, not the backlog
+    (send_q None); UDP and raw state 07 (TCP_CLOSE) is "UNCONN", as ss(8) shows it."""
+    if is_tcp:
+        return TCP_STATES.get(st) or f"{st:#04x}", None if st == TCP_LISTEN else tx_queue
+    return "UNCONN" if st == TCP_CLOSE else TCP_STATES.get(st) or f"{st:#04x}", tx_queue
 
 
 def _raise_inet_error(what: str, line: str) -> NoReturn:

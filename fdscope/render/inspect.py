@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from fdscope.render.style import heading, level
+from fdscope.speedups import C
 
 SECTIONS = ("summary", "findings", "fds", "epoll", "threads", "io_model")
 # Records printed one per line in --json (fast C encoder, greppable); the rest is indented.
@@ -236,21 +237,32 @@ def iter_report_json(report: Any, sections: Iterable[str] | None = None,
             return
         caches: tuple[dict[Any, str], dict[Any, str]] = ({}, {None: "null"})
         for start in range(0, len(entries), batch):
-            rows = _fd_rows(entries[start:start + batch], *caches)
-            yield ("[\n    " if start == 0 else ",\n    ") + ",\n    ".join(rows)
+            part = entries[start:start + batch]
+            text = C.rows_json(part, FD_KEYS, ",\n    ") if C is not None else None
+            if text is None:
+                text = ",\n    ".join(_fd_rows(part, *caches))
+            yield ("[\n    " if start == 0 else ",\n    ") + text
         yield "\n  ]"
 
-    def epoll() -> Iterator[str]:
-        return _epoll_json((s.epfd, _reg_rows(s.registrations)) for s in report.epoll)
+    def epoll() -> Iterator[tuple[int, list[str]]]:
+        for s in report.epoll:
+            text = C.rows_json(list(s.registrations), REG_KEYS, ",\n        ") \
+                if C is not None and s.registrations else None
+            yield s.epfd, [text] if text is not None else _reg_rows(s.registrations)
 
     if "fds" in doc:
         pre["fds"] = fds
     if "epoll" in doc:
-        pre["epoll"] = epoll
+        pre["epoll"] = lambda: _epoll_json(epoll())
     return _iter_items(doc, pre)
 
 
 _jstr = json.encoder.encode_basestring  # the C implementation when available
+# Keys of FdEntry and Registration rows in field order, for the C encoder (speedups.C.rows_json):
+# None drops a field, (key, keys) nests a NamedTuple. _fd_rows/_reg_rows write the same text.
+FD_KEYS = ("fd", "type", "target", "inode", "flags", "pos",
+           ("socket", ("proto", "state", "local", "remote", "recv_q", "send_q")), None)
+REG_KEYS = ("tfd", "mask", "events", "data", "inode", "sdev", "status", "open_as", "verified")
 
 
 def _jv(v: Any) -> str:

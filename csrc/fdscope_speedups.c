@@ -1,0 +1,843 @@
+/* _fdscope_speedups: optional C versions of fdscope's per-fd hot loops (issue 3 speed target).
+ *
+ * Every function here has a pure-Python twin in fdscope that stays the reference: fdscope uses
+ * these only when the module imports (fdscope/speedups.py) and the tests check that both give
+ * the same result on live processes and on hypothesis-generated input. A function returns None
+ * where its input is not in the exact form it knows, and the caller then uses the Python code.
+ * Nothing here opens /proc paths by name: readlinkat_many works on a directory fd that
+ * fdscope.proc.Proc opened, and its errors go back to Proc as errno numbers.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <arpa/inet.h>
+#include <sys/socket.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+/* ---------------------------------------------------------------- readlinkat_many */
+
+/* readlinkat(dir_fd, name) for each name, the GIL released around the syscalls.
+ * Returns (texts, errors): texts has per name the link text, decoded as os.readlink decodes it
+ * (the file system encoding with surrogateescape), or None where the call failed; errors lists
+ * those failures as (index, errno). */
+static PyObject *
+readlinkat_many(PyObject *self, PyObject *args)
+{
+    int dir_fd;
+    PyObject *names;
+    if (!PyArg_ParseTuple(args, "iO!:readlinkat_many", &dir_fd, &PyList_Type, &names))
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(names);
+    const char **cnames = PyMem_Malloc(sizeof(char *) * (n ? n : 1));
+    Py_ssize_t *len = PyMem_Malloc(sizeof(Py_ssize_t) * (n ? n : 1));
+    /* PATH_MAX bytes per link would be 64 MB at 16,000 fds: links go into one growing arena. */
+    size_t cap = (size_t)(n ? n : 1) * 48, used = 0;
+    char *arena = PyMem_RawMalloc(cap);
+    PyObject *out = NULL;
+    if (cnames == NULL || len == NULL || arena == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *name = PyList_GET_ITEM(names, i);
+        if (!PyUnicode_Check(name)) {
+            PyErr_SetString(PyExc_TypeError, "readlinkat_many: names must be str");
+            goto done;
+        }
+        cnames[i] = PyUnicode_AsUTF8(name);
+        if (cnames[i] == NULL)
+            goto done;
+    }
+    int nomem = 0;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (cap - used < 4096 + 1) {
+            size_t ncap = cap * 2 + 8192;
+            char *grown = PyMem_RawRealloc(arena, ncap);
+            if (grown == NULL) {
+                nomem = 1;
+                break;
+            }
+            arena = grown;
+            cap = ncap;
+        }
+        ssize_t r = readlinkat(dir_fd, cnames[i], arena + used, 4096);
+        if (r < 0) {
+            len[i] = -(Py_ssize_t)errno;
+        } else {
+            len[i] = r;
+            used += (size_t)r;
+        }
+    }
+    Py_END_ALLOW_THREADS
+    if (nomem) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    PyObject *texts = PyList_New(n), *errors = PyList_New(0);
+    if (texts == NULL || errors == NULL)
+        goto fail;
+    size_t at = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *item;
+        if (len[i] < 0) {
+            PyObject *err = Py_BuildValue("(nn)", i, -len[i]);
+            if (err == NULL || PyList_Append(errors, err) < 0) {
+                Py_XDECREF(err);
+                goto fail;
+            }
+            Py_DECREF(err);
+            Py_INCREF(Py_None);
+            item = Py_None;
+        } else {
+            item = PyUnicode_DecodeFSDefaultAndSize(arena + at, len[i]);
+            at += (size_t)len[i];
+            if (item == NULL)
+                goto fail;
+        }
+        PyList_SET_ITEM(texts, i, item);
+    }
+    out = Py_BuildValue("(NN)", texts, errors);
+    goto done;
+fail:
+    Py_XDECREF(texts);
+    Py_XDECREF(errors);
+done:
+    PyMem_Free(cnames);
+    PyMem_Free(len);
+    PyMem_RawFree(arena);
+    return out;
+}
+
+/* ---------------------------------------------------------------- split_links */
+
+static PyObject *str_socket, *str_pipe;
+
+/* Parse "PREFIX[digits]" (the whole string); -1 if it is not that form or overflows. */
+static long long
+bracket_inode(const char *s, Py_ssize_t n, Py_ssize_t skip)
+{
+    if (n < skip + 2 || s[n - 1] != ']')
+        return -1;
+    unsigned long long v = 0;
+    for (Py_ssize_t i = skip; i < n - 1; i++) {
+        if (s[i] < '0' || s[i] > '9' || v > (ULLONG_MAX - 9) / 10 / 2)
+            return -1;
+        v = v * 10 + (unsigned)(s[i] - '0');
+    }
+    return (long long)v;
+}
+
+/* For link texts "socket:[N]" (net/socket.c sockfs_dname) and "pipe:[N]" (fs/pipe.c
+ * pipefs_dname): ("socket" | "pipe", N); None, None for every other link.
+ * Returns (types, inodes), two lists as long as `links`. */
+static PyObject *
+split_links(PyObject *self, PyObject *links)
+{
+    if (!PyList_Check(links)) {
+        PyErr_SetString(PyExc_TypeError, "split_links: a list of str");
+        return NULL;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(links);
+    PyObject *types = PyList_New(n), *inodes = PyList_New(n);
+    if (types == NULL || inodes == NULL)
+        goto fail;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *link = PyList_GET_ITEM(links, i);
+        PyObject *typ = Py_None, *ino = NULL;
+        if (PyUnicode_Check(link) && PyUnicode_KIND(link) == PyUnicode_1BYTE_KIND) {
+            const char *s = (const char *)PyUnicode_DATA(link);
+            Py_ssize_t len = PyUnicode_GET_LENGTH(link);
+            long long v = -1;
+            if (len > 8 && memcmp(s, "socket:[", 8) == 0) {
+                v = bracket_inode(s, len, 8);
+                typ = str_socket;
+            } else if (len > 6 && memcmp(s, "pipe:[", 6) == 0) {
+                v = bracket_inode(s, len, 6);
+                typ = str_pipe;
+            }
+            if (v < 0) {
+                typ = Py_None;
+            } else {
+                ino = PyLong_FromLongLong(v);
+                if (ino == NULL)
+                    goto fail;
+            }
+        }
+        Py_INCREF(typ);
+        PyList_SET_ITEM(types, i, typ);
+        if (ino == NULL) {
+            Py_INCREF(Py_None);
+            ino = Py_None;
+        }
+        PyList_SET_ITEM(inodes, i, ino);
+    }
+    return Py_BuildValue("(NN)", types, inodes);
+fail:
+    Py_XDECREF(types);
+    Py_XDECREF(inodes);
+    return NULL;
+}
+
+/* ---------------------------------------------------------------- epoll_rows */
+
+static int
+take_number(const char **p, const char *end, int base, unsigned long long *out)
+{
+    const char *s = *p;
+    unsigned long long v = 0;
+    int digits = 0;
+    for (; s < end; s++, digits++) {
+        unsigned d;
+        if (*s >= '0' && *s <= '9')
+            d = (unsigned)(*s - '0');
+        else if (base == 16 && *s >= 'a' && *s <= 'f')
+            d = (unsigned)(*s - 'a' + 10);
+        else
+            break;
+        if (v > (ULLONG_MAX - d) / (unsigned)base)
+            return 0; /* wider than 64 bits: the Python parser handles any width */
+        v = v * (unsigned)base + d;
+    }
+    if (digits == 0)
+        return 0;
+    *p = s;
+    *out = v;
+    return 1;
+}
+
+static int
+take_literal(const char **p, const char *end, const char *lit)
+{
+    size_t n = strlen(lit);
+    if ((size_t)(end - *p) < n || memcmp(*p, lit, n) != 0)
+        return 0;
+    *p += n;
+    return 1;
+}
+
+static void
+skip_blanks(const char **p, const char *end)
+{
+    while (*p < end && **p == ' ')
+        (*p)++;
+}
+
+/* The registrations in the text of an epoll fd's /proc/PID/fdinfo, in the current kernel form
+ * (fs/eventpoll.c ep_show_fdinfo, Linux 3.19+):
+ *   "tfd: %8d events: %8x data: %16llx  pos:%lli ino:%lx sdev:%x"
+ * after the "pos:\t%lli\nflags:\t0%o\n" head of fs/proc/fd.c seq_show. Returns
+ * [(tfd, mask, data, ino, sdev as os.stat's st_dev)] or None when any line differs from that
+ * form (other kernels, damage): fdscope.inspect._epoll_fast and parse_fdinfo then decide. */
+static PyObject *
+epoll_rows(PyObject *self, PyObject *text)
+{
+    if (!PyUnicode_Check(text) || PyUnicode_KIND(text) != PyUnicode_1BYTE_KIND)
+        Py_RETURN_NONE;
+    const char *p = (const char *)PyUnicode_DATA(text);
+    const char *end = p + PyUnicode_GET_LENGTH(text);
+    unsigned long long v;
+    if (!take_literal(&p, end, "pos:\t") || !take_number(&p, end, 10, &v) ||
+        !take_literal(&p, end, "\nflags:\t") || !take_number(&p, end, 8, &v) || p >= end ||
+        *p != '\n')
+        Py_RETURN_NONE;
+    const char *base = (const char *)PyUnicode_DATA(text);
+    PyObject *rows = PyList_New(0);
+    if (rows == NULL)
+        return NULL;
+    const char *line = base;
+    while (line < end) {
+        const char *eol = memchr(line, '\n', (size_t)(end - line));
+        if (eol == NULL)
+            eol = end;
+        const char *q = line;
+        if (take_literal(&q, eol, "tfd:")) {
+            unsigned long long tfd, mask, data, ino, sdev, pos;
+            skip_blanks(&q, eol);
+            if (!take_number(&q, eol, 10, &tfd) || tfd > INT_MAX ||
+                !take_literal(&q, eol, " events:"))
+                goto none;
+            skip_blanks(&q, eol);
+            if (!take_number(&q, eol, 16, &mask) || !take_literal(&q, eol, " data:"))
+                goto none;
+            skip_blanks(&q, eol);
+            if (!take_number(&q, eol, 16, &data) || q >= eol || *q != ' ')
+                goto none;
+            skip_blanks(&q, eol);
+            if (!take_literal(&q, eol, "pos:"))
+                goto none;
+            take_literal(&q, eol, "-");
+            if (!take_number(&q, eol, 10, &pos) || !take_literal(&q, eol, " ino:") ||
+                !take_number(&q, eol, 16, &ino) || !take_literal(&q, eol, " sdev:") ||
+                !take_number(&q, eol, 16, &sdev) || q != eol || sdev > 0xffffffffULL)
+                goto none;
+            /* include/linux/kdev_t.h: MAJOR(dev) = dev >> 20, MINOR(dev) = dev & 0xfffff;
+             * makedev() gives the encoding st_dev uses (as os.makedev does). */
+            unsigned long long dev = makedev((unsigned)(sdev >> 20), (unsigned)(sdev & 0xfffff));
+            PyObject *row = PyTuple_New(5);
+            if (row != NULL) {
+                PyTuple_SET_ITEM(row, 0, PyLong_FromLong((long)tfd));
+                PyTuple_SET_ITEM(row, 1, PyLong_FromUnsignedLongLong(mask));
+                PyTuple_SET_ITEM(row, 2, PyLong_FromUnsignedLongLong(data));
+                PyTuple_SET_ITEM(row, 3, PyLong_FromUnsignedLongLong(ino));
+                PyTuple_SET_ITEM(row, 4, PyLong_FromUnsignedLongLong(dev));
+                for (int f = 0; f < 5; f++) {
+                    if (PyTuple_GET_ITEM(row, f) == NULL) {
+                        Py_CLEAR(row);
+                        break;
+                    }
+                }
+            }
+            if (row == NULL || PyList_Append(rows, row) < 0) {
+                Py_XDECREF(row);
+                Py_DECREF(rows);
+                return NULL;
+            }
+            Py_DECREF(row);
+        } else {
+            /* "tfd:" anywhere else is a line this fast path does not understand. */
+            const char *hit = line;
+            while ((hit = memchr(hit, 't', (size_t)(eol - hit))) != NULL) {
+                if (eol - hit >= 4 && memcmp(hit, "tfd:", 4) == 0)
+                    goto none;
+                hit++;
+            }
+        }
+        line = eol + 1;
+    }
+    return rows;
+none:
+    Py_DECREF(rows);
+    Py_RETURN_NONE;
+}
+
+/* ---------------------------------------------------------------- net tables */
+
+/* Is `ino` wanted: `inodes` is a set of ints, or None for every row. -1 on error. */
+static int
+wanted(PyObject *inodes, unsigned long long ino)
+{
+    if (inodes == Py_None)
+        return 1;
+    PyObject *key = PyLong_FromUnsignedLongLong(ino);
+    if (key == NULL)
+        return -1;
+    int r = PySet_Contains(inodes, key);
+    Py_DECREF(key);
+    return r;
+}
+
+static int
+take_hex_upper(const char **p, const char *end, int lower_ok, unsigned long long *out)
+{
+    const char *s = *p;
+    unsigned long long v = 0;
+    int digits = 0;
+    for (; s < end; s++, digits++) {
+        unsigned d;
+        if (*s >= '0' && *s <= '9')
+            d = (unsigned)(*s - '0');
+        else if (*s >= 'A' && *s <= 'F')
+            d = (unsigned)(*s - 'A' + 10);
+        else if (lower_ok && *s >= 'a' && *s <= 'f')
+            d = (unsigned)(*s - 'a' + 10);
+        else
+            break;
+        if (v > (ULLONG_MAX - d) / 16)
+            return 0;
+        v = v * 16 + d;
+    }
+    if (digits == 0)
+        return 0;
+    *p = s;
+    *out = v;
+    return 1;
+}
+
+static PyObject *str_unix, *str_listen, *unix_states[5];
+
+/* Rows of /proc/PID/net/unix (net/unix/af_unix.c unix_seq_show:
+ * "%pK: %08X %08X %08X %04X %02X %5lu" then " PATH" when bound) for the inodes in the set
+ * `inodes` (None: every row), as (inode, "unix", state, path | None, None, None, None): the
+ * shape fdscope.inspect._unix_fast returns. None when a line is not in that form (a path
+ * holding a newline, another kernel): _unix_fast and parse_unix decide then. */
+static PyObject *
+unix_rows(PyObject *self, PyObject *args)
+{
+    PyObject *text, *inodes;
+    if (!PyArg_ParseTuple(args, "UO:unix_rows", &text, &inodes))
+        return NULL;
+    if (inodes != Py_None && !PyAnySet_Check(inodes)) {
+        PyErr_SetString(PyExc_TypeError, "unix_rows: inodes must be a set or None");
+        return NULL;
+    }
+    if (PyUnicode_KIND(text) != PyUnicode_1BYTE_KIND)
+        Py_RETURN_NONE;
+    const char *p = (const char *)PyUnicode_DATA(text);
+    const char *end = p + PyUnicode_GET_LENGTH(text);
+    if (end - p < 3 || memcmp(p, "Num", 3) != 0)
+        Py_RETURN_NONE;
+    const char *line = memchr(p, '\n', (size_t)(end - p));
+    if (line == NULL)
+        Py_RETURN_NONE;
+    line++;
+    PyObject *rows = PyList_New(0);
+    if (rows == NULL)
+        return NULL;
+    while (line < end) {
+        const char *eol = memchr(line, '\n', (size_t)(end - line));
+        if (eol == NULL)
+            goto none; /* the kernel ends every row with a newline */
+        const char *q = line;
+        unsigned long long v, flags, st, ino;
+        if (!take_hex_upper(&q, eol, 1, &v) || !take_literal(&q, eol, ": ") ||
+            !take_hex_upper(&q, eol, 0, &v) || !take_literal(&q, eol, " ") ||
+            !take_hex_upper(&q, eol, 0, &v) || !take_literal(&q, eol, " ") ||
+            !take_hex_upper(&q, eol, 0, &flags) || !take_literal(&q, eol, " ") ||
+            !take_hex_upper(&q, eol, 0, &v) || !take_literal(&q, eol, " ") ||
+            !take_hex_upper(&q, eol, 0, &st) || !take_literal(&q, eol, " "))
+            goto none;
+        skip_blanks(&q, eol);
+        if (!take_number(&q, eol, 10, &ino) || (q < eol && *q != ' '))
+            goto none;
+        int want = wanted(inodes, ino);
+        if (want < 0)
+            goto fail;
+        if (want) {
+            PyObject *state, *path;
+            if (flags & (1ULL << 16)) { /* include/linux/net.h __SO_ACCEPTCON */
+                state = str_listen;
+                Py_INCREF(state);
+            } else if (st < 5) {
+                state = unix_states[st];
+                Py_INCREF(state);
+            } else {
+                goto none; /* an unnamed state: the Python parser spells it */
+            }
+            if (q < eol && eol - q > 1) {
+                path = PyUnicode_Substring(text, (q + 1) - p, eol - p);
+            } else {
+                path = Py_None;
+                Py_INCREF(path);
+            }
+            PyObject *row = path == NULL ? NULL :
+                Py_BuildValue("(KONNOOO)", ino, str_unix, state, path, Py_None, Py_None, Py_None);
+            if (row == NULL || PyList_Append(rows, row) < 0) {
+                Py_XDECREF(row);
+                goto fail;
+            }
+            Py_DECREF(row);
+        }
+        line = eol + 1;
+    }
+    return rows;
+none:
+    Py_DECREF(rows);
+    Py_RETURN_NONE;
+fail:
+    Py_DECREF(rows);
+    return NULL;
+}
+
+/* "127.0.0.1:8080" or "[::1]:8080" from a table's hex address: each 32-bit word printed
+ * with %08X from memory, so parsing a word and storing it natively gives the address bytes
+ * (fdscope.parse.net._hex_to_ip does the same with sys.byteorder). inet_ntop as ss(8) and
+ * Python's socket.inet_ntop. */
+static int
+format_inet(const char *hex, Py_ssize_t len, unsigned long long port, char out[64])
+{
+    unsigned char raw[16];
+    for (Py_ssize_t w = 0; w < len / 8; w++) {
+        const char *q = hex + w * 8;
+        unsigned long long v;
+        if (!take_hex_upper(&q, hex + w * 8 + 8, 1, &v) || q != hex + w * 8 + 8)
+            return -1;
+        uint32_t word = (uint32_t)v;
+        memcpy(raw + w * 4, &word, 4);
+    }
+    char addr[INET6_ADDRSTRLEN];
+    if (inet_ntop(len == 8 ? AF_INET : AF_INET6, raw, addr, sizeof addr) == NULL)
+        return -1;
+    snprintf(out, 64, len == 8 ? "%s:%llu" : "[%s]:%llu", addr, port);
+    return 0;
+}
+
+/* The columns of /proc/PID/net/{tcp,tcp6,udp,udp6,raw,raw6} rows (net/ipv4/tcp_ipv4.c
+ * get_tcp4_sock and its siblings: "sl local rem st tx_queue:rx_queue tr:tm->when retrnsmt uid
+ * timeout inode ...") for the inodes in `inodes` (None: every row), as
+ * (inode, local, remote | None, st, tx_queue, rx_queue, uid) with the addresses formatted as
+ * fdscope.parse.net.inet_fields formats them; fdscope.parse.net.inet_state names st.
+ * None when a row differs from that form. */
+static PyObject *
+inet_rows(PyObject *self, PyObject *args)
+{
+    PyObject *text, *inodes;
+    if (!PyArg_ParseTuple(args, "UO:inet_rows", &text, &inodes))
+        return NULL;
+    if (inodes != Py_None && !PyAnySet_Check(inodes)) {
+        PyErr_SetString(PyExc_TypeError, "inet_rows: inodes must be a set or None");
+        return NULL;
+    }
+    if (PyUnicode_KIND(text) != PyUnicode_1BYTE_KIND)
+        Py_RETURN_NONE;
+    const char *p = (const char *)PyUnicode_DATA(text);
+    const char *end = p + PyUnicode_GET_LENGTH(text);
+    const char *line = p;
+    skip_blanks(&line, end);
+    if (end - line < 3 || memcmp(line, "sl ", 3) != 0)
+        Py_RETURN_NONE;
+    line = memchr(line, '\n', (size_t)(end - line));
+    if (line == NULL)
+        Py_RETURN_NONE;
+    line++;
+    PyObject *rows = PyList_New(0);
+    if (rows == NULL)
+        return NULL;
+    while (line < end) {
+        const char *eol = memchr(line, '\n', (size_t)(end - line));
+        if (eol == NULL)
+            goto none;
+        const char *q = line, *la, *ra;
+        unsigned long long v, lport, rport, st, tx, rx, uid, ino;
+        skip_blanks(&q, eol);
+        if (!take_number(&q, eol, 10, &v) || !take_literal(&q, eol, ": "))
+            goto none;
+        la = q;
+        /* addresses are 8 (IPv4) or 32 (IPv6) hex digits: too wide for take_hex_upper */
+        while (q < eol && ((*q >= '0' && *q <= '9') || (*q >= 'A' && *q <= 'F') ||
+                           (*q >= 'a' && *q <= 'f')))
+            q++;
+        Py_ssize_t llen = q - la;
+        if ((llen != 8 && llen != 32) || !take_literal(&q, eol, ":"))
+            goto none;
+        const char *lp = q;
+        if (!take_hex_upper(&q, eol, 1, &lport) || q - lp != 4 || !take_literal(&q, eol, " "))
+            goto none;
+        ra = q;
+        while (q < eol && ((*q >= '0' && *q <= '9') || (*q >= 'A' && *q <= 'F') ||
+                           (*q >= 'a' && *q <= 'f')))
+            q++;
+        Py_ssize_t rlen = q - ra;
+        if ((rlen != 8 && rlen != 32) || !take_literal(&q, eol, ":"))
+            goto none;
+        const char *rp = q;
+        if (!take_hex_upper(&q, eol, 1, &rport) || q - rp != 4 || !take_literal(&q, eol, " ") ||
+            !take_hex_upper(&q, eol, 1, &st) || !take_literal(&q, eol, " ") ||
+            !take_hex_upper(&q, eol, 1, &tx) || !take_literal(&q, eol, ":") ||
+            !take_hex_upper(&q, eol, 1, &rx) || q >= eol || *q != ' ')
+            goto none;
+        /* tr:tm->when and retrnsmt: skipped as words */
+        for (int word = 0; word < 2; word++) {
+            skip_blanks(&q, eol);
+            const char *w = q;
+            while (q < eol && *q > ' ')
+                q++;
+            if (q == w || q >= eol || *q != ' ')
+                goto none;
+        }
+        skip_blanks(&q, eol);
+        if (!take_number(&q, eol, 10, &uid) || q >= eol || *q != ' ')
+            goto none;
+        skip_blanks(&q, eol);
+        const char *w = q;
+        while (q < eol && *q > ' ')
+            q++;
+        if (q == w || q >= eol || *q != ' ')
+            goto none;
+        skip_blanks(&q, eol);
+        if (!take_number(&q, eol, 10, &ino) || (q < eol && *q != ' '))
+            goto none;
+        int want = wanted(inodes, ino);
+        if (want < 0)
+            goto fail;
+        if (want) {
+            char local[64], remote[64];
+            if (format_inet(la, llen, lport, local) < 0 || format_inet(ra, rlen, rport, remote) < 0)
+                goto none;
+            int unset = rport == 0;
+            for (Py_ssize_t i = 0; unset && i < rlen; i++)
+                unset = ra[i] == '0';
+            PyObject *row = unset ?
+                Py_BuildValue("(KsOKKKK)", ino, local, Py_None, st, tx, rx, uid) :
+                Py_BuildValue("(KssKKKK)", ino, local, remote, st, tx, rx, uid);
+            if (row == NULL || PyList_Append(rows, row) < 0) {
+                Py_XDECREF(row);
+                goto fail;
+            }
+            Py_DECREF(row);
+        }
+        line = eol + 1;
+    }
+    return rows;
+none:
+    Py_DECREF(rows);
+    Py_RETURN_NONE;
+fail:
+    Py_DECREF(rows);
+    return NULL;
+}
+
+/* ---------------------------------------------------------------- rows_json */
+
+typedef struct {
+    char *buf;
+    size_t len, cap;
+} Out;
+
+static int
+out_grow(Out *o, size_t more)
+{
+    if (o->len + more <= o->cap)
+        return 0;
+    size_t cap = o->cap ? o->cap : 1 << 16;
+    while (cap < o->len + more)
+        cap *= 2;
+    char *b = PyMem_Realloc(o->buf, cap);
+    if (b == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    o->buf = b;
+    o->cap = cap;
+    return 0;
+}
+
+static int
+out_put(Out *o, const char *s, size_t n)
+{
+    if (out_grow(o, n) < 0)
+        return -1;
+    memcpy(o->buf + o->len, s, n);
+    o->len += n;
+    return 0;
+}
+
+#define OUT_LIT(o, s) out_put((o), (s), sizeof(s) - 1)
+
+/* A str as json.encoder.encode_basestring writes it (ensure_ascii=False): '"', '\\' and the
+ * control characters escaped, everything else as is (UTF-8 in the output buffer). Returns -2
+ * for a str that has no UTF-8 form (lone surrogates): the caller falls back to Python. */
+static int
+out_str(Out *o, PyObject *s)
+{
+    Py_ssize_t n;
+    const char *u = PyUnicode_AsUTF8AndSize(s, &n);
+    if (u == NULL) {
+        PyErr_Clear();
+        return -2;
+    }
+    if (out_grow(o, (size_t)n * 6 + 2) < 0)
+        return -1;
+    char *w = o->buf + o->len;
+    *w++ = '"';
+    for (Py_ssize_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)u[i];
+        if (c >= 0x20 && c != '"' && c != '\\') {
+            *w++ = (char)c;
+            continue;
+        }
+        *w++ = '\\';
+        switch (c) {
+        case '"': *w++ = '"'; break;
+        case '\\': *w++ = '\\'; break;
+        case '\n': *w++ = 'n'; break;
+        case '\r': *w++ = 'r'; break;
+        case '\t': *w++ = 't'; break;
+        case '\b': *w++ = 'b'; break;
+        case '\f': *w++ = 'f'; break;
+        default: {
+            static const char hex[] = "0123456789abcdef";
+            *w++ = 'u';
+            *w++ = '0';
+            *w++ = '0';
+            *w++ = hex[c >> 4];
+            *w++ = hex[c & 15];
+        }
+        }
+    }
+    *w++ = '"';
+    o->len = (size_t)(w - o->buf);
+    return 0;
+}
+
+static int out_value(Out *o, PyObject *v, PyObject *spec);
+
+/* A JSON value: None, bool, int, str, a tuple/list of those (an array), or, where `spec` is a
+ * tuple of keys, a tuple holding that object's values (a NamedTuple: {"key": value, ...}).
+ * Separators are json.dumps's defaults: ", " and ": ". Returns -2 for anything else. */
+static int
+out_object(Out *o, PyObject *row, PyObject *spec)
+{
+    if (!PyTuple_Check(row))
+        return -2;
+    Py_ssize_t nkeys = PyTuple_GET_SIZE(spec);
+    if (PyTuple_GET_SIZE(row) < nkeys)
+        return -2;
+    if (OUT_LIT(o, "{") < 0)
+        return -1;
+    int first = 1;
+    for (Py_ssize_t k = 0; k < nkeys; k++) {
+        PyObject *key = PyTuple_GET_ITEM(spec, k), *sub = NULL;
+        if (key == Py_None)
+            continue; /* a field that is not in the JSON (FdEntry.flags_raw) */
+        if (PyTuple_Check(key)) { /* (key, nested spec) */
+            if (PyTuple_GET_SIZE(key) != 2)
+                return -2;
+            sub = PyTuple_GET_ITEM(key, 1);
+            key = PyTuple_GET_ITEM(key, 0);
+        }
+        if (!first && OUT_LIT(o, ", ") < 0)
+            return -1;
+        first = 0;
+        int r = out_str(o, key);
+        if (r < 0)
+            return r;
+        if (OUT_LIT(o, ": ") < 0)
+            return -1;
+        r = out_value(o, PyTuple_GET_ITEM(row, k), sub);
+        if (r < 0)
+            return r;
+    }
+    return OUT_LIT(o, "}");
+}
+
+static int
+out_value(Out *o, PyObject *v, PyObject *spec)
+{
+    if (v == Py_None)
+        return OUT_LIT(o, "null");
+    if (v == Py_True)
+        return OUT_LIT(o, "true");
+    if (v == Py_False)
+        return OUT_LIT(o, "false");
+    if (spec != NULL && spec != Py_None)
+        return out_object(o, v, spec);
+    if (PyLong_CheckExact(v)) {
+        int overflow;
+        long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
+        if (overflow == 0) {
+            if (x == -1 && PyErr_Occurred())
+                return -1;
+            char num[24], *d = num + sizeof num; /* snprintf costs ~10x this */
+            unsigned long long u = x < 0 ? 0ULL - (unsigned long long)x : (unsigned long long)x;
+            do {
+                *--d = (char)('0' + u % 10);
+                u /= 10;
+            } while (u);
+            if (x < 0)
+                *--d = '-';
+            return out_put(o, d, (size_t)(num + sizeof num - d));
+        }
+        PyObject *text = PyObject_Str(v); /* wider than 64 bits (epoll data can be) */
+        if (text == NULL)
+            return -1;
+        Py_ssize_t n;
+        const char *u = PyUnicode_AsUTF8AndSize(text, &n);
+        int r = u == NULL ? -1 : out_put(o, u, (size_t)n);
+        Py_DECREF(text);
+        return r;
+    }
+    if (PyUnicode_CheckExact(v))
+        return out_str(o, v);
+    if (PyTuple_CheckExact(v) || PyList_CheckExact(v)) {
+        PyObject *seq = v;
+        Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+        if (OUT_LIT(o, "[") < 0)
+            return -1;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            if (i && OUT_LIT(o, ", ") < 0)
+                return -1;
+            int r = out_value(o, PySequence_Fast_GET_ITEM(seq, i), NULL);
+            if (r < 0)
+                return r;
+        }
+        return OUT_LIT(o, "]");
+    }
+    return -2;
+}
+
+/* rows_json(rows, spec, sep) -> str | None: each row (a NamedTuple) as one JSON object, the
+ * objects joined by `sep`. spec names the keys in field order: a str, None (field not in the
+ * JSON) or (key, nested spec) for a NamedTuple-valued field. None when some value is of a type
+ * this encoder does not write (the Python renderer then does the job). */
+static PyObject *
+rows_json(PyObject *self, PyObject *args)
+{
+    PyObject *rows, *spec, *sep;
+    if (!PyArg_ParseTuple(args, "O!O!U:rows_json", &PyList_Type, &rows, &PyTuple_Type, &spec,
+                          &sep))
+        return NULL;
+    Py_ssize_t sep_len;
+    const char *sep_s = PyUnicode_AsUTF8AndSize(sep, &sep_len);
+    if (sep_s == NULL)
+        return NULL;
+    Out o = {NULL, 0, 0};
+    Py_ssize_t n = PyList_GET_SIZE(rows);
+    int r = out_grow(&o, (size_t)n * 160 + 16);
+    for (Py_ssize_t i = 0; r == 0 && i < n; i++) {
+        if (i)
+            r = out_put(&o, sep_s, (size_t)sep_len);
+        if (r == 0)
+            r = out_object(&o, PyList_GET_ITEM(rows, i), spec);
+    }
+    PyObject *res;
+    if (r == -2) {
+        Py_INCREF(Py_None);
+        res = Py_None;
+    } else if (r < 0) {
+        res = NULL;
+    } else {
+        res = PyUnicode_DecodeUTF8(o.buf ? o.buf : "", (Py_ssize_t)o.len, "strict");
+    }
+    PyMem_Free(o.buf);
+    return res;
+}
+
+/* ---------------------------------------------------------------- module */
+
+static PyMethodDef methods[] = {
+    {"readlinkat_many", readlinkat_many, METH_VARARGS,
+     "readlinkat_many(dir_fd, names) -> (texts, [(index, errno)])"},
+    {"split_links", split_links, METH_O,
+     "split_links(links) -> (types, inodes): socket:[N] and pipe:[N] decoded, None otherwise"},
+    {"epoll_rows", epoll_rows, METH_O,
+     "epoll_rows(fdinfo_text) -> [(tfd, mask, data, ino, st_dev)] | None"},
+    {"unix_rows", unix_rows, METH_VARARGS,
+     "unix_rows(text, inodes) -> [(inode, 'unix', state, path, None, None, None)] | None"},
+    {"inet_rows", inet_rows, METH_VARARGS,
+     "inet_rows(text, inodes) -> [(inode, local, remote, st, tx, rx, uid)] | None"},
+    {"rows_json", rows_json, METH_VARARGS,
+     "rows_json(rows, spec, sep) -> str | None: NamedTuple rows as JSON objects"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_fdscope_speedups",
+    "C versions of fdscope's per-fd loops (optional; fdscope has Python twins).", -1, methods,
+    NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC
+PyInit__fdscope_speedups(void)
+{
+    str_socket = PyUnicode_InternFromString("socket");
+    str_pipe = PyUnicode_InternFromString("pipe");
+    str_unix = PyUnicode_InternFromString("unix");
+    str_listen = PyUnicode_InternFromString("LISTEN");
+    /* include/uapi/linux/net.h socket_state, as fdscope.parse.net.UNIX_STATES names them */
+    static const char *const names[5] = {"FREE", "UNCONNECTED", "CONNECTING", "CONNECTED",
+                                         "DISCONNECTING"};
+    for (int i = 0; i < 5; i++) {
+        unix_states[i] = PyUnicode_InternFromString(names[i]);
+        if (unix_states[i] == NULL)
+            return NULL;
+    }
+    if (str_socket == NULL || str_pipe == NULL || str_unix == NULL || str_listen == NULL)
+        return NULL;
+    return PyModule_Create(&module);
+}
