@@ -11,6 +11,7 @@
 #include <Python.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -114,6 +115,115 @@ done:
     return out;
 }
 
+/* ---------------------------------------------------------------- read_many */
+
+/* The whole text of each file `name` below dir_fd (openat, read to EOF, close), the GIL
+ * released around the syscalls. Returns (texts, errors) as readlinkat_many does; texts are
+ * decoded as fdscope.proc.Proc.read_text decodes them (UTF-8 with surrogateescape). */
+static PyObject *
+read_many(PyObject *self, PyObject *args)
+{
+    int dir_fd;
+    PyObject *names;
+    if (!PyArg_ParseTuple(args, "iO!:read_many", &dir_fd, &PyList_Type, &names))
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(names);
+    const char **cnames = PyMem_Malloc(sizeof(char *) * (n ? n : 1));
+    Py_ssize_t *len = PyMem_Malloc(sizeof(Py_ssize_t) * (n ? n : 1));
+    size_t cap = 1 << 16, used = 0;
+    char *arena = PyMem_RawMalloc(cap);
+    PyObject *out = NULL, *texts = NULL, *errors = NULL;
+    if (cnames == NULL || len == NULL || arena == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *name = PyList_GET_ITEM(names, i);
+        if (!PyUnicode_Check(name)) {
+            PyErr_SetString(PyExc_TypeError, "read_many: names must be str");
+            goto done;
+        }
+        cnames[i] = PyUnicode_AsUTF8(name);
+        if (cnames[i] == NULL)
+            goto done;
+    }
+    int nomem = 0;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < n && !nomem; i++) {
+        int fd = openat(dir_fd, cnames[i], O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+            len[i] = -(Py_ssize_t)errno;
+            continue;
+        }
+        size_t start = used;
+        for (;;) {
+            if (cap - used < 4096) {
+                size_t ncap = cap * 2;
+                char *grown = PyMem_RawRealloc(arena, ncap);
+                if (grown == NULL) {
+                    nomem = 1;
+                    break;
+                }
+                arena = grown;
+                cap = ncap;
+            }
+            ssize_t r = read(fd, arena + used, cap - used);
+            if (r < 0) {
+                if (errno == EINTR)
+                    continue;
+                len[i] = -(Py_ssize_t)errno;
+                used = start;
+                break;
+            }
+            if (r == 0) {
+                len[i] = (Py_ssize_t)(used - start);
+                break;
+            }
+            used += (size_t)r;
+        }
+        close(fd);
+    }
+    Py_END_ALLOW_THREADS
+    if (nomem) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    texts = PyList_New(n);
+    errors = PyList_New(0);
+    if (texts == NULL || errors == NULL)
+        goto fail;
+    size_t at = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *item;
+        if (len[i] < 0) {
+            PyObject *err = Py_BuildValue("(nn)", i, -len[i]);
+            if (err == NULL || PyList_Append(errors, err) < 0) {
+                Py_XDECREF(err);
+                goto fail;
+            }
+            Py_DECREF(err);
+            Py_INCREF(Py_None);
+            item = Py_None;
+        } else {
+            item = PyUnicode_DecodeUTF8(arena + at, len[i], "surrogateescape");
+            at += (size_t)len[i];
+            if (item == NULL)
+                goto fail;
+        }
+        PyList_SET_ITEM(texts, i, item);
+    }
+    out = Py_BuildValue("(NN)", texts, errors);
+    goto done;
+fail:
+    Py_XDECREF(texts);
+    Py_XDECREF(errors);
+done:
+    PyMem_Free(cnames);
+    PyMem_Free(len);
+    PyMem_RawFree(arena);
+    return out;
+}
+
 /* ---------------------------------------------------------------- split_links */
 
 static PyObject *str_socket, *str_pipe;
@@ -135,7 +245,8 @@ bracket_inode(const char *s, Py_ssize_t n, Py_ssize_t skip)
 
 /* For link texts "socket:[N]" (net/socket.c sockfs_dname) and "pipe:[N]" (fs/pipe.c
  * pipefs_dname): ("socket" | "pipe", N); None, None for every other link.
- * Returns (types, inodes), two lists as long as `links`. */
+ * Returns (types, inodes, sockets, others): two lists as long as `links`, the indexes of the
+ * sockets and the indexes of the other links (neither socket nor pipe). */
 static PyObject *
 split_links(PyObject *self, PyObject *links)
 {
@@ -145,7 +256,8 @@ split_links(PyObject *self, PyObject *links)
     }
     Py_ssize_t n = PyList_GET_SIZE(links);
     PyObject *types = PyList_New(n), *inodes = PyList_New(n);
-    if (types == NULL || inodes == NULL)
+    PyObject *sockets = PyList_New(0), *others = PyList_New(0);
+    if (types == NULL || inodes == NULL || sockets == NULL || others == NULL)
         goto fail;
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *link = PyList_GET_ITEM(links, i);
@@ -169,6 +281,16 @@ split_links(PyObject *self, PyObject *links)
                     goto fail;
             }
         }
+        if (typ != str_pipe) {
+            PyObject *index = PyLong_FromSsize_t(i);
+            int r = index == NULL ? -1 :
+                PyList_Append(typ == str_socket ? sockets : others, index);
+            Py_XDECREF(index);
+            if (r < 0) {
+                Py_XDECREF(ino);
+                goto fail;
+            }
+        }
         Py_INCREF(typ);
         PyList_SET_ITEM(types, i, typ);
         if (ino == NULL) {
@@ -177,10 +299,12 @@ split_links(PyObject *self, PyObject *links)
         }
         PyList_SET_ITEM(inodes, i, ino);
     }
-    return Py_BuildValue("(NN)", types, inodes);
+    return Py_BuildValue("(NNNN)", types, inodes, sockets, others);
 fail:
     Py_XDECREF(types);
     Py_XDECREF(inodes);
+    Py_XDECREF(sockets);
+    Py_XDECREF(others);
     return NULL;
 }
 
@@ -582,6 +706,109 @@ fail:
     return NULL;
 }
 
+/* ---------------------------------------------------------------- registrations */
+
+static PyObject *str_ok;
+
+/* A `cls` instance (a NamedTuple class) holding the n values of `items`, which it steals. */
+static PyObject *
+named(PyTypeObject *cls, PyObject **items, Py_ssize_t n)
+{
+    PyObject *obj = cls->tp_alloc(cls, n);
+    if (obj == NULL) {
+        for (Py_ssize_t i = 0; i < n; i++)
+            Py_XDECREF(items[i]);
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++)
+        PyTuple_SET_ITEM(obj, i, items[i]);
+    return obj;
+}
+
+/* The common case of fdscope.inspect._Scan._epoll_sets, one registration after another: the
+ * registered fd is open, its link names the watched inode, no other fd of the process holds
+ * that inode, and the watched device is its type's (sockfs, pipefs) device. Then the result
+ * is Registration(tfd, mask, events, data, ino, sdev, "ok", (tfd,), True); every other
+ * registration gets None and the Python code decides its status.
+ *   regs: [(tfd, mask, data, ino, sdev)]; fd_types: {fd: (type, ino)}; ino_count: {ino: n};
+ *   type_dev: {type: st_dev}; events: {mask: tuple of names} for every mask in regs. */
+static PyObject *
+registrations(PyObject *self, PyObject *args)
+{
+    PyObject *regs, *fd_types, *ino_count, *type_dev, *events;
+    PyTypeObject *cls;
+    if (!PyArg_ParseTuple(args, "O!O!O!O!O!O!:registrations", &PyList_Type, &regs, &PyDict_Type,
+                          &fd_types, &PyDict_Type, &ino_count, &PyDict_Type, &type_dev,
+                          &PyDict_Type, &events, &PyType_Type, &cls))
+        return NULL;
+    if (!PyType_IsSubtype(cls, &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError, "registrations: cls must be a NamedTuple class");
+        return NULL;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(regs);
+    PyObject *out = PyList_New(n);
+    if (out == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *reg = PyList_GET_ITEM(regs, i), *result = Py_None;
+        Py_INCREF(Py_None);
+        if (!PyTuple_Check(reg) || PyTuple_GET_SIZE(reg) != 5)
+            goto bad;
+        PyObject *tfd = PyTuple_GET_ITEM(reg, 0), *ino = PyTuple_GET_ITEM(reg, 3);
+        PyObject *sdev = PyTuple_GET_ITEM(reg, 4);
+        PyObject *t = PyDict_GetItemWithError(fd_types, tfd);
+        if (t == NULL && PyErr_Occurred())
+            goto fail;
+        if (t == NULL || !PyTuple_Check(t) || PyTuple_GET_SIZE(t) != 2)
+            goto next;
+        int same = PyObject_RichCompareBool(PyTuple_GET_ITEM(t, 1), ino, Py_EQ);
+        if (same < 0)
+            goto fail;
+        PyObject *count = same ? PyDict_GetItemWithError(ino_count, ino) : NULL;
+        if (count == NULL && PyErr_Occurred())
+            goto fail;
+        if (count == NULL || !PyLong_Check(count) || PyLong_AsLong(count) != 1)
+            goto next;
+        PyObject *dev = PyDict_GetItemWithError(type_dev, PyTuple_GET_ITEM(t, 0));
+        if (dev == NULL && PyErr_Occurred())
+            goto fail;
+        if (dev == NULL || (same = PyObject_RichCompareBool(dev, sdev, Py_EQ)) != 1) {
+            if (same < 0)
+                goto fail;
+            goto next;
+        }
+        PyObject *names = PyDict_GetItemWithError(events, PyTuple_GET_ITEM(reg, 1));
+        if (names == NULL) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_KeyError, "registrations: a mask missing from events");
+            goto fail;
+        }
+        PyObject *open_as = PyTuple_Pack(1, tfd);
+        if (open_as == NULL)
+            goto fail;
+        PyObject *items[9] = {tfd, PyTuple_GET_ITEM(reg, 1), names, PyTuple_GET_ITEM(reg, 2),
+                              ino, sdev, str_ok, open_as, Py_True};
+        for (int k = 0; k < 9; k++)
+            if (k != 7)
+                Py_INCREF(items[k]);
+        Py_DECREF(result);
+        result = named(cls, items, 9);
+        if (result == NULL)
+            goto fail_nores;
+    next:
+        PyList_SET_ITEM(out, i, result);
+        continue;
+    bad:
+        PyErr_SetString(PyExc_TypeError, "registrations: rows are (tfd, mask, data, ino, sdev)");
+    fail:
+        Py_DECREF(result);
+    fail_nores:
+        Py_DECREF(out);
+        return NULL;
+    }
+    return out;
+}
+
 /* ---------------------------------------------------------------- rows_json */
 
 typedef struct {
@@ -607,10 +834,10 @@ out_grow(Out *o, size_t more)
     return 0;
 }
 
-static int
+static inline int
 out_put(Out *o, const char *s, size_t n)
 {
-    if (out_grow(o, n) < 0)
+    if (o->len + n > o->cap && out_grow(o, n) < 0)
         return -1;
     memcpy(o->buf + o->len, s, n);
     o->len += n;
@@ -626,10 +853,26 @@ static int
 out_str(Out *o, PyObject *s)
 {
     Py_ssize_t n;
-    const char *u = PyUnicode_AsUTF8AndSize(s, &n);
-    if (u == NULL) {
+    const char *u;
+    if (PyUnicode_IS_COMPACT_ASCII(s)) {
+        u = (const char *)PyUnicode_DATA(s);
+        n = PyUnicode_GET_LENGTH(s);
+    } else if ((u = PyUnicode_AsUTF8AndSize(s, &n)) == NULL) {
         PyErr_Clear();
         return -2;
+    }
+    Py_ssize_t plain = 0;
+    while (plain < n && (unsigned char)u[plain] >= 0x20 && u[plain] != '"' && u[plain] != '\\')
+        plain++;
+    if (plain == n) { /* nothing to escape: the usual case */
+        if (o->len + (size_t)n + 2 > o->cap && out_grow(o, (size_t)n + 2) < 0)
+            return -1;
+        char *w = o->buf + o->len;
+        *w = '"';
+        memcpy(w + 1, u, (size_t)n);
+        w[n + 1] = '"';
+        o->len += (size_t)n + 2;
+        return 0;
     }
     if (out_grow(o, (size_t)n * 6 + 2) < 0)
         return -1;
@@ -665,49 +908,105 @@ out_str(Out *o, PyObject *s)
     return 0;
 }
 
-static int out_value(Out *o, PyObject *v, PyObject *spec);
+/* A spec compiled once per call: per field the text written before its value ('{"fd": ' or
+ * ', "type": '), or skip, and the nested spec of a NamedTuple-valued field. */
+#define MAX_FIELDS 16
+typedef struct Spec {
+    Py_ssize_t n;
+    struct {
+        char prefix[64];
+        size_t plen;
+        int skip;
+        struct Spec *sub;
+    } f[MAX_FIELDS];
+} Spec;
 
-/* A JSON value: None, bool, int, str, a tuple/list of those (an array), or, where `spec` is a
- * tuple of keys, a tuple holding that object's values (a NamedTuple: {"key": value, ...}).
- * Separators are json.dumps's defaults: ", " and ": ". Returns -2 for anything else. */
-static int
-out_object(Out *o, PyObject *row, PyObject *spec)
+static void
+spec_free(Spec *sp)
 {
-    if (!PyTuple_Check(row))
-        return -2;
-    Py_ssize_t nkeys = PyTuple_GET_SIZE(spec);
-    if (PyTuple_GET_SIZE(row) < nkeys)
-        return -2;
-    if (OUT_LIT(o, "{") < 0)
-        return -1;
+    if (sp == NULL)
+        return;
+    for (Py_ssize_t k = 0; k < sp->n; k++)
+        spec_free(sp->f[k].sub);
+    PyMem_Free(sp);
+}
+
+/* NULL with an exception set, or with none for a spec this encoder does not take (-> None). */
+static Spec *
+spec_compile(PyObject *spec)
+{
+    if (!PyTuple_Check(spec) || PyTuple_GET_SIZE(spec) > MAX_FIELDS)
+        return NULL;
+    Spec *sp = PyMem_Calloc(1, sizeof(Spec));
+    if (sp == NULL) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    sp->n = PyTuple_GET_SIZE(spec);
     int first = 1;
-    for (Py_ssize_t k = 0; k < nkeys; k++) {
-        PyObject *key = PyTuple_GET_ITEM(spec, k), *sub = NULL;
-        if (key == Py_None)
-            continue; /* a field that is not in the JSON (FdEntry.flags_raw) */
+    for (Py_ssize_t k = 0; k < sp->n; k++) {
+        PyObject *key = PyTuple_GET_ITEM(spec, k);
+        if (key == Py_None) { /* a field that is not in the JSON (FdEntry.flags_raw) */
+            sp->f[k].skip = 1;
+            continue;
+        }
         if (PyTuple_Check(key)) { /* (key, nested spec) */
             if (PyTuple_GET_SIZE(key) != 2)
-                return -2;
-            sub = PyTuple_GET_ITEM(key, 1);
+                goto unsupported;
+            sp->f[k].sub = spec_compile(PyTuple_GET_ITEM(key, 1));
+            if (sp->f[k].sub == NULL)
+                goto fail;
             key = PyTuple_GET_ITEM(key, 0);
         }
-        if (!first && OUT_LIT(o, ", ") < 0)
-            return -1;
+        Py_ssize_t n;
+        const char *u;
+        if (!PyUnicode_Check(key) || !PyUnicode_IS_COMPACT_ASCII(key) ||
+            (u = PyUnicode_AsUTF8AndSize(key, &n)) == NULL || n > 40)
+            goto unsupported;
+        for (Py_ssize_t i = 0; i < n; i++)
+            if ((unsigned char)u[i] < 0x20 || u[i] == '"' || u[i] == '\\')
+                goto unsupported;
+        sp->f[k].plen = (size_t)snprintf(sp->f[k].prefix, sizeof sp->f[k].prefix, "%s\"%s\": ",
+                                         first ? "{" : ", ", u);
         first = 0;
-        int r = out_str(o, key);
-        if (r < 0)
-            return r;
-        if (OUT_LIT(o, ": ") < 0)
+    }
+    return sp;
+unsupported:
+    spec_free(sp);
+    return NULL;
+fail:
+    spec_free(sp);
+    return NULL;
+}
+
+static int out_value(Out *o, PyObject *v);
+
+/* One row (a tuple with at least the spec's fields) as a JSON object. -2: not encodable. */
+static int
+out_object(Out *o, PyObject *row, const Spec *sp)
+{
+    if (!PyTuple_Check(row) || PyTuple_GET_SIZE(row) < sp->n)
+        return -2;
+    int any = 0;
+    for (Py_ssize_t k = 0; k < sp->n; k++) {
+        if (sp->f[k].skip)
+            continue;
+        any = 1;
+        if (out_put(o, sp->f[k].prefix, sp->f[k].plen) < 0)
             return -1;
-        r = out_value(o, PyTuple_GET_ITEM(row, k), sub);
+        PyObject *v = PyTuple_GET_ITEM(row, k);
+        int r = sp->f[k].sub != NULL && v != Py_None ? out_object(o, v, sp->f[k].sub)
+                                                     : out_value(o, v);
         if (r < 0)
             return r;
     }
-    return OUT_LIT(o, "}");
+    return any ? OUT_LIT(o, "}") : OUT_LIT(o, "{}");
 }
 
+/* A JSON value: None, bool, int, str, or a tuple/list of those (an array). Separators are
+ * json.dumps's defaults: ", " and ": ". Returns -2 for anything else. */
 static int
-out_value(Out *o, PyObject *v, PyObject *spec)
+out_value(Out *o, PyObject *v)
 {
     if (v == Py_None)
         return OUT_LIT(o, "null");
@@ -715,8 +1014,8 @@ out_value(Out *o, PyObject *v, PyObject *spec)
         return OUT_LIT(o, "true");
     if (v == Py_False)
         return OUT_LIT(o, "false");
-    if (spec != NULL && spec != Py_None)
-        return out_object(o, v, spec);
+    if (PyUnicode_CheckExact(v))
+        return out_str(o, v);
     if (PyLong_CheckExact(v)) {
         int overflow;
         long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
@@ -742,17 +1041,14 @@ out_value(Out *o, PyObject *v, PyObject *spec)
         Py_DECREF(text);
         return r;
     }
-    if (PyUnicode_CheckExact(v))
-        return out_str(o, v);
     if (PyTuple_CheckExact(v) || PyList_CheckExact(v)) {
-        PyObject *seq = v;
-        Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+        Py_ssize_t n = PySequence_Fast_GET_SIZE(v);
         if (OUT_LIT(o, "[") < 0)
             return -1;
         for (Py_ssize_t i = 0; i < n; i++) {
             if (i && OUT_LIT(o, ", ") < 0)
                 return -1;
-            int r = out_value(o, PySequence_Fast_GET_ITEM(seq, i), NULL);
+            int r = out_value(o, PySequence_Fast_GET_ITEM(v, i));
             if (r < 0)
                 return r;
         }
@@ -763,8 +1059,8 @@ out_value(Out *o, PyObject *v, PyObject *spec)
 
 /* rows_json(rows, spec, sep) -> str | None: each row (a NamedTuple) as one JSON object, the
  * objects joined by `sep`. spec names the keys in field order: a str, None (field not in the
- * JSON) or (key, nested spec) for a NamedTuple-valued field. None when some value is of a type
- * this encoder does not write (the Python renderer then does the job). */
+ * JSON) or (key, nested spec) for a NamedTuple-valued field. None when a key or value is of a
+ * form this encoder does not write (the Python renderer then does the job). */
 static PyObject *
 rows_json(PyObject *self, PyObject *args)
 {
@@ -776,15 +1072,22 @@ rows_json(PyObject *self, PyObject *args)
     const char *sep_s = PyUnicode_AsUTF8AndSize(sep, &sep_len);
     if (sep_s == NULL)
         return NULL;
+    Spec *sp = spec_compile(spec);
+    if (sp == NULL) {
+        if (PyErr_Occurred())
+            return NULL;
+        Py_RETURN_NONE;
+    }
     Out o = {NULL, 0, 0};
     Py_ssize_t n = PyList_GET_SIZE(rows);
-    int r = out_grow(&o, (size_t)n * 160 + 16);
+    int r = out_grow(&o, (size_t)n * 200 + 16);
     for (Py_ssize_t i = 0; r == 0 && i < n; i++) {
         if (i)
             r = out_put(&o, sep_s, (size_t)sep_len);
         if (r == 0)
-            r = out_object(&o, PyList_GET_ITEM(rows, i), spec);
+            r = out_object(&o, PyList_GET_ITEM(rows, i), sp);
     }
+    spec_free(sp);
     PyObject *res;
     if (r == -2) {
         Py_INCREF(Py_None);
@@ -803,14 +1106,18 @@ rows_json(PyObject *self, PyObject *args)
 static PyMethodDef methods[] = {
     {"readlinkat_many", readlinkat_many, METH_VARARGS,
      "readlinkat_many(dir_fd, names) -> (texts, [(index, errno)])"},
+    {"read_many", read_many, METH_VARARGS,
+     "read_many(dir_fd, names) -> (texts, [(index, errno)])"},
     {"split_links", split_links, METH_O,
-     "split_links(links) -> (types, inodes): socket:[N] and pipe:[N] decoded, None otherwise"},
+     "split_links(links) -> (types, inodes, socket indexes, other indexes)"},
     {"epoll_rows", epoll_rows, METH_O,
      "epoll_rows(fdinfo_text) -> [(tfd, mask, data, ino, st_dev)] | None"},
     {"unix_rows", unix_rows, METH_VARARGS,
      "unix_rows(text, inodes) -> [(inode, 'unix', state, path, None, None, None)] | None"},
     {"inet_rows", inet_rows, METH_VARARGS,
      "inet_rows(text, inodes) -> [(inode, local, remote, st, tx, rx, uid)] | None"},
+    {"registrations", registrations, METH_VARARGS,
+     "registrations(regs, fd_types, ino_count, type_dev, events, cls) -> [Registration | None]"},
     {"rows_json", rows_json, METH_VARARGS,
      "rows_json(rows, spec, sep) -> str | None: NamedTuple rows as JSON objects"},
     {NULL, NULL, 0, NULL},
@@ -828,6 +1135,7 @@ PyInit__fdscope_speedups(void)
     str_socket = PyUnicode_InternFromString("socket");
     str_pipe = PyUnicode_InternFromString("pipe");
     str_unix = PyUnicode_InternFromString("unix");
+    str_ok = PyUnicode_InternFromString("ok");
     str_listen = PyUnicode_InternFromString("LISTEN");
     /* include/uapi/linux/net.h socket_state, as fdscope.parse.net.UNIX_STATES names them */
     static const char *const names[5] = {"FREE", "UNCONNECTED", "CONNECTING", "CONNECTED",
@@ -837,7 +1145,8 @@ PyInit__fdscope_speedups(void)
         if (unix_states[i] == NULL)
             return NULL;
     }
-    if (str_socket == NULL || str_pipe == NULL || str_unix == NULL || str_listen == NULL)
+    if (str_socket == NULL || str_pipe == NULL || str_unix == NULL || str_listen == NULL ||
+        str_ok == NULL)
         return NULL;
     return PyModule_Create(&module);
 }

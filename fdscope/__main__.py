@@ -1,3 +1,3 @@
-from fdscope.cli.main import main
+from fdscope.cli.entry import main
 
 main()

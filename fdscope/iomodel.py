@@ -124,7 +124,7 @@ def classify(rep: InspectReport) -> IoModel:
         who = _threads_in(poll_t, calls)
         return IoModel("poll", f"poll() loop{_nfds(poll_t)}: {who}" + extras("poll")
                        + _busy(cpu))
-    async_fds = [e.fd for e in rep.fds if e.flags and "O_ASYNC" in e.flags]
+    async_fds = [e.fd for e in rep.fds_with_flags() if "O_ASYNC" in e.flags]
     if async_fds and (sig_t or not io_t):
         who = _threads_in(sig_t, calls) if sig_t else "no thread blocked in I/O"
         return IoModel("signal_driven", f"signal-driven I/O: {len(async_fds)} fd(s) with O_ASYNC "
@@ -132,7 +132,7 @@ def classify(rep: InspectReport) -> IoModel:
     if len(io_t) >= 2:
         return IoModel("threads", f"thread per connection: {_threads_in(io_t, calls)}")
     lock_t = [t for t in waiting if calls[t.tid] == "futex"]
-    connected = sum(1 for e in rep.fds if e.socket is not None and e.socket.state == "ESTABLISHED")
+    connected = len(rep.fds_in_state("ESTABLISHED"))
     if len(io_t) == 1 and lock_t and connected >= 2:
         # Under load, Python threads that got their data queue on the GIL (a futex): one in
         # recv and the rest on a lock, with several connections open, is still thread-per-connection.

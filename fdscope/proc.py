@@ -174,6 +174,23 @@ class Proc:
             dir_fd = None
         texts: dict[str, str] = {}
         vanished = 0
+        if dir_fd is not None and C is not None:
+            names = list(names)
+            try:
+                found, errors = C.read_many(dir_fd, names)
+            finally:
+                os.close(dir_fd)
+            texts.update(zip(names, found, strict=True))
+            for i, err in errors:
+                del texts[names[i]]
+                if err in (errno.ENOENT, errno.ESRCH):
+                    vanished += 1  # the fd closed, or the task died between open and read
+                    continue
+                try:  # let read_text() name the error
+                    texts[names[i]] = self.read_text(*parts, names[i], pid=pid)
+                except ProcGone:
+                    vanished += 1
+            return texts, vanished
         try:
             for name in names:
                 if dir_fd is None:

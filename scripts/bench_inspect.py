@@ -59,7 +59,7 @@ SCRIPT = """\
 # -*- coding: utf-8 -*-
 import re
 import sys
-from fdscope.cli.main import main
+from fdscope.cli.entry import main
 if __name__ == '__main__':
     sys.argv[0] = re.sub(r'(-script\\.pyw|\\.exe)?$', '', sys.argv[0])
     sys.exit(main())

@@ -51,17 +51,20 @@ class CountingProc(Proc):
 
 
 def _both_ways(monkeypatch, pid):
-    """(report with the forked helper and the st_size guess, report without either, how many
-    times the fast run listed the fd directory)."""
+    """(report with the parallel reads and the st_size guess, report without either, how many
+    times the fast run listed the fd directory). With the C accelerator the parallel reads run
+    in threads, without it in the forked helper (the `speedups` fixture sets which)."""
     forks = []
+    threads = []
     monkeypatch.setattr("fdscope.scan.Helper.__init__", _spy(Helper.__init__, forks))
+    monkeypatch.setattr(I._Background, "__init__", _spy(I._Background.__init__, threads))
     monkeypatch.setattr(I, "HELPER_MIN_FDS", 1)
     proc = CountingProc()
     fast = I.inspect_process(pid, sample=0, proc=proc)
-    assert len(forks) == 1
+    assert (len(forks), len(threads) > 0) == ((0, True) if I.C is not None else (1, False))
     monkeypatch.setattr(I, "HELPER_MIN_FDS", 10**9)
     plain = I.inspect_process(pid, sample=0)
-    assert len(forks) == 1
+    assert len(forks) <= 1
     return fast, plain, proc.listed
 
 
@@ -73,7 +76,7 @@ def _spy(func, calls):
     return wrapper
 
 
-def test_helper_path_matches_plain_path_on_the_zoo(tmp_path, monkeypatch):
+def test_helper_path_matches_plain_path_on_the_zoo(tmp_path, monkeypatch, speedups):
     # The zoo has holes in its fd table (fd 27 was closed): the st_size guess must fall back
     # to listing the table and still find every fd, with nothing counted as vanished.
     with Target(ZOO, str(tmp_path)) as target:
@@ -85,7 +88,7 @@ def test_helper_path_matches_plain_path_on_the_zoo(tmp_path, monkeypatch):
     assert not any("vanished" in n or "closed or exited" in n for n in fast.notes)
 
 
-def test_helper_path_matches_plain_path_on_many_fds(monkeypatch):
+def test_helper_path_matches_plain_path_on_many_fds(monkeypatch, speedups):
     with Target(MANY, "3000") as target:
         target.wait_sleeping()
         count = os.stat(f"/proc/{target.pid}/fd").st_size
@@ -130,7 +133,7 @@ def test_helper_frames_roundtrip_and_a_failing_child_is_reported():
     h.close()
 
 
-def test_helper_failure_falls_back_to_the_parent(tmp_path, monkeypatch):
+def test_helper_failure_falls_back_to_the_parent(tmp_path, monkeypatch, no_speedups):
     def dead(*_args):
         raise RuntimeError("helper died")
         yield  # pragma: no cover
@@ -145,7 +148,7 @@ def test_helper_failure_falls_back_to_the_parent(tmp_path, monkeypatch):
     assert _without_cpu(fast.to_json()) == _without_cpu(plain.to_json())
 
 
-def test_readlinks_resumes_after_holes_and_counts_them(tmp_path):
+def test_readlinks_resumes_after_holes_and_counts_them(tmp_path, speedups):
     for fd in (0, 1, 3, 7):
         os.symlink(f"pipe:[{100 + fd}]", tmp_path / str(fd))
     links, missing = Proc(str(tmp_path)).readlinks(names=[str(i) for i in range(9)])
@@ -154,7 +157,7 @@ def test_readlinks_resumes_after_holes_and_counts_them(tmp_path):
     assert Proc(str(tmp_path / "gone")).readlinks(names=["0", "1"]) == ({}, 2)
 
 
-def test_read_many_reads_whole_files_and_counts_vanished(tmp_path):
+def test_read_many_reads_whole_files_and_counts_vanished(tmp_path, speedups):
     (tmp_path / "3").write_text("pos:\t0\nflags:\t02\n")
     (tmp_path / "4").write_text("x" * 10000 + "\n")  # longer than the first read
     texts, missing = Proc(str(tmp_path)).read_many(names=["3", "4", "5"])

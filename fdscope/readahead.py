@@ -1,0 +1,119 @@
+"""Read-ahead for `fdscope inspect PID`: the kernel-side reads start before click is imported.
+
+Importing click and the inspect code takes ~50 ms of CPU on one core; reading 16,000 fd links,
+the /proc/PID/net tables and the epoll interest lists takes about as long in the kernel, with
+the GIL released (the C readlinkat/read loops of fdscope.speedups). The console entry point
+(fdscope.cli.entry) starts this read in a thread when the command line starts with
+`inspect <digits>`; click still parses the command line, and inspect uses the result only for
+the pid it parsed (take()). Anything unexpected, and the scan reads for itself. Read-only, as
+every read of fdscope: links and files below /proc/PID through fdscope.proc.Proc.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+from fdscope.proc import DEFAULT_ROOT, Proc
+from fdscope.speedups import C
+
+# Most sockets are TCP or unix: those first, so a scan can stop early once every inode is found.
+NET_TABLES = ("tcp", "unix", "tcp6", "udp", "udp6", "raw", "raw6", "netlink", "packet")
+# fs/eventpoll.c: anon_inode_getfile("[eventpoll]", ...), so the link reads like this.
+EPOLL_LINK = "anon_inode:[eventpoll]"
+# Below this many fds the read-ahead saves nothing worth a thread.
+MIN_FDS = 2048
+
+
+class Raw(NamedTuple):
+    """What the read-ahead read: fd names (guessed 0..count-1), their links, how many vanished,
+    the net tables [(table, text)] and epfd -> fdinfo text."""
+
+    count: int
+    names: list[str]
+    links: dict[str, str]
+    gone: int
+    net: list[tuple[str, str]]
+    epoll: dict[int, str | None]
+
+
+def fd_count(proc: Proc, pid: int) -> int:
+    """Open fds of pid from stat(/proc/PID/fd).st_size (Linux 6.2+, fs/proc/fd.c
+    proc_fd_getattr; 0 before, and for a copied tree, which is not procfs)."""
+    return proc.stat(pid, "fd", pid=pid).st_size if proc.root == DEFAULT_ROOT else 0
+
+
+def net_texts(proc: Proc, pid: int) -> list[tuple[str, str]]:
+    """[(table, text)] of the target's own /proc/PID/net tables that exist and are readable."""
+    from fdscope.errors import AccessDenied, ProcGone
+
+    try:
+        found, _absent = proc.read_many(pid, "net", names=NET_TABLES, pid=pid)
+    except AccessDenied:
+        found = {}
+        for table in NET_TABLES:
+            try:
+                found[table] = proc.read_text(pid, "net", table, pid=pid)
+            except (ProcGone, AccessDenied):
+                continue  # absent (no IPv6, module not loaded) or hidden
+    return [(table, found[table]) for table in NET_TABLES if found.get(table)]
+
+
+def epoll_texts(proc: Proc, pid: int, epfds: Sequence[int]) -> dict[int, str | None]:
+    """epfd -> text of its fdinfo (None: closed meanwhile)."""
+    found, _gone = proc.read_many(pid, "fdinfo", names=list(map(str, epfds)), pid=pid)
+    return {epfd: found.get(str(epfd)) for epfd in epfds}
+
+
+def read(proc: Proc, pid: int) -> Raw | None:
+    """Links of fds 0..count-1, the net tables and the epoll fdinfo, or None for a small
+    table (not worth it)."""
+    count = fd_count(proc, pid)
+    if count < MIN_FDS:
+        return None
+    names = list(map(str, range(count)))
+    links, gone = proc.readlinks(pid, "fd", names=names, pid=pid)
+    net = net_texts(proc, pid)
+    epfds = [int(name) for name, link in links.items() if link == EPOLL_LINK]
+    return Raw(count, names, links, gone, net, epoll_texts(proc, pid, epfds))
+
+
+_pending: dict[str, Any] = {}
+
+
+def start(argv: Sequence[str]) -> None:
+    """Start reading ahead for `inspect PID ...` (argv without the program name)."""
+    if (len(argv) < 2 or argv[0] != "inspect" or not argv[1].isdigit() or C is None
+            or not os.path.isdir("/proc/self")):
+        return
+    import threading
+
+    pid, proc = int(argv[1]), Proc()
+
+    def run() -> None:
+        try:
+            _pending["raw"] = read(proc, pid)
+        except BaseException:  # noqa: BLE001 - the scan reads again and reports the error
+            _pending["raw"] = None
+
+    thread = threading.Thread(target=run, name="fdscope-readahead", daemon=True)
+    _pending.update(pid=pid, root=proc.root, thread=thread)
+    thread.start()
+
+
+def pending(pid: int, proc: Proc) -> bool:
+    """True when a read-ahead for pid from proc's root was started and not taken yet."""
+    return _pending.get("pid") == pid and _pending.get("root") == proc.root \
+        and "thread" in _pending
+
+
+def take(pid: int, proc: Proc) -> Raw | None:
+    """The read-ahead for pid from proc's root, once; None when there is none."""
+    if not pending(pid, proc):
+        return None
+    thread = _pending.pop("thread", None)
+    if thread is None:
+        return None
+    thread.join()
+    return _pending.pop("raw", None)

@@ -1,0 +1,232 @@
+"""The C accelerator (csrc/fdscope_speedups.c) against its pure-Python twins: on live /proc text
+of processes the tests start, on hypothesis-generated input, and end to end through the CLI
+with its read-ahead (fdscope.readahead)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import require_speedups
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from inspect_support import ZOO, Target
+from test_inspect_speed import MANY
+
+import fdscope.inspect as I
+from fdscope import readahead
+from fdscope.inspect import FdEntry, Registration, SocketInfo, _epoll_fast, _net_rows, _unix_fast
+from fdscope.parse.net import parse_inet
+from fdscope.proc import Proc
+from fdscope.render.inspect import FD_KEYS, REG_KEYS, _fd_rows, _reg_rows
+
+
+@pytest.fixture
+def C():
+    return require_speedups()
+
+
+def _python_net_rows(monkeypatch, table, text, inodes):
+    with monkeypatch.context() as m:
+        m.setattr(I, "C", None)
+        return _net_rows(table, text, inodes)
+
+
+def test_keys_follow_the_namedtuple_fields():
+    assert [k if isinstance(k, str) else k and k[0] for k in FD_KEYS] == \
+        [f if f != "flags_raw" else None for f in FdEntry._fields]
+    assert FD_KEYS[6][1] == SocketInfo._fields
+    assert REG_KEYS == Registration._fields
+
+
+def test_live_reads_and_parses_match_python(C, tmp_path, monkeypatch):
+    with Target(ZOO, str(tmp_path)) as target:
+        target.wait_sleeping()
+        pid = target.pid
+        names = sorted(os.listdir(f"/proc/{pid}/fd"), key=int) + ["999999"]
+        dir_fd = os.open(f"/proc/{pid}/fd", os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            texts, errors = C.readlinkat_many(dir_fd, names)
+        finally:
+            os.close(dir_fd)
+        assert texts[:-1] == [os.readlink(f"/proc/{pid}/fd/{n}") for n in names[:-1]]
+        assert texts[-1] is None and errors == [(len(names) - 1, 2)]  # ENOENT
+        types, inodes, sockets, others = C.split_links(texts[:-1])
+        assert sockets == [i for i, t in enumerate(types) if t == "socket"]
+        assert others == [i for i, t in enumerate(types) if t is None]
+        for link, typ, ino in zip(texts[:-1], types, inodes, strict=True):
+            kind = link.split(":[")[0] if link.startswith(("socket:[", "pipe:[")) else None
+            assert (typ, ino) == ((kind, int(link[len(kind) + 2:-1])) if kind else (None, None))
+
+        proc = Proc()
+        epfds = [int(n) for n, t in zip(names, texts, strict=False) if t == readahead.EPOLL_LINK]
+        assert epfds
+        for epfd in epfds:
+            text = proc.read_text(pid, "fdinfo", epfd)
+            assert C.epoll_rows(text) == _epoll_fast(text) and _epoll_fast(text)
+        fdinfo, gone = proc.read_many(pid, "fdinfo", names=names[:-1])
+        assert gone == 0 and fdinfo == {n: proc.read_text(pid, "fdinfo", n) for n in names[:-1]}
+        for table, text in readahead.net_texts(proc, pid):  # timers tick: parse the same text
+            assert text.split("\n", 1)[0] == proc.read_text(pid, "net", table).split("\n", 1)[0]
+            if table in ("tcp", "tcp6", "udp", "udp6", "unix"):
+                assert _net_rows(table, text, None) == \
+                    _python_net_rows(monkeypatch, table, text, None)
+        report = I.inspect_process(pid, sample=0)
+    rows = report.listed_fds()
+    assert C.rows_json(rows, FD_KEYS, ",\n") == ",\n".join(_fd_rows(rows, {}, {None: "null"}))
+    regs = [r for s in report.epoll for r in s.registrations]
+    assert C.rows_json(regs, REG_KEYS, ",") == ",".join(_reg_rows(regs))
+
+
+_DEC = st.integers(0, 2**31 - 1)
+_HEX = st.integers(0, 2**80).map(lambda n: f"{n:x}")
+
+
+@st.composite
+def _epoll_text(draw):
+    lines = [f"pos:\t{draw(_DEC)}", f"flags:\t{draw(st.integers(0, 0o7777777)):o}",
+             f"mnt_id:\t{draw(_DEC)}", f"ino:\t{draw(_DEC)}"]
+    for _ in range(draw(st.integers(0, 6))):
+        lines.append(f"tfd: {draw(_DEC):8d} events: {draw(_HEX):>8} data: {draw(_HEX):>16}  "
+                     f"pos:{draw(st.integers(-5, 2**40))} ino:{draw(_HEX)} "
+                     f"sdev:{draw(st.integers(0, 2**36)):x}")
+    text = "\n".join(lines) + "\n"
+    if draw(st.booleans()):  # damage somewhere
+        at = draw(st.integers(0, len(text)))
+        text = text[:at] + draw(st.text(max_size=5)) + text[at:]
+    return text
+
+
+@settings(max_examples=400, deadline=None)
+@given(_epoll_text())
+def test_epoll_rows_agree_with_python_wherever_c_answers(text):
+    C = require_speedups()
+    try:
+        expected = _epoll_fast(text)
+    except (OverflowError, ValueError):
+        expected = "error"  # os.makedev on an sdev wider than 32 bits
+    got = C.epoll_rows(text)
+    if got is not None:
+        assert got == expected
+
+
+_ADDR4 = st.integers(0, 2**32 - 1).map(lambda n: f"{n:08X}")
+_ADDR6 = st.integers(0, 2**128 - 1).map(lambda n: f"{n:032X}")
+
+
+@st.composite
+def _inet_text(draw):
+    rows = ["  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  "
+            "timeout inode"]
+    addr = draw(st.sampled_from([_ADDR4, _ADDR6]))
+    for i in range(draw(st.integers(0, 5))):
+        rows.append(
+            f"{i:4d}: {draw(addr)}:{draw(st.integers(0, 65535)):04X} "
+            f"{draw(st.sampled_from(['00000000', '0' * 32, draw(addr)]))}:"
+            f"{draw(st.integers(0, 65535)):04X} {draw(st.integers(0, 15)):02X} "
+            f"{draw(st.integers(0, 2**32 - 1)):08X}:{draw(st.integers(0, 2**32 - 1)):08X} "
+            f"00:00000000 00000000 {draw(st.integers(0, 70000)):5d}        0 "
+            f"{draw(st.integers(0, 2**40))} 1 0000000000000000 100 0 0 10 0")
+    text = "\n".join(rows) + "\n"
+    if draw(st.booleans()):
+        at = draw(st.integers(0, len(text)))
+        text = text[:at] + draw(st.text(max_size=4)) + text[at:]
+    return text
+
+
+@settings(max_examples=300, deadline=None)
+@given(_inet_text(), st.sampled_from(["tcp", "udp6", "raw"]))
+def test_inet_rows_agree_with_parse_inet_wherever_c_answers(text, table):
+    C = require_speedups()
+    if C.inet_rows(text, None) is None:
+        return
+    expected = [(r.inode, r.proto, r.state, r.local, r.remote, r.recv_q, r.send_q)
+                for r in parse_inet(text, table)]
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(I, "C", C)
+        assert _net_rows(table, text, None) == expected
+
+
+@st.composite
+def _unix_text(draw):
+    rows = ["Num       RefCount Protocol Flags    Type St Inode Path"]
+    for _ in range(draw(st.integers(0, 5))):
+        path = draw(st.sampled_from(["", " /run/x.sock", " @abstract", " /tmp/a b"]))
+        rows.append(f"{draw(st.integers(0, 2**64 - 1)):016x}: {draw(st.integers(0, 9)):08X} "
+                    f"00000000 {draw(st.sampled_from([0, 0x10000, 0x10001])):08X} "
+                    f"{draw(st.sampled_from([1, 2, 5])):04X} {draw(st.integers(0, 6)):02X} "
+                    f"{draw(st.integers(0, 2**40)):5d}{path}")
+    text = "\n".join(rows) + "\n"
+    if draw(st.booleans()):
+        at = draw(st.integers(0, len(text)))
+        text = text[:at] + draw(st.text(max_size=4)) + text[at:]
+    return text
+
+
+@settings(max_examples=300, deadline=None)
+@given(_unix_text(), st.booleans())
+def test_unix_rows_agree_with_python_wherever_c_answers(text, filtered):
+    C = require_speedups()
+    inodes = {int(line.split()[6]) for line in text.splitlines()[1:2]
+              if len(line.split()) > 6 and line.split()[6].isdigit()} if filtered else None
+    got = C.unix_rows(text, inodes)
+    if got is not None:
+        assert got == _unix_fast(text, inodes)
+
+
+_TEXT = st.text(st.characters(blacklist_categories=["Cs"]), max_size=12)
+_OPT_INT = st.none() | st.integers(0, 2**70)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(
+    st.integers(0, 10**6), st.sampled_from(["socket", "pipe", "file"]), _TEXT, _OPT_INT,
+    st.none() | st.lists(_TEXT, max_size=3).map(tuple), _OPT_INT,
+    st.none() | st.tuples(_TEXT, _TEXT, st.none() | _TEXT, st.none() | _TEXT, _OPT_INT,
+                          _OPT_INT).map(lambda t: SocketInfo(*t)),
+    _OPT_INT).map(lambda t: FdEntry(*t)), max_size=6))
+def test_rows_json_writes_what_the_python_renderer_writes(rows):
+    C = require_speedups()
+    text = C.rows_json(rows, FD_KEYS, ",\n    ")
+    assert text == ",\n    ".join(_fd_rows(rows, {}, {None: "null"}))
+    assert [json.loads(r) for r in text.split(",\n    ")] if rows else text == ""
+
+
+def test_readahead_is_used_only_for_the_pid_it_read(C, monkeypatch):
+    monkeypatch.setattr(readahead, "_pending", {})
+    with Target(MANY, "3000") as target:
+        target.wait_sleeping()
+        pid = target.pid
+        readahead.start(["inspect", "--json", str(pid)])  # not `inspect PID`: nothing starts
+        assert readahead.take(pid, Proc()) is None
+        readahead.start(["inspect", str(pid), "--json"])
+        assert readahead.take(pid + 1, Proc()) is None
+        raw = readahead.take(pid, Proc())
+        assert raw is not None and readahead.take(pid, Proc()) is None  # once
+        again = readahead.read(Proc(), pid)
+        assert raw._replace(net=[]) == again._replace(net=[])  # net timers tick
+        assert [t for t, _ in raw.net] == [t for t, _ in again.net]
+        assert list(raw.epoll) == [int(n) for n, t in raw.links.items()
+                                   if t == readahead.EPOLL_LINK]
+        assert {t for t, _ in raw.net} >= {"tcp", "unix"}
+
+
+def test_cli_gives_the_same_document_with_and_without_the_accelerator(C):
+    """End to end, as users run it: `python -m fdscope` (console entry point with the
+    read-ahead) with the C module, and with FDSCOPE_NO_SPEEDUPS=1."""
+    with Target(MANY, "3000") as target:
+        target.wait_sleeping()
+        docs = []
+        for extra in ({}, {"FDSCOPE_NO_SPEEDUPS": "1"}):
+            out = subprocess.run([sys.executable, "-m", "fdscope", "inspect", str(target.pid),
+                                  "--json", "--sample", "0"], capture_output=True, text=True,
+                                 env={**os.environ, **extra}, check=True, timeout=60).stdout
+            doc = json.loads(out)
+            doc.pop("cpu", None)
+            docs.append(doc)
+    assert docs[0] == docs[1]
+    assert docs[0]["summary"]["open_fds"] >= 2990
+    assert docs[0]["summary"]["epoll_registrations"] > 1000
