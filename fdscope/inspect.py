@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import gc
 import os
-import platform
 import re
 import sys
 import time
@@ -38,10 +37,10 @@ FLAG_MODES = ("auto", "all", "needed")
 # CPU window taken automatically when a thread is on CPU and none waits: confirms busy polling.
 AUTO_SAMPLE = 0.25
 SNAPSHOT_INTERVAL = 0.005
-# From this many open fds on, a forked helper (fdscope.scan) reads a third of the fd links and
-# the net tables on a second CPU (at 4,000 fds it saved ~20 % here; the fork costs ~1 ms plus
-# copy-on-write faults, so small tables are read in-process).
-HELPER_MIN_FDS = 2048
+# From this many open fds on, the links and net tables are read on two CPUs: by a thread when
+# the C module releases the GIL in its loops, else by a forked helper (fdscope.scan; at 4,000
+# fds it saved ~20 % here; the fork costs ~1 ms plus copy-on-write faults). Below, in-process.
+HELPER_MIN_FDS = readahead.MIN_FDS
 # include/linux/sched.h: PF_KTHREAD in /proc/PID/stat field 9 marks a kernel thread.
 PF_KTHREAD = 0x00200000
 PATH_TYPES = frozenset({"file", "dir", "chr", "blk"})
@@ -195,17 +194,23 @@ class InspectReport:
     net_namespace_shared: bool | None = None
     sections: tuple[str, ...] = SECTIONS
     types: tuple[str, ...] | None = None
+    _socket_fds: Any = field(default=None, repr=False, compare=False)  # (fds list, its sockets)
 
     def fd_map(self) -> dict[int, FdEntry]:
         return {e.fd: e for e in self.fds}
 
     def fds_in_state(self, *states: str) -> list[FdEntry]:
         """Socket fds whose state is one of `states` (map/compress: 16,000 fds in ~1 ms)."""
-        from itertools import compress, repeat
+        from itertools import compress
         from operator import attrgetter
 
-        got = map(getattr, map(attrgetter("socket"), self.fds), repeat("state"), repeat(None))
-        return list(compress(self.fds, map(frozenset(states).__contains__, got)))
+        if self._socket_fds is None or self._socket_fds[0] is not self.fds \
+                or self._socket_fds[1] != len(self.fds):
+            socket_fds = list(compress(self.fds, map(attrgetter("socket"), self.fds)))
+            self._socket_fds = (self.fds, len(self.fds), socket_fds)
+        socket_fds = self._socket_fds[2]
+        got = map(attrgetter("socket.state"), socket_fds)
+        return list(compress(socket_fds, map(frozenset(states).__contains__, got)))
 
     def fds_with_flags(self) -> list[FdEntry]:
         """Fds whose flags were read (above 4096 fds, only some are: see FLAGS_ALL_MAX)."""
@@ -307,7 +312,7 @@ class _Scan:
         self.types = types
         self.flags_mode = flags
         self.vanished = 0  # fds/threads that disappeared mid-scan
-        self.arch = platform.machine()
+        self.arch = os.uname().machine  # as platform.machine(), without its ~9 ms import
         self.report: InspectReport | None = None
         self.fdinfo_text: dict[int, str] = {}
         self.keys: dict[int, tuple[int, int] | None] = {}  # fd -> (st_ino, st_dev) when known
@@ -445,28 +450,31 @@ class _Scan:
         infos = self._read_fdinfo(want_flags)
 
         n = len(fds)
-        socks: list[SocketInfo | None] = [None] * n
+        # The socket of each fd, looked up by (type, inode) at C speed: a pipe may carry a
+        # socket's inode number (another filesystem), and a socket missing from the tables
+        # gets "unknown".
         unknown_sock = SocketInfo("unknown", "UNKNOWN", None, None, None, None)
-        sget = sockets.get
-        for i in sockets_at:
-            socks[i] = sget(inodes[i], unknown_sock)  # type: ignore[arg-type]
+        by_key = {("socket", ino): info for ino, info in sockets.items()}
+        by_key.update((("socket", ino), unknown_sock) for ino in sock_inodes - sockets.keys())
+        socks: list[SocketInfo | None] = list(map(by_key.get, zip(types, inodes, strict=True)))
         flag_cols: list[list[Any]] = [[None] * n, [None] * n, [None] * n]  # names, pos, raw
         if infos:
             from fdscope.parse.events import decode_open_flags
 
             names_of: dict[int, tuple[str, ...]] = {}
-            index = dict(zip(fds, range(n), strict=False))
+            dense = not fds or fds[-1] == n - 1  # ascending and dense: fd i is row i
+            index = {} if dense else dict(zip(fds, range(n), strict=False))
             for fd, (raw, pos) in infos.items():
-                i = index[fd]
+                i = fd if dense else index[fd]
                 if raw is not None:
                     if raw not in names_of:
                         names_of[raw] = decode_open_flags(raw, self.arch)
                     flag_cols[0][i] = names_of[raw]
                 flag_cols[1][i], flag_cols[2][i] = pos, raw
-        # Build every FdEntry once, in C (zip + tuple.__new__), in NamedTuple field order.
-        rep.fds = list(map(partial(tuple.__new__, FdEntry),
-                           zip(fds, types, links, inodes, flag_cols[0], flag_cols[1], socks,
-                               flag_cols[2], strict=False)))
+        # Build every FdEntry once, in C, in NamedTuple field order.
+        cols = (fds, types, links, inodes, flag_cols[0], flag_cols[1], socks, flag_cols[2])
+        rep.fds = C.named_rows(FdEntry, cols) if C is not None else \
+            list(map(partial(tuple.__new__, FdEntry), zip(*cols, strict=True)))
         by_type = Counter(types)
         states = Counter(map(attrgetter("state"), filter(None, socks)))
         s = rep.summary
@@ -596,14 +604,17 @@ class _Scan:
                   raw_sets: dict[int, list[_Reg]]) -> list[int]:
         if self.flags_mode == "all" or (self.flags_mode == "auto" and len(order) <= FLAGS_ALL_MAX):
             return order
+        from itertools import compress
+        from operator import itemgetter
+
         from fdscope.parse.events import EPOLLET
 
         want = {fd for fd in self.other_fds if types[fd][0] in PATH_TYPES or types[fd][0] == "epoll"}
-        for regs in raw_sets.values():
-            for tfd, mask, _data, _ino, _sdev in regs:
-                if mask & EPOLLET and tfd in types:
-                    want.add(tfd)
-        return sorted(want)
+        for regs in raw_sets.values():  # the edge-triggered targets, picked at C speed
+            et = {mask for mask in set(map(itemgetter(1), regs)) if mask & EPOLLET}
+            want.update(compress(map(itemgetter(0), regs),
+                                 map(et.__contains__, map(itemgetter(1), regs))))
+        return sorted(want & types.keys())
 
     def _read_fdinfo(self, fds: list[int]) -> dict[int, tuple[int | None, int | None]]:
         """fd -> (flags, pos) from /proc/PID/fdinfo/FD."""
@@ -719,7 +730,9 @@ class _Scan:
         mask_names: dict[int, tuple[str, ...]] = {}
         out: list[EpollSet] = []
         for epfd, regs in raw_sets.items():
-            regs.sort()  # the kernel lists its red-black tree order (by file pointer): use tfd
+            # The kernel lists its red-black tree order (by file pointer): use tfd (a closed
+            # and a new registration may share one; the sort is stable).
+            regs.sort(key=itemgetter(0))
             if C is not None:
                 for mask in set(map(itemgetter(1), regs)) - mask_names.keys():
                     mask_names[mask] = decode_epoll_mask(mask)

@@ -72,21 +72,46 @@ def read(proc: Proc, pid: int) -> Raw | None:
     count = fd_count(proc, pid)
     if count < MIN_FDS:
         return None
+    import threading
+
     names = list(map(str, range(count)))
-    links, gone = proc.readlinks(pid, "fd", names=names, pid=pid)
-    net = net_texts(proc, pid)
+    half = count // 2
+    # A second thread reads the upper half of the links and the net tables: the C loops
+    # release the GIL, so both halves are in the kernel at once.
+    other: dict[str, Any] = {}
+
+    def upper() -> None:
+        try:
+            other["links"] = proc.readlinks(pid, "fd", names=names[half:], pid=pid)
+            other["net"] = net_texts(proc, pid)
+        except BaseException as err:  # noqa: BLE001 - re-raised below
+            other["error"] = err
+
+    thread = threading.Thread(target=upper, name="fdscope-readahead-2", daemon=True)
+    thread.start()
+    links, gone = proc.readlinks(pid, "fd", names=names[:half], pid=pid)
     epfds = [int(name) for name, link in links.items() if link == EPOLL_LINK]
-    return Raw(count, names, links, gone, net, epoll_texts(proc, pid, epfds))
+    epoll = epoll_texts(proc, pid, epfds)  # epoll fds are mostly low numbers: in this half
+    thread.join()
+    if "error" in other:
+        raise other["error"]
+    more, more_gone = other["links"]
+    late = [int(name) for name, link in more.items() if link == EPOLL_LINK]
+    if late:
+        epoll.update(epoll_texts(proc, pid, late))
+    links.update(more)
+    return Raw(count, names, links, gone + more_gone, other["net"], epoll)
 
 
 _pending: dict[str, Any] = {}
 
 
-def start(argv: Sequence[str]) -> None:
-    """Start reading ahead for `inspect PID ...` (argv without the program name)."""
+def start(argv: Sequence[str]) -> bool:
+    """Start reading ahead for `inspect PID ...` (argv without the program name); False when
+    argv is not of that form or there is nothing to gain (no C module, not Linux)."""
     if (len(argv) < 2 or argv[0] != "inspect" or not argv[1].isdigit() or C is None
             or not os.path.isdir("/proc/self")):
-        return
+        return False
     import threading
 
     pid, proc = int(argv[1]), Proc()
@@ -100,6 +125,7 @@ def start(argv: Sequence[str]) -> None:
     thread = threading.Thread(target=run, name="fdscope-readahead", daemon=True)
     _pending.update(pid=pid, root=proc.root, thread=thread)
     thread.start()
+    return True
 
 
 def pending(pid: int, proc: Proc) -> bool:

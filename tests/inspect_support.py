@@ -203,11 +203,12 @@ def connect(port: int, n: int) -> list[socket.socket]:
     return socks
 
 
-def run_as_nobody(argv: list[str]) -> tuple[int, str]:
+def run_as_nobody(argv: list[str], entry: bool = False) -> tuple[int, str]:
     """Run the real fdscope CLI in a forked child that dropped to uid/gid nobody (65534).
 
     Returns (exit status, stderr). The child inherits this interpreter and its imports, so it
-    needs no access to the (root-only) venv on disk."""
+    needs no access to the (root-only) venv on disk. entry=True runs the console entry point
+    (fdscope.cli.entry: read-ahead, os._exit) instead of the click group."""
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:  # child: never return into pytest
@@ -224,6 +225,11 @@ def run_as_nobody(argv: list[str]) -> tuple[int, str]:
             os.setuid(65534)
             from fdscope.cli.main import cli
 
+            if entry:
+                from fdscope.cli.entry import main
+
+                sys.argv = ["fdscope", *argv]
+                main()  # ends in os._exit
             try:
                 cli.main(argv)
                 code = 0

@@ -13,7 +13,7 @@ import pytest
 from conftest import require_speedups
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from inspect_support import ZOO, Target
+from inspect_support import ZOO, Target, run_as_nobody
 from test_inspect_speed import MANY
 
 import fdscope.inspect as I
@@ -230,3 +230,23 @@ def test_cli_gives_the_same_document_with_and_without_the_accelerator(C):
     assert docs[0] == docs[1]
     assert docs[0]["summary"]["open_fds"] >= 2990
     assert docs[0]["summary"]["epoll_registrations"] > 1000
+
+
+def test_entry_point_errors_keep_their_exit_codes(C):
+    """The console entry point (read-ahead started, os._exit at the end) still turns errors into
+    one line and the documented exit codes."""
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "fdscope", *args], capture_output=True,
+                              text=True, timeout=60)
+
+    gone = run("inspect", "4000000", "--json")  # above pid_max: never a process
+    assert gone.returncode == 3 and gone.stderr.startswith("fdscope: ") and \
+        gone.stderr.count("\n") == 1 and gone.stdout == ""
+    with Target(MANY, "3000") as target:
+        target.wait_sleeping()
+        usage = run("inspect", str(target.pid), "--no-such-option")
+        assert usage.returncode == 2 and "Traceback" not in usage.stderr
+        code, err = run_as_nobody(["inspect", str(target.pid), "--json"], entry=True)
+    assert code == 4, err
+    assert err.startswith(f"fdscope: permission denied reading /proc/{target.pid}/")
+    assert err.count("\n") == 1 and "Traceback" not in err

@@ -56,6 +56,9 @@ def command(pid: int, as_json: bool, types: tuple[str, ...], sections: tuple[str
     except FdscopeError as err:
         raise UsageError(str(err)) from err
     if watch is not None:
+        import gc
+
+        gc.enable()  # runs until Ctrl-C (fdscope.cli.entry disables it for one-shot inspects)
         return _watch(pid, watch, count, as_json)
     report = inspect_process(pid, sample=sample, sections=section_list, types=type_list,
                              flags=flags)
@@ -65,6 +68,7 @@ def command(pid: int, as_json: bool, types: tuple[str, ...], sections: tuple[str
 
         from fdscope.render.inspect import iter_report_json
 
+        was_enabled = gc.isenabled()
         gc.disable()  # rendering allocates megabytes of short-lived strings, no cycles
         try:
             write = sys.stdout.write
@@ -72,7 +76,8 @@ def command(pid: int, as_json: bool, types: tuple[str, ...], sections: tuple[str
                 write(chunk)
             sys.stdout.flush()
         finally:
-            gc.enable()
+            if was_enabled:
+                gc.enable()
     else:
         from fdscope.render.inspect import render_text
         from fdscope.render.style import colour_enabled

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import platform
+import os
 
 # include/uapi/linux/eventpoll.h (EPOLLIN..EPOLLMSG share values with POLL* in asm-generic/poll.h)
 EPOLLIN = 0x001
@@ -130,7 +130,7 @@ _FLAG_ORDER = (
 def normalize_arch(arch: str | None) -> str:
     """Map `arch` (None: this machine) to 'x86_64' or 'aarch64'; other names pass through."""
     if arch is None:
-        arch = platform.machine()
+        arch = os.uname().machine
     arch = arch.lower()
     return _ARCH_ALIASES.get(arch, arch)
 
