@@ -710,6 +710,8 @@ fail:
 
 static PyObject *str_ok;
 
+#define MAX_FIELDS 16 /* of a NamedTuple row: FdEntry has 8 */
+
 /* A `cls` instance (a NamedTuple class) holding the n values of `items`, which it steals. */
 static PyObject *
 named(PyTypeObject *cls, PyObject **items, Py_ssize_t n)
@@ -805,6 +807,48 @@ registrations(PyObject *self, PyObject *args)
     fail_nores:
         Py_DECREF(out);
         return NULL;
+    }
+    return out;
+}
+
+/* named_rows(cls, columns) -> [cls(*row) for row in zip(*columns)] for a NamedTuple class,
+ * without the intermediate tuples (what map(partial(tuple.__new__, cls), zip(...)) does). */
+static PyObject *
+named_rows(PyObject *self, PyObject *args)
+{
+    PyTypeObject *cls;
+    PyObject *cols;
+    if (!PyArg_ParseTuple(args, "O!O!:named_rows", &PyType_Type, &cls, &PyTuple_Type, &cols))
+        return NULL;
+    Py_ssize_t k = PyTuple_GET_SIZE(cols);
+    if (!PyType_IsSubtype(cls, &PyTuple_Type) || k == 0 || k > MAX_FIELDS) {
+        PyErr_SetString(PyExc_TypeError, "named_rows: a NamedTuple class and 1-16 columns");
+        return NULL;
+    }
+    Py_ssize_t n = -1;
+    for (Py_ssize_t c = 0; c < k; c++) {
+        PyObject *col = PyTuple_GET_ITEM(cols, c);
+        if (!PyList_Check(col) || (n >= 0 && PyList_GET_SIZE(col) != n)) {
+            PyErr_SetString(PyExc_ValueError, "named_rows: columns are lists of one length");
+            return NULL;
+        }
+        n = PyList_GET_SIZE(col);
+    }
+    PyObject *out = PyList_New(n);
+    if (out == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *items[MAX_FIELDS];
+        for (Py_ssize_t c = 0; c < k; c++) {
+            items[c] = PyList_GET_ITEM(PyTuple_GET_ITEM(cols, c), i);
+            Py_INCREF(items[c]);
+        }
+        PyObject *row = named(cls, items, k);
+        if (row == NULL) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyList_SET_ITEM(out, i, row);
     }
     return out;
 }
@@ -910,7 +954,6 @@ out_str(Out *o, PyObject *s)
 
 /* A spec compiled once per call: per field the text written before its value ('{"fd": ' or
  * ', "type": '), or skip, and the nested spec of a NamedTuple-valued field. */
-#define MAX_FIELDS 16
 typedef struct Spec {
     Py_ssize_t n;
     struct {
@@ -1118,6 +1161,8 @@ static PyMethodDef methods[] = {
      "inet_rows(text, inodes) -> [(inode, local, remote, st, tx, rx, uid)] | None"},
     {"registrations", registrations, METH_VARARGS,
      "registrations(regs, fd_types, ino_count, type_dev, events, cls) -> [Registration | None]"},
+    {"named_rows", named_rows, METH_VARARGS,
+     "named_rows(cls, columns) -> [cls(*row) for row in zip(*columns)]"},
     {"rows_json", rows_json, METH_VARARGS,
      "rows_json(rows, spec, sep) -> str | None: NamedTuple rows as JSON objects"},
     {NULL, NULL, 0, NULL},
