@@ -363,13 +363,17 @@ class _Scan:
     def _scan(self, rep: InspectReport, stat: Any, sample: float | None) -> None:
         need_fds = bool(set(self.sections) - {"threads"})
         need_threads = bool({"threads", "findings", "io_model"} & set(self.sections))
+        # With a read-ahead still reading the fds, read the threads first: it fills the wait.
+        threads_first = need_threads and readahead.pending(self.pid, self.proc)
+        if threads_first:
+            self._scan_threads(rep)
         if need_fds:
             try:
                 self._scan_fds(rep)
             finally:
                 if self.helper is not None:
                     self.helper.close()
-        if need_threads:
+        if need_threads and not threads_first:
             self._scan_threads(rep)
         if "io_model" in self.sections or "findings" in self.sections:
             self._cpu(rep, stat, sample)
