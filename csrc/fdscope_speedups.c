@@ -8,6 +8,8 @@
  * fdscope.proc.Proc opened, and its errors go back to Proc as errno numbers.
  */
 #define PY_SSIZE_T_CLEAN
+/* Raise with every change of a function's arguments or results (fdscope/speedups.py: API). */
+#define FDSCOPE_SPEEDUPS_API 1
 #include <Python.h>
 
 #include <errno.h>
@@ -1193,5 +1195,12 @@ PyInit__fdscope_speedups(void)
     if (str_socket == NULL || str_pipe == NULL || str_unix == NULL || str_listen == NULL ||
         str_ok == NULL)
         return NULL;
-    return PyModule_Create(&module);
+    PyObject *mod = PyModule_Create(&module);
+    /* fdscope/speedups.py uses the module only when this matches its own API number: a build
+     * left over from other sources must not be called with the wrong arguments. */
+    if (mod != NULL && PyModule_AddIntConstant(mod, "API", FDSCOPE_SPEEDUPS_API) < 0) {
+        Py_DECREF(mod);
+        return NULL;
+    }
+    return mod;
 }

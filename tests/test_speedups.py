@@ -250,3 +250,12 @@ def test_entry_point_errors_keep_their_exit_codes(C):
     assert code == 4, err
     assert err.startswith(f"fdscope: permission denied reading /proc/{target.pid}/")
     assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_the_accelerator_is_built_where_ci_requires_it():
+    """In CI (FDSCOPE_REQUIRE_SPEEDUPS=1) a missing or stale build fails here; elsewhere this
+    reports it as a skip."""
+    C = require_speedups()
+    from fdscope.speedups import API
+
+    assert C.API == API
