@@ -622,8 +622,6 @@ class _Scan:
 
     def _read_fdinfo(self, fds: list[int]) -> dict[int, tuple[int | None, int | None]]:
         """fd -> (flags, pos) from /proc/PID/fdinfo/FD."""
-        from fdscope.parse.fdinfo import parse_fdinfo
-
         out: dict[int, tuple[int | None, int | None]] = {}
         texts, gone = self.proc.read_many(
             self.pid, "fdinfo", names=[str(fd) for fd in fds if fd not in self.fdinfo_text],
@@ -637,6 +635,8 @@ class _Scan:
             if head is not None:
                 out[fd] = head
                 continue
+            from fdscope.parse.fdinfo import parse_fdinfo  # the full parser, seldom needed
+
             try:
                 info = parse_fdinfo(text)
             except ParseError as err:
@@ -655,8 +655,6 @@ class _Scan:
                     ) -> dict[int, list[_Reg]]:
         """epfd -> [(tfd, mask, data, ino, sdev as st_dev)] from each epoll fd's fdinfo (read
         here unless `texts` holds them)."""
-        from fdscope.parse.fdinfo import kernel_dev_to_userspace, parse_fdinfo
-
         sets: dict[int, list[_Reg]] = {}
         if texts is None:
             texts = readahead.epoll_texts(self.proc, self.pid, epfds)
@@ -671,6 +669,8 @@ class _Scan:
             if fast is not None:
                 sets[epfd] = fast
                 continue
+            from fdscope.parse.fdinfo import kernel_dev_to_userspace, parse_fdinfo
+
             try:
                 info = parse_fdinfo(text)
             except ParseError as err:
@@ -1094,7 +1094,7 @@ _UNIX_ROW = (r"(?ma)^[0-9a-fA-F]+: [0-9A-F]+ [0-9A-F]+ ([0-9A-F]+) [0-9A-F]+ ([0
 def _unix_fast(text: str, inodes: set[int] | None) -> list[tuple[Any, ...]] | None:
     """Rows of /proc/PID/net/unix for `inodes`, with parse_unix's names; None to fall back
     (unexpected header, or a path holding a newline)."""
-    from fdscope.parse.net import SO_ACCEPTCON, UNIX_STATES
+    from fdscope.parse.states import SO_ACCEPTCON, UNIX_STATES
 
     if not text.startswith("Num"):
         return None
@@ -1117,9 +1117,9 @@ def _unix_fast(text: str, inodes: set[int] | None) -> list[tuple[Any, ...]] | No
 def _net_rows(table: str, text: str, inodes: set[int] | None) -> list[tuple[Any, ...]]:
     """Rows of one /proc/PID/net table as (inode, proto, state, local, remote, recv_q, send_q),
     only for `inodes` (None: every row). Raises ParseError for a malformed row."""
-    from fdscope.parse import net
-
     if C is not None and table in ("tcp", "tcp6", "udp", "udp6", "raw", "raw6", "unix"):
+        from fdscope.parse.states import inet_state
+
         rows = C.unix_rows(text, inodes) if table == "unix" else C.inet_rows(text, inodes)
         if rows is not None and table == "unix":
             return rows
@@ -1129,9 +1129,11 @@ def _net_rows(table: str, text: str, inodes: set[int] | None) -> list[tuple[Any,
             for ino, local, remote, st, tx, rx, _uid in rows:
                 state = states.get((st, tx))
                 if state is None:
-                    state = states[st, tx] = net.inet_state(is_tcp, st, tx)
+                    state = states[st, tx] = inet_state(is_tcp, st, tx)
                 out.append((ino, table, state[0], local, remote, rx, state[1]))
             return out
+    from fdscope.parse import net  # the full parsers: regexes compiled, ~3 ms to import
+
     if table == "unix":
         fast = _unix_fast(text, inodes)
         if fast is not None:
@@ -1207,7 +1209,6 @@ def _import_rest() -> None:
     import fdscope.iomodel  # noqa: F401
     import fdscope.netdiag  # noqa: F401
     import fdscope.parse.events  # noqa: F401
-    import fdscope.parse.fdinfo  # noqa: F401
     import fdscope.parse.syscall  # noqa: F401
     import fdscope.render.inspect  # noqa: F401
 

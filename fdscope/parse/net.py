@@ -10,6 +10,14 @@ from dataclasses import dataclass
 from typing import NoReturn
 
 from fdscope.errors import ParseError
+from fdscope.parse.states import (  # noqa: F401 - re-exported: the state names live there
+    SO_ACCEPTCON,
+    TCP_CLOSE,
+    TCP_LISTEN,
+    TCP_STATES,
+    UNIX_STATES,
+    inet_state,
+)
 
 
 @dataclass(frozen=True)
@@ -33,35 +41,6 @@ class NetSocket:
 
 INET_PROTOS = ("tcp", "tcp6", "udp", "udp6", "raw", "raw6")
 
-# include/net/tcp_states.h, named as ss(8) and the kernel name them.
-TCP_STATES: dict[int, str] = {
-    1: "ESTABLISHED",
-    2: "SYN_SENT",
-    3: "SYN_RECV",
-    4: "FIN_WAIT1",
-    5: "FIN_WAIT2",
-    6: "TIME_WAIT",
-    7: "CLOSE",
-    8: "CLOSE_WAIT",
-    9: "LAST_ACK",
-    10: "LISTEN",
-    11: "CLOSING",
-    12: "NEW_SYN_RECV",
-    13: "BOUND_INACTIVE",
-}
-TCP_LISTEN = 10
-TCP_CLOSE = 7
-
-# include/uapi/linux/net.h socket_state, as printed in the St column of /proc/net/unix.
-UNIX_STATES: dict[int, str] = {
-    0: "FREE",
-    1: "UNCONNECTED",
-    2: "CONNECTING",
-    3: "CONNECTED",
-    4: "DISCONNECTING",
-}
-# include/linux/net.h: __SO_ACCEPTCON (1 << 16) marks a listening unix socket.
-SO_ACCEPTCON = 1 << 16
 # include/linux/net.h enum sock_type (the Type column of /proc/net/unix and /proc/net/packet).
 SOCK_TYPES: dict[int, str] = {
     1: "stream",
@@ -201,14 +180,6 @@ def inet_fields(
         remote = format_inet(remote_ip, rport)
     state, send_q = inet_state(is_tcp, st, tx_queue)
     return state, format_inet(local_ip, lport), remote, rx_queue, send_q
-
-
-def inet_state(is_tcp: bool, st: int, tx_queue: int) -> tuple[str, int | None]:
-    """(state name, send_q) of an inet row: a TCP LISTEN row's tx_queue is 0, not the backlog
-    (send_q None); UDP and raw state 07 (TCP_CLOSE) is "UNCONN", as ss(8) shows it."""
-    if is_tcp:
-        return TCP_STATES.get(st) or f"{st:#04x}", None if st == TCP_LISTEN else tx_queue
-    return "UNCONN" if st == TCP_CLOSE else TCP_STATES.get(st) or f"{st:#04x}", tx_queue
 
 
 def _raise_inet_error(what: str, line: str) -> NoReturn:
