@@ -5,8 +5,12 @@ to, signalled or ptraced). Race policy (as psutil's): an fd or thread that vanis
 skipped and recorded; the process is checked once at the end, and if it has exited meanwhile the
 scan fails with NoSuchProcess (exit 3) instead of reporting a half-dead process.
 
-Cost model (measured by scripts/bench_inspect.py): one listdir + one readlink per fd; fdinfo
-(one open+read per fd) only where it matters; each /proc/PID/net table read once per scan.
+Cost model (measured by scripts/bench_inspect.py): one readlink per fd (the listdir only when
+the fd table has holes); fdinfo (one open+read per fd) only where it matters; each
+/proc/PID/net table read once per scan. Large tables are read on two CPUs (threads around the
+GIL-free loops of the C accelerator, fdscope.speedups, or else the forked helper of
+fdscope.scan), and `fdscope inspect PID` starts reading before click is imported
+(fdscope.readahead). The per-row loops have C twins; the Python code stays the reference.
 """
 
 from __future__ import annotations

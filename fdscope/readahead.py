@@ -106,11 +106,18 @@ def read(proc: Proc, pid: int) -> Raw | None:
 _pending: dict[str, Any] = {}
 
 
+def inspect_pid(argv: Sequence[str]) -> int | None:
+    """The PID of a command line of the form `inspect PID ...` (argv without the program name),
+    else None. A hint only: click parses the command line, and take() checks the pid."""
+    if len(argv) < 2 or argv[0] != "inspect" or not argv[1].isdigit():
+        return None
+    return int(argv[1])
+
+
 def start(argv: Sequence[str]) -> bool:
     """Start reading ahead for `inspect PID ...` (argv without the program name); False when
     argv is not of that form or there is nothing to gain (no C module, not Linux)."""
-    if (len(argv) < 2 or argv[0] != "inspect" or not argv[1].isdigit() or C is None
-            or not os.path.isdir("/proc/self")):
+    if inspect_pid(argv) is None or C is None or not os.path.isdir("/proc/self"):
         return False
     import threading
 

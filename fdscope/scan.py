@@ -6,9 +6,10 @@ little), reads every /proc/PID/net table and the last third of the links while t
 the other two thirds, then parses the tables for the socket inodes the parent sends while the
 parent reads the epoll fdinfo (fdscope.inspect._helper_work). Results come back as compact
 tuples with `marshal`, one length-prefixed frame per step, so the parent can use the links
-before the tables are parsed. Threads lose here: each readlink releases and retakes the GIL.
-The helper only reads /proc through Proc, like the parent; any failure in the child makes the
-parent do the work itself.
+before the tables are parsed. It serves the pure-Python path only: there threads lose, each
+os.readlink releasing and retaking the GIL; with the C accelerator, whose loops release the GIL
+once per batch, fdscope.inspect uses threads instead. The helper only reads /proc through Proc,
+like the parent; any failure in the child makes the parent do the work itself.
 """
 
 from __future__ import annotations

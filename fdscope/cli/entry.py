@@ -13,16 +13,17 @@ def main() -> None:
     # (measured: ~40 ms of a 200 ms run). Off from the start; back on for every other command,
     # and inspect --watch turns it on again.
     gc.disable()
-    # Before click is imported: the read-ahead's kernel reads overlap those ~50 ms of imports
-    # (fdscope.readahead says what it reads and when its result is used).
     from fdscope import readahead
 
-    if not readahead.start(sys.argv[1:]):
+    if readahead.inspect_pid(sys.argv[1:]) is None:
         gc.enable()
         from fdscope.cli.main import main as run
 
         run()
         return
+    # Before click is imported: the read-ahead's kernel reads overlap those ~50 ms of imports
+    # (fdscope.readahead says what it reads and when its result is used).
+    readahead.start(sys.argv[1:])
     # At the end, skip the interpreter teardown (~8 ms of freeing): nothing of inspect's needs
     # it, and the output is flushed first.
     import os
