@@ -36,7 +36,7 @@ SCHEMA = "fdscope.inspect/1"
 SECTIONS = ("summary", "findings", "fds", "epoll", "threads", "io_model")
 # Above this many open fds, fdinfo (flags, pos) is read only where findings need it; reading it
 # costs one open+read+close per fd, 3-4x a readlinkat() (measured).
-FLAGS_ALL_MAX = 4096
+FLAGS_ALL_MAX = readahead.FLAGS_ALL_MAX
 FLAG_MODES = ("auto", "all", "needed")
 # CPU window taken automatically when a thread is on CPU and none waits: confirms busy polling.
 AUTO_SAMPLE = 0.25
@@ -542,7 +542,8 @@ class _Scan:
             _import_rest()  # while the read-ahead thread may still be reading
             pre = readahead.take(pid, proc)
         if pre is not None:
-            count, names, links, gone, self.net_texts, self.epoll_pre = pre
+            count, names, links, gone, self.net_texts, self.epoll_pre, fdinfo = pre
+            self.fdinfo_text.update(zip(map(int, fdinfo), fdinfo.values(), strict=True))
         else:
             # Fd tables are mostly dense (open() takes the lowest free number), so 0..count-1
             # is usually the whole list and the listdir is saved.

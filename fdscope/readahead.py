@@ -24,11 +24,16 @@ NET_TABLES = ("tcp", "unix", "tcp6", "udp", "udp6", "raw", "raw6", "netlink", "p
 EPOLL_LINK = "anon_inode:[eventpoll]"
 # Below this many fds the read-ahead saves nothing worth a thread.
 MIN_FDS = 2048
+# Up to this many open fds inspect reads flags/pos from every fd's fdinfo (one open+read per
+# fd, 3-4x a readlinkat: measured), so the read-ahead reads them too; above, only where
+# findings need them (fdscope.inspect FLAGS_ALL_MAX).
+FLAGS_ALL_MAX = 4096
 
 
 class Raw(NamedTuple):
     """What the read-ahead read: fd names (guessed 0..count-1), their links, how many vanished,
-    the net tables [(table, text)] and epfd -> fdinfo text."""
+    the net tables [(table, text)], epfd -> fdinfo text, and name -> fdinfo text of every fd
+    when there are at most FLAGS_ALL_MAX (else empty)."""
 
     count: int
     names: list[str]
@@ -36,6 +41,7 @@ class Raw(NamedTuple):
     gone: int
     net: list[tuple[str, str]]
     epoll: dict[int, str | None]
+    fdinfo: dict[str, str]
 
 
 def fd_count(proc: Proc, pid: int) -> int:
@@ -80,10 +86,14 @@ def read(proc: Proc, pid: int) -> Raw | None:
     # release the GIL, so both halves are in the kernel at once.
     other: dict[str, Any] = {}
 
+    every = count <= FLAGS_ALL_MAX
+
     def upper() -> None:
         try:
             other["links"] = proc.readlinks(pid, "fd", names=names[half:], pid=pid)
             other["net"] = net_texts(proc, pid)
+            other["fdinfo"] = proc.read_many(pid, "fdinfo", names=names[half:], pid=pid)[0] \
+                if every else {}
         except BaseException as err:  # noqa: BLE001 - re-raised below
             other["error"] = err
 
@@ -92,6 +102,7 @@ def read(proc: Proc, pid: int) -> Raw | None:
     links, gone = proc.readlinks(pid, "fd", names=names[:half], pid=pid)
     epfds = [int(name) for name, link in links.items() if link == EPOLL_LINK]
     epoll = epoll_texts(proc, pid, epfds)  # epoll fds are mostly low numbers: in this half
+    fdinfo = proc.read_many(pid, "fdinfo", names=names[:half], pid=pid)[0] if every else {}
     thread.join()
     if "error" in other:
         raise other["error"]
@@ -100,7 +111,8 @@ def read(proc: Proc, pid: int) -> Raw | None:
     if late:
         epoll.update(epoll_texts(proc, pid, late))
     links.update(more)
-    return Raw(count, names, links, gone + more_gone, other["net"], epoll)
+    fdinfo.update(other["fdinfo"])
+    return Raw(count, names, links, gone + more_gone, other["net"], epoll, fdinfo)
 
 
 _pending: dict[str, Any] = {}
