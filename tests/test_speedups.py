@@ -212,6 +212,9 @@ def test_readahead_is_used_only_for_the_pid_it_read(C, monkeypatch):
         assert list(raw.epoll) == [int(n) for n, t in raw.links.items()
                                    if t == readahead.EPOLL_LINK]
         assert {t for t, _ in raw.net} >= {"tcp", "unix"}
+        # at most FLAGS_ALL_MAX fds: every fd's fdinfo is read ahead too
+        assert raw.count <= readahead.FLAGS_ALL_MAX and set(raw.fdinfo) == set(raw.links)
+        assert all(t.startswith("pos:\t") for t in raw.fdinfo.values())
 
 
 def test_cli_gives_the_same_document_with_and_without_the_accelerator(C):
