@@ -22,207 +22,184 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
-/* ---------------------------------------------------------------- readlinkat_many */
+/* ---------------------------------------------------------------- readlinkat_many, read_many */
+
+/* One batch of syscalls over the names of a directory: the names as C strings, and per name
+ * the length of its result in `arena` or -errno. */
+typedef struct {
+    Py_ssize_t n;
+    const char **names;
+    Py_ssize_t *len;
+    char *arena;
+    size_t cap, used;
+} Batch;
+
+static void
+batch_free(Batch *b)
+{
+    PyMem_Free(b->names);
+    PyMem_Free(b->len);
+    PyMem_RawFree(b->arena);
+}
+
+/* 0, or -1 with an exception set. `names` must be a list of str. */
+static int
+batch_init(Batch *b, PyObject *names, size_t cap, const char *who)
+{
+    b->n = PyList_GET_SIZE(names);
+    b->names = PyMem_Malloc(sizeof(char *) * (b->n ? b->n : 1));
+    b->len = PyMem_Malloc(sizeof(Py_ssize_t) * (b->n ? b->n : 1));
+    b->cap = cap;
+    b->used = 0;
+    b->arena = PyMem_RawMalloc(cap);
+    if (b->names == NULL || b->len == NULL || b->arena == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < b->n; i++) {
+        PyObject *name = PyList_GET_ITEM(names, i);
+        if (!PyUnicode_Check(name)) {
+            PyErr_Format(PyExc_TypeError, "%s: names must be str", who);
+            return -1;
+        }
+        b->names[i] = PyUnicode_AsUTF8(name);
+        if (b->names[i] == NULL)
+            return -1;
+    }
+    return 0;
+}
+
+/* Room for `more` bytes in the arena; -1 when out of memory (called without the GIL). */
+static int
+batch_room(Batch *b, size_t more)
+{
+    if (b->cap - b->used >= more)
+        return 0;
+    size_t cap = b->cap * 2 + more;
+    char *grown = PyMem_RawRealloc(b->arena, cap);
+    if (grown == NULL)
+        return -1;
+    b->arena = grown;
+    b->cap = cap;
+    return 0;
+}
+
+/* (texts, errors): per name its text, or None where the call failed, and the failures as
+ * (index, errno). fs_decode: as os.readlink decodes (file system encoding, surrogateescape),
+ * else as fdscope.proc.Proc.read_text decodes (UTF-8, surrogateescape). */
+static PyObject *
+batch_results(const Batch *b, int fs_decode)
+{
+    PyObject *texts = PyList_New(b->n), *errors = PyList_New(0);
+    if (texts == NULL || errors == NULL)
+        goto fail;
+    size_t at = 0;
+    for (Py_ssize_t i = 0; i < b->n; i++) {
+        PyObject *item;
+        if (b->len[i] < 0) {
+            PyObject *err = Py_BuildValue("(nn)", i, -b->len[i]);
+            if (err == NULL || PyList_Append(errors, err) < 0) {
+                Py_XDECREF(err);
+                goto fail;
+            }
+            Py_DECREF(err);
+            Py_INCREF(Py_None);
+            item = Py_None;
+        } else {
+            item = fs_decode ? PyUnicode_DecodeFSDefaultAndSize(b->arena + at, b->len[i])
+                             : PyUnicode_DecodeUTF8(b->arena + at, b->len[i], "surrogateescape");
+            at += (size_t)b->len[i];
+            if (item == NULL)
+                goto fail;
+        }
+        PyList_SET_ITEM(texts, i, item);
+    }
+    return Py_BuildValue("(NN)", texts, errors);
+fail:
+    Py_XDECREF(texts);
+    Py_XDECREF(errors);
+    return NULL;
+}
 
 /* readlinkat(dir_fd, name) for each name, the GIL released around the syscalls.
- * Returns (texts, errors): texts has per name the link text, decoded as os.readlink decodes it
- * (the file system encoding with surrogateescape), or None where the call failed; errors lists
- * those failures as (index, errno). */
+ * Returns (texts, errors) as batch_results says. */
 static PyObject *
 readlinkat_many(PyObject *self, PyObject *args)
 {
     int dir_fd;
-    PyObject *names;
+    PyObject *names, *out = NULL;
     if (!PyArg_ParseTuple(args, "iO!:readlinkat_many", &dir_fd, &PyList_Type, &names))
         return NULL;
-    Py_ssize_t n = PyList_GET_SIZE(names);
-    const char **cnames = PyMem_Malloc(sizeof(char *) * (n ? n : 1));
-    Py_ssize_t *len = PyMem_Malloc(sizeof(Py_ssize_t) * (n ? n : 1));
     /* PATH_MAX bytes per link would be 64 MB at 16,000 fds: links go into one growing arena. */
-    size_t cap = (size_t)(n ? n : 1) * 48, used = 0;
-    char *arena = PyMem_RawMalloc(cap);
-    PyObject *out = NULL;
-    if (cnames == NULL || len == NULL || arena == NULL) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *name = PyList_GET_ITEM(names, i);
-        if (!PyUnicode_Check(name)) {
-            PyErr_SetString(PyExc_TypeError, "readlinkat_many: names must be str");
-            goto done;
-        }
-        cnames[i] = PyUnicode_AsUTF8(name);
-        if (cnames[i] == NULL)
-            goto done;
-    }
-    int nomem = 0;
-    Py_BEGIN_ALLOW_THREADS
-    for (Py_ssize_t i = 0; i < n; i++) {
-        if (cap - used < 4096 + 1) {
-            size_t ncap = cap * 2 + 8192;
-            char *grown = PyMem_RawRealloc(arena, ncap);
-            if (grown == NULL) {
+    Batch b = {0, NULL, NULL, NULL, 0, 0};
+    if (batch_init(&b, names, (size_t)(PyList_GET_SIZE(names) + 1) * 48, "readlinkat_many") == 0) {
+        int nomem = 0;
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t i = 0; i < b.n && !nomem; i++) {
+            if (batch_room(&b, 4096) < 0) {
                 nomem = 1;
                 break;
             }
-            arena = grown;
-            cap = ncap;
-        }
-        ssize_t r = readlinkat(dir_fd, cnames[i], arena + used, 4096);
-        if (r < 0) {
-            len[i] = -(Py_ssize_t)errno;
-        } else {
-            len[i] = r;
-            used += (size_t)r;
-        }
-    }
-    Py_END_ALLOW_THREADS
-    if (nomem) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    PyObject *texts = PyList_New(n), *errors = PyList_New(0);
-    if (texts == NULL || errors == NULL)
-        goto fail;
-    size_t at = 0;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *item;
-        if (len[i] < 0) {
-            PyObject *err = Py_BuildValue("(nn)", i, -len[i]);
-            if (err == NULL || PyList_Append(errors, err) < 0) {
-                Py_XDECREF(err);
-                goto fail;
+            ssize_t r = readlinkat(dir_fd, b.names[i], b.arena + b.used, 4096);
+            if (r < 0) {
+                b.len[i] = -(Py_ssize_t)errno;
+            } else {
+                b.len[i] = r;
+                b.used += (size_t)r;
             }
-            Py_DECREF(err);
-            Py_INCREF(Py_None);
-            item = Py_None;
-        } else {
-            item = PyUnicode_DecodeFSDefaultAndSize(arena + at, len[i]);
-            at += (size_t)len[i];
-            if (item == NULL)
-                goto fail;
         }
-        PyList_SET_ITEM(texts, i, item);
+        Py_END_ALLOW_THREADS
+        out = nomem ? PyErr_NoMemory() : batch_results(&b, 1);
     }
-    out = Py_BuildValue("(NN)", texts, errors);
-    goto done;
-fail:
-    Py_XDECREF(texts);
-    Py_XDECREF(errors);
-done:
-    PyMem_Free(cnames);
-    PyMem_Free(len);
-    PyMem_RawFree(arena);
+    batch_free(&b);
     return out;
 }
 
-/* ---------------------------------------------------------------- read_many */
-
 /* The whole text of each file `name` below dir_fd (openat, read to EOF, close), the GIL
- * released around the syscalls. Returns (texts, errors) as readlinkat_many does; texts are
- * decoded as fdscope.proc.Proc.read_text decodes them (UTF-8 with surrogateescape). */
+ * released around the syscalls. Returns (texts, errors) as batch_results says. */
 static PyObject *
 read_many(PyObject *self, PyObject *args)
 {
     int dir_fd;
-    PyObject *names;
+    PyObject *names, *out = NULL;
     if (!PyArg_ParseTuple(args, "iO!:read_many", &dir_fd, &PyList_Type, &names))
         return NULL;
-    Py_ssize_t n = PyList_GET_SIZE(names);
-    const char **cnames = PyMem_Malloc(sizeof(char *) * (n ? n : 1));
-    Py_ssize_t *len = PyMem_Malloc(sizeof(Py_ssize_t) * (n ? n : 1));
-    size_t cap = 1 << 16, used = 0;
-    char *arena = PyMem_RawMalloc(cap);
-    PyObject *out = NULL, *texts = NULL, *errors = NULL;
-    if (cnames == NULL || len == NULL || arena == NULL) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *name = PyList_GET_ITEM(names, i);
-        if (!PyUnicode_Check(name)) {
-            PyErr_SetString(PyExc_TypeError, "read_many: names must be str");
-            goto done;
-        }
-        cnames[i] = PyUnicode_AsUTF8(name);
-        if (cnames[i] == NULL)
-            goto done;
-    }
-    int nomem = 0;
-    Py_BEGIN_ALLOW_THREADS
-    for (Py_ssize_t i = 0; i < n && !nomem; i++) {
-        int fd = openat(dir_fd, cnames[i], O_RDONLY | O_CLOEXEC);
-        if (fd < 0) {
-            len[i] = -(Py_ssize_t)errno;
-            continue;
-        }
-        size_t start = used;
-        for (;;) {
-            if (cap - used < 4096) {
-                size_t ncap = cap * 2;
-                char *grown = PyMem_RawRealloc(arena, ncap);
-                if (grown == NULL) {
+    Batch b = {0, NULL, NULL, NULL, 0, 0};
+    if (batch_init(&b, names, 1 << 16, "read_many") == 0) {
+        int nomem = 0;
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t i = 0; i < b.n && !nomem; i++) {
+            int fd = openat(dir_fd, b.names[i], O_RDONLY | O_CLOEXEC);
+            if (fd < 0) {
+                b.len[i] = -(Py_ssize_t)errno;
+                continue;
+            }
+            size_t start = b.used;
+            for (;;) {
+                if (batch_room(&b, 4096) < 0) {
                     nomem = 1;
                     break;
                 }
-                arena = grown;
-                cap = ncap;
-            }
-            ssize_t r = read(fd, arena + used, cap - used);
-            if (r < 0) {
-                if (errno == EINTR)
+                ssize_t r = read(fd, b.arena + b.used, b.cap - b.used);
+                if (r < 0 && errno == EINTR)
                     continue;
-                len[i] = -(Py_ssize_t)errno;
-                used = start;
-                break;
+                if (r < 0) {
+                    b.len[i] = -(Py_ssize_t)errno;
+                    b.used = start;
+                    break;
+                }
+                if (r == 0) {
+                    b.len[i] = (Py_ssize_t)(b.used - start);
+                    break;
+                }
+                b.used += (size_t)r;
             }
-            if (r == 0) {
-                len[i] = (Py_ssize_t)(used - start);
-                break;
-            }
-            used += (size_t)r;
+            close(fd);
         }
-        close(fd);
+        Py_END_ALLOW_THREADS
+        out = nomem ? PyErr_NoMemory() : batch_results(&b, 0);
     }
-    Py_END_ALLOW_THREADS
-    if (nomem) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    texts = PyList_New(n);
-    errors = PyList_New(0);
-    if (texts == NULL || errors == NULL)
-        goto fail;
-    size_t at = 0;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *item;
-        if (len[i] < 0) {
-            PyObject *err = Py_BuildValue("(nn)", i, -len[i]);
-            if (err == NULL || PyList_Append(errors, err) < 0) {
-                Py_XDECREF(err);
-                goto fail;
-            }
-            Py_DECREF(err);
-            Py_INCREF(Py_None);
-            item = Py_None;
-        } else {
-            item = PyUnicode_DecodeUTF8(arena + at, len[i], "surrogateescape");
-            at += (size_t)len[i];
-            if (item == NULL)
-                goto fail;
-        }
-        PyList_SET_ITEM(texts, i, item);
-    }
-    out = Py_BuildValue("(NN)", texts, errors);
-    goto done;
-fail:
-    Py_XDECREF(texts);
-    Py_XDECREF(errors);
-done:
-    PyMem_Free(cnames);
-    PyMem_Free(len);
-    PyMem_RawFree(arena);
+    batch_free(&b);
     return out;
 }
 

@@ -11,6 +11,7 @@ import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from functools import partial
+from typing import Any
 
 from fdscope.errors import AccessDenied, FdscopeError, NoSuchProcess, ProcGone
 from fdscope.speedups import C
@@ -112,21 +113,7 @@ class Proc:
         except OSError:
             dir_fd = None
         if dir_fd is not None and C is not None:
-            try:
-                texts, errors = C.readlinkat_many(dir_fd, names)
-            finally:
-                os.close(dir_fd)
-            links.update(zip(names, texts, strict=True))
-            for i, err in errors:
-                del links[names[i]]
-                if err == errno.ENOENT:
-                    vanished += 1
-                    continue
-                try:  # let readlink() translate the errno
-                    links[names[i]] = self.readlink(*parts, names[i], pid=pid)
-                except ProcGone:
-                    vanished += 1
-            return links, vanished
+            return self._c_batch(C.readlinkat_many, self.readlink, dir_fd, parts, names, pid)
         if dir_fd is not None:
             todo, again = iter(names), iter(names)
             readlink_at = partial(os.readlink, dir_fd=dir_fd)
@@ -175,22 +162,7 @@ class Proc:
         texts: dict[str, str] = {}
         vanished = 0
         if dir_fd is not None and C is not None:
-            names = list(names)
-            try:
-                found, errors = C.read_many(dir_fd, names)
-            finally:
-                os.close(dir_fd)
-            texts.update(zip(names, found, strict=True))
-            for i, err in errors:
-                del texts[names[i]]
-                if err in (errno.ENOENT, errno.ESRCH):
-                    vanished += 1  # the fd closed, or the task died between open and read
-                    continue
-                try:  # let read_text() name the error
-                    texts[names[i]] = self.read_text(*parts, names[i], pid=pid)
-                except ProcGone:
-                    vanished += 1
-            return texts, vanished
+            return self._c_batch(C.read_many, self.read_text, dir_fd, parts, list(names), pid)
         try:
             for name in names:
                 if dir_fd is None:
@@ -214,6 +186,29 @@ class Proc:
             if dir_fd is not None:
                 os.close(dir_fd)
         return texts, vanished
+
+    def _c_batch(self, batch: Any, one: Any, dir_fd: int, parts: tuple[object, ...],
+                 names: list[str], pid: int | None) -> tuple[dict[str, str], int]:
+        """A C batch call (readlinkat_many, read_many) on dir_fd, which it closes. A name that
+        failed with ENOENT or ESRCH (an fd closed, a task died between open and read) counts as
+        vanished; any other failure is retried with `one` (readlink, read_text), which
+        translates the errno into fdscope's errors."""
+        try:
+            texts, errors = batch(dir_fd, names)
+        finally:
+            os.close(dir_fd)
+        out = dict(zip(names, texts, strict=True))
+        vanished = 0
+        for i, err in errors:
+            del out[names[i]]
+            if err in (errno.ENOENT, errno.ESRCH):
+                vanished += 1
+                continue
+            try:
+                out[names[i]] = one(*parts, names[i], pid=pid)
+            except ProcGone:
+                vanished += 1
+        return out, vanished
 
     def sysctl(self, name: str) -> str:
         """Text of /proc/sys/NAME, where NAME is 'fs/file-max' or 'fs.file-max'."""
