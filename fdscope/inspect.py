@@ -442,18 +442,18 @@ class _Scan:
         if self.helper is not None:
             self.helper.send(sock_inodes)  # the helper parses only these rows of the net tables
         epfds = [fd for fd in others if types_of[fd][0] == "epoll"]
+        epoll_texts: Any = None  # () -> the epoll fdinfo texts, when read elsewhere
         if self.epoll_pre is not None and set(self.epoll_pre) == set(epfds):
-            sockets = self._sockets(rep, sock_inodes) if sock_inodes else {}  # type: ignore[arg-type]
-            raw_sets = self._read_epoll(epfds, self.epoll_pre)
+            epoll_texts = self.epoll_pre.copy
         elif self.net_texts is not None and epfds:
-            # The kernel writes the interest lists (8,000 lines: ~14 ms) while this thread
-            # joins the sockets.
-            bg = _Background(readahead.epoll_texts, self.proc, self.pid, epfds)
-            sockets = self._sockets(rep, sock_inodes) if sock_inodes else {}  # type: ignore[arg-type]
-            raw_sets = self._read_epoll(epfds, bg.result())
+            # The kernel writes the interest lists (8,000 lines: ~14 ms) in a thread while
+            # this one joins the sockets.
+            epoll_texts = _Background(readahead.epoll_texts, self.proc, self.pid, epfds).result
         else:
-            raw_sets = self._read_epoll(epfds)
-            sockets = self._sockets(rep, sock_inodes) if sock_inodes else {}  # type: ignore[arg-type]
+            raw_sets = self._read_epoll(epfds)  # meanwhile a forked helper parses net tables
+        sockets = self._sockets(rep, sock_inodes) if sock_inodes else {}  # type: ignore[arg-type]
+        if epoll_texts is not None:
+            raw_sets = self._read_epoll(epfds, epoll_texts())
         want_flags = self._flag_fds(fds, types_of, raw_sets)
         infos = self._read_fdinfo(want_flags)
 
