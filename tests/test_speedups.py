@@ -262,3 +262,45 @@ def test_the_accelerator_is_built_where_ci_requires_it():
     from fdscope.speedups import API
 
     assert C.API == API
+
+
+# 5,000 dense fds with 20 closed below the count and 20 dup2()ed far above it (6000+): the
+# read-ahead's 0..count-1 guess misses those, and the scan must list the table and still find
+# every fd. Above FLAGS_ALL_MAX, so flags are read only where needed.
+HOLES = """
+import json, os, resource, select, socket, sys, time
+resource.setrlimit(resource.RLIMIT_NOFILE, (8000, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+ep = select.epoll()
+keep = []
+while len(os.listdir("/proc/self/fd")) < 5000:
+    a, b = socket.socketpair(); keep += [a, b]
+    ep.register(a.fileno(), select.EPOLLIN)
+holes = list(range(1000, 1040, 2))
+for n, fd in enumerate(holes):
+    os.dup2(fd, 6000 + n)
+    os.close(fd)
+print(json.dumps({"holes": holes}), flush=True)
+time.sleep(600)
+"""
+
+
+def test_cli_finds_every_fd_when_the_table_has_holes(C):
+    with Target(HOLES) as target:
+        target.wait_sleeping()
+        listed = sorted(int(n) for n in os.listdir(f"/proc/{target.pid}/fd"))
+        docs = []
+        for extra in ({}, {"FDSCOPE_NO_SPEEDUPS": "1"}):
+            out = subprocess.run([sys.executable, "-m", "fdscope", "inspect", str(target.pid),
+                                  "--json", "--sample", "0"], capture_output=True, text=True,
+                                 env={**os.environ, **extra}, check=True, timeout=60).stdout
+            doc = json.loads(out)
+            doc.pop("cpu", None)
+            docs.append(doc)
+    assert docs[0] == docs[1]
+    fds = [e["fd"] for e in docs[0]["fds"]]
+    assert fds == listed
+    assert not set(target.info["holes"]) & set(fds)
+    assert set(range(6000, 6020)) <= set(fds)
+    assert not any("closed or exited" in n for n in docs[0]["notes"])
+    statuses = {r["status"] for s in docs[0]["epoll"] for r in s["registrations"]}
+    assert "closed" in statuses  # the closed fds' sockets live on as fds 6000+ (dup2)
