@@ -289,8 +289,13 @@ fail:
 
 /* ---------------------------------------------------------------- epoll_rows */
 
+/* Digits in `base` at *p (hex_case: which letters a hex digit may use), at most 64 bits wide:
+ * 1 and *p moved past them, or 0 (no digit, or wider: the Python parsers take any width). */
+enum { HEX_LOWER = 1, HEX_UPPER = 2 };
+
 static int
-take_number(const char **p, const char *end, int base, unsigned long long *out)
+take_digits(const char **p, const char *end, unsigned base, int hex_case,
+            unsigned long long *out)
 {
     const char *s = *p;
     unsigned long long v = 0;
@@ -299,19 +304,30 @@ take_number(const char **p, const char *end, int base, unsigned long long *out)
         unsigned d;
         if (*s >= '0' && *s <= '9')
             d = (unsigned)(*s - '0');
-        else if (base == 16 && *s >= 'a' && *s <= 'f')
+        else if ((hex_case & HEX_LOWER) && *s >= 'a' && *s <= 'f')
             d = (unsigned)(*s - 'a' + 10);
+        else if ((hex_case & HEX_UPPER) && *s >= 'A' && *s <= 'F')
+            d = (unsigned)(*s - 'A' + 10);
         else
             break;
-        if (v > (ULLONG_MAX - d) / (unsigned)base)
-            return 0; /* wider than 64 bits: the Python parser handles any width */
-        v = v * (unsigned)base + d;
+        if (d >= base)
+            break;
+        if (v > (ULLONG_MAX - d) / base)
+            return 0;
+        v = v * base + d;
     }
     if (digits == 0)
         return 0;
     *p = s;
     *out = v;
     return 1;
+}
+
+/* Decimal, octal, or lower-case hex (as the kernel's %d, %o, %x print). */
+static int
+take_number(const char **p, const char *end, unsigned base, unsigned long long *out)
+{
+    return take_digits(p, end, base, HEX_LOWER, out);
 }
 
 static int
@@ -435,31 +451,11 @@ wanted(PyObject *inodes, unsigned long long ino)
     return r;
 }
 
+/* Hex as %X prints it (and, with lower_ok, as %x or %pK do). */
 static int
 take_hex_upper(const char **p, const char *end, int lower_ok, unsigned long long *out)
 {
-    const char *s = *p;
-    unsigned long long v = 0;
-    int digits = 0;
-    for (; s < end; s++, digits++) {
-        unsigned d;
-        if (*s >= '0' && *s <= '9')
-            d = (unsigned)(*s - '0');
-        else if (*s >= 'A' && *s <= 'F')
-            d = (unsigned)(*s - 'A' + 10);
-        else if (lower_ok && *s >= 'a' && *s <= 'f')
-            d = (unsigned)(*s - 'a' + 10);
-        else
-            break;
-        if (v > (ULLONG_MAX - d) / 16)
-            return 0;
-        v = v * 16 + d;
-    }
-    if (digits == 0)
-        return 0;
-    *p = s;
-    *out = v;
-    return 1;
+    return take_digits(p, end, 16, HEX_UPPER | (lower_ok ? HEX_LOWER : 0), out);
 }
 
 static PyObject *str_unix, *str_listen, *unix_states[5];

@@ -304,3 +304,17 @@ def test_cli_finds_every_fd_when_the_table_has_holes(C):
     assert not any("closed or exited" in n for n in docs[0]["notes"])
     statuses = {r["status"] for s in docs[0]["epoll"] for r in s["registrations"]}
     assert "closed" in statuses  # the closed fds' sockets live on as fds 6000+ (dup2)
+
+
+def test_epoll_rows_refuses_what_the_python_fast_path_refuses(C):
+    line = "tfd:        5 events:       19 data:                5  pos:0 ino:2a sdev:9\n"
+    good = "pos:\t0\nflags:\t02\nmnt_id:\t15\nino:\t1057\n" + line
+    assert C.epoll_rows(good) == _epoll_fast(good) == [(5, 0x19, 5, 0x2a, os.makedev(0, 9))]
+    for bad in (good.replace("flags:\t02", "flags:\t09"),  # not octal
+                good.replace("events:       19", "events:       1G"),
+                good.replace("sdev:9", "sdev:9 extra"),
+                good + "tfd: 7 garbled\n",
+                good.replace("data:                5", "data: " + "f" * 17)):  # > 64 bits
+        assert C.epoll_rows(bad) is None, bad
+        if "f" * 17 not in bad:
+            assert _epoll_fast(bad) is None, bad
