@@ -132,12 +132,17 @@ def classify(rep: InspectReport) -> IoModel:
     if len(io_t) >= 2:
         return IoModel("threads", f"thread per connection: {_threads_in(io_t, calls)}")
     lock_t = [t for t in waiting if calls[t.tid] == "futex"]
+    on_cpu = [t for t in threads if t.syscall == "running" or t.state == "R"]
     connected = len(rep.fds_in_state("ESTABLISHED"))
-    if len(io_t) == 1 and lock_t and connected >= 2:
-        # Under load, Python threads that got their data queue on the GIL (a futex): one in
-        # recv and the rest on a lock, with several connections open, is still thread-per-connection.
-        return IoModel("threads", f"thread per connection: {_threads_in(io_t + lock_t, calls)} "
-                       "(waiting for a lock, e.g. the GIL)")
+    if len(io_t) == 1 and (lock_t or on_cpu) and connected >= 2:
+        # Under load the other threads of a thread-per-connection server are caught working or
+        # queued on a lock (the GIL: a futex), not in recv: one thread in recv and others
+        # busy, with several connections held, is still thread-per-connection (a blocking
+        # single-connection server holds one connection and has no other thread at work).
+        busy = f", {len(on_cpu)} on CPU" if on_cpu else ""
+        lock = " (waiting for a lock, e.g. the GIL)" if lock_t else ""
+        return IoModel("threads", f"thread per connection: {_threads_in(io_t + lock_t, calls)}"
+                       f"{busy}{lock}")
     if len(io_t) == 1:
         t = io_t[0]
         a = call_args(t)

@@ -242,6 +242,13 @@ def test_io_model_thread_per_connection_under_gil_contention():
     # one connection and a helper thread on a lock is still a blocking single-connection server
     one = classify(_report([_t(1, "recvfrom", args={"fd": 4}), _t(2, "futex")], fds=socks[:1]))
     assert one.kind == "blocking"
+    # caught under load: one worker in recv, the others running (seen in a CI run)
+    working = [_t(1, "running", state="R"), _t(2, "recvfrom", args={"fd": 4}),
+               _t(3, "running", state="R"), _t(4, "sendto", state="R")]
+    m = classify(_report(working, fds=socks))
+    assert m == I.IoModel("threads", "thread per connection: 1 thread blocked in recvfrom, "
+                                     "3 on CPU")
+    assert classify(_report(working[:2], fds=socks[:1])).kind == "blocking"
 
 
 def test_findings_rules():

@@ -255,6 +255,7 @@ class BaseServer:
         """Install the stop handlers, `announce` (the listening event: a client may act on it at
         once, so handlers come first), run until SIGINT/SIGTERM, close every connection and
         return the totals."""
+        _stop_requested.clear()
         previous = {s: signal.signal(s, raise_shutdown) for s in STOP_SIGNALS}
         try:
             announce()
@@ -336,6 +337,7 @@ class BaseServer:
         once, queue or no queue, so with nothing to shed wait a little instead of spinning."""
         assert self.listener is not None
         while True:
+            check_stop()
             try:
                 return self.listener.accept()
             except OSError as err:
@@ -416,6 +418,7 @@ class EventServer(BaseServer):
         drain = self.drain
         handle = self.handle
         while True:
+            check_stop()
             for conn, readable, writable in self.wait():
                 if conn is None:
                     self.on_accept()
@@ -493,8 +496,22 @@ def start_worker(target: Callable[..., None], *args: Any, name: str) -> threadin
     return t
 
 
+# The stop signal taken, kept beside the Shutdown its handler raises: Python runs a pending
+# handler at any bytecode of the main thread, also inside a finalizer (a generator closed by
+# the garbage collector, a __del__), and an exception raised there is only printed ("Exception
+# ignored in ...") and lost. The loops check this before they block again (check_stop).
+_stop_requested: list[str] = []
+
+
 def raise_shutdown(signum: int, frame: Any) -> None:
-    raise Shutdown(signal.Signals(signum).name)
+    _stop_requested.append(signal.Signals(signum).name)
+    raise Shutdown(_stop_requested[-1])
+
+
+def check_stop() -> None:
+    """Raise Shutdown for a stop signal whose first Shutdown was lost (see _stop_requested)."""
+    if _stop_requested:
+        raise Shutdown(_stop_requested[-1])
 
 
 def _set_linger0(sock: socket.socket) -> None:
