@@ -306,9 +306,11 @@ def test_out_of_fds_sheds_clients_without_spinning(model: str) -> None:
         hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
         resource.setrlimit(resource.RLIMIT_NOFILE, (24, hard))
 
+    # PYTHONFAULTHANDLER: a server that ignores SIGTERM is sent SIGABRT, and its stacks show
+    # where it hangs.
     proc = subprocess.Popen([sys.executable, "-m", "fdscope", "serve", model, "--json"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=low_limit)
+                            preexec_fn=low_limit, env={**os.environ, "PYTHONFAULTHANDLER": "1"})
     socks: list[socket.socket] = []
     try:
         import json
@@ -344,9 +346,10 @@ def test_out_of_fds_sheds_clients_without_spinning(model: str) -> None:
         try:
             out, err = proc.communicate(timeout=10)
         except subprocess.TimeoutExpired:
-            proc.kill()
-            out, err = proc.communicate()
-            pytest.fail(f"server did not stop within 10 s of SIGTERM; stderr:\n{err}")
+            proc.send_signal(signal.SIGABRT)
+            out, err = proc.communicate(timeout=10)
+            pytest.fail(f"server did not stop within 10 s of SIGTERM; stdout:\n{out}\n"
+                        f"stderr:\n{err}")
     finally:
         for s in socks:
             s.close()
