@@ -245,8 +245,10 @@ def test_thread_per_connection_server():
     with Target(THREAD_SERVER) as t:
         socks = connect(t.info["port"], 3)
         try:
+            # A worker just started may not be in recvfrom yet: wait until all three are.
             rep = wait_for(lambda: (r := inspect_process(t.pid, sample=0)).io_model.kind ==
-                           "threads" and len(r.threads) == 4 and r, timeout=5)
+                           "threads" and len(r.threads) == 4 and "3 threads blocked in "
+                           "recvfrom" in r.io_model.summary and r, timeout=5)
             assert rep, inspect_process(t.pid, sample=0).io_model
             assert "3 threads blocked in recvfrom" in rep.io_model.summary
             assert "1 in accept" in rep.io_model.summary
