@@ -415,7 +415,8 @@ def test_worker_threads_block_stop_signals(extra: list[str]) -> None:
                 assert recv_exactly(c, 1) == b"A"
             tids = [int(t) for t in os.listdir(f"/proc/{srv.pid}/task") if int(t) != srv.pid]
             assert len(tids) >= 2
-            stop_bits = (1 << (signal.SIGINT - 1)) | (1 << (signal.SIGTERM - 1))
+            stop_bits = (1 << (signal.SIGINT - 1)) | (1 << (signal.SIGTERM - 1)) | \
+                (1 << (signal.SIGALRM - 1))  # the tick must reach the main thread too
             for tid in tids:
                 with open(f"/proc/{srv.pid}/task/{tid}/status") as f:
                     blk = next(int(line.split()[1], 16) for line in f if line.startswith("SigBlk:"))
@@ -431,6 +432,10 @@ def test_worker_threads_block_stop_signals(extra: list[str]) -> None:
                     break
                 time.sleep(0.01)
             assert main & stop_bits == 0
+            with open(f"/proc/{srv.pid}/status") as f:
+                caught = next(int(line.split()[1], 16) for line in f
+                              if line.startswith("SigCgt:"))
+            assert caught & stop_bits == stop_bits  # handlers for INT, TERM and the ALRM tick
         finally:
             for c in clients:
                 c.close()

@@ -27,6 +27,16 @@ OUT_CAP = 256 * 1024
 FD_SETSIZE = 1024
 ACCEPT_BATCH = 64
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# A Python signal handler runs between bytecodes only. A stop signal that lands in the C code
+# just before accept()/select()/epoll_wait() enters the kernel (after the interpreter's last
+# check) has been taken by the kernel already, so the call blocks, and the handler waits for the
+# next client event, maybe forever (seen: 1 in ~4 CI runs, when a test stopped a server right
+# after its last client left). A SIGALRM every STOP_CHECK_S seconds interrupts the blocking call
+# (EINTR); before retrying it Python runs the pending handlers (PEP 475), so a stop is acted on
+# within a second. The wait calls keep their arguments (inspect still shows timeout -1).
+STOP_CHECK_S = 1.0
+TICK_SIGNAL = signal.SIGALRM
+HELD_SIGNALS = (*STOP_SIGNALS, TICK_SIGNAL)  # blocked in workers and during bookkeeping
 
 
 def transform(data: bytes) -> bytes:
@@ -257,6 +267,8 @@ class BaseServer:
         return the totals."""
         _stop_requested.clear()
         previous = {s: signal.signal(s, raise_shutdown) for s in STOP_SIGNALS}
+        previous[TICK_SIGNAL] = signal.signal(TICK_SIGNAL, _tick)
+        signal.setitimer(signal.ITIMER_REAL, STOP_CHECK_S, STOP_CHECK_S)
         try:
             announce()
             self.run()
@@ -264,6 +276,7 @@ class BaseServer:
             pass
         finally:
             self.stopping = True
+            signal.setitimer(signal.ITIMER_REAL, 0)
             for s, handler in previous.items():
                 signal.signal(s, handler)
             self.close_all()
@@ -464,18 +477,18 @@ class EventServer(BaseServer):
 
 @contextlib.contextmanager
 def signals_deferred() -> Iterator[None]:
-    """Hold SIGINT/SIGTERM while bookkeeping runs, so the Shutdown their handler raises cannot
-    land between closing a client and counting it (pthread_sigmask(3); main thread only, the
-    only one where Python runs signal handlers)."""
+    """Hold SIGINT/SIGTERM (and the SIGALRM tick) while bookkeeping runs, so the Shutdown their
+    handler raises cannot land between closing a client and counting it (pthread_sigmask(3);
+    main thread only, the only one where Python runs signal handlers)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     try:
-        old = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, HELD_SIGNALS)
     except Shutdown:
         # A stop signal caught just before: its handler ran inside the call, after the mask
         # changed. Undo the block so later signals are not held forever, and stop.
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, HELD_SIGNALS)
         raise
     try:
         yield
@@ -484,12 +497,12 @@ def signals_deferred() -> Iterator[None]:
 
 
 def start_worker(target: Callable[..., None], *args: Any, name: str) -> threading.Thread:
-    """Start a daemon thread that never receives SIGINT/SIGTERM.
+    """Start a daemon thread that never receives SIGINT/SIGTERM (nor the SIGALRM tick).
 
     The kernel delivers a process-directed signal to any thread that does not block it
     (signal(7)). Caught by a worker in recv(), Python only flags it, while the main thread sits
     on in accept() and the stop is lost until the next connection. A thread inherits the
-    creator's mask (pthread_create(3)), so start it with the stop signals blocked."""
+    creator's mask (pthread_create(3)), so start it with those signals blocked."""
     t = threading.Thread(target=target, args=args, name=name, daemon=True)
     with signals_deferred():
         t.start()
@@ -506,6 +519,10 @@ _stop_requested: list[str] = []
 def raise_shutdown(signum: int, frame: Any) -> None:
     _stop_requested.append(signal.Signals(signum).name)
     raise Shutdown(_stop_requested[-1])
+
+
+def _tick(signum: int, frame: Any) -> None:
+    """SIGALRM: nothing to do; being called is the point (see STOP_CHECK_S)."""
 
 
 def check_stop() -> None:
