@@ -22,6 +22,18 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+/* Append `item` to `list`, dropping our reference: -1 (exception set) when item is NULL or
+ * the append fails. */
+static int
+append_steal(PyObject *list, PyObject *item)
+{
+    if (item == NULL)
+        return -1;
+    int r = PyList_Append(list, item);
+    Py_DECREF(item);
+    return r;
+}
+
 /* ---------------------------------------------------------------- readlinkat_many, read_many */
 
 /* One batch of syscalls over the names of a directory: the names as C strings, and per name
@@ -97,12 +109,8 @@ batch_results(const Batch *b, int fs_decode)
     for (Py_ssize_t i = 0; i < b->n; i++) {
         PyObject *item;
         if (b->len[i] < 0) {
-            PyObject *err = Py_BuildValue("(nn)", i, -b->len[i]);
-            if (err == NULL || PyList_Append(errors, err) < 0) {
-                Py_XDECREF(err);
+            if (append_steal(errors, Py_BuildValue("(nn)", i, -b->len[i])) < 0)
                 goto fail;
-            }
-            Py_DECREF(err);
             Py_INCREF(Py_None);
             item = Py_None;
         } else {
@@ -261,11 +269,7 @@ split_links(PyObject *self, PyObject *links)
             }
         }
         if (typ != str_pipe) {
-            PyObject *index = PyLong_FromSsize_t(i);
-            int r = index == NULL ? -1 :
-                PyList_Append(typ == str_socket ? sockets : others, index);
-            Py_XDECREF(index);
-            if (r < 0) {
+            if (append_steal(typ == str_socket ? sockets : others, PyLong_FromSsize_t(i)) < 0) {
                 Py_XDECREF(ino);
                 goto fail;
             }
@@ -412,12 +416,10 @@ epoll_rows(PyObject *self, PyObject *text)
                     }
                 }
             }
-            if (row == NULL || PyList_Append(rows, row) < 0) {
-                Py_XDECREF(row);
+            if (append_steal(rows, row) < 0) {
                 Py_DECREF(rows);
                 return NULL;
             }
-            Py_DECREF(row);
         } else {
             /* "tfd:" anywhere else is a line this fast path does not understand. */
             const char *hit = line;
@@ -524,13 +526,13 @@ unix_rows(PyObject *self, PyObject *args)
                 path = Py_None;
                 Py_INCREF(path);
             }
-            PyObject *row = path == NULL ? NULL :
-                Py_BuildValue("(KONNOOO)", ino, str_unix, state, path, Py_None, Py_None, Py_None);
-            if (row == NULL || PyList_Append(rows, row) < 0) {
-                Py_XDECREF(row);
+            if (path == NULL) {
+                Py_DECREF(state);
                 goto fail;
             }
-            Py_DECREF(row);
+            if (append_steal(rows, Py_BuildValue("(KONNOOO)", ino, str_unix, state, path,
+                                                 Py_None, Py_None, Py_None)) < 0)
+                goto fail;
         }
         line = eol + 1;
     }
@@ -664,11 +666,8 @@ inet_rows(PyObject *self, PyObject *args)
             PyObject *row = unset ?
                 Py_BuildValue("(KsOKKKK)", ino, local, Py_None, st, tx, rx, uid) :
                 Py_BuildValue("(KssKKKK)", ino, local, remote, st, tx, rx, uid);
-            if (row == NULL || PyList_Append(rows, row) < 0) {
-                Py_XDECREF(row);
+            if (append_steal(rows, row) < 0)
                 goto fail;
-            }
-            Py_DECREF(row);
         }
         line = eol + 1;
     }
