@@ -129,38 +129,88 @@ fail:
     return NULL;
 }
 
-/* readlinkat(dir_fd, name) for each name, the GIL released around the syscalls.
- * Returns (texts, errors) as batch_results says. */
+/* One name of a batch: its result appended to the arena, len[i] set; -1 when out of memory.
+ * Called without the GIL. */
+typedef int (*BatchStep)(Batch *b, int dir_fd, Py_ssize_t i);
+
+static int
+step_readlink(Batch *b, int dir_fd, Py_ssize_t i)
+{
+    if (batch_room(b, 4096) < 0)
+        return -1;
+    ssize_t r = readlinkat(dir_fd, b->names[i], b->arena + b->used, 4096);
+    if (r < 0) {
+        b->len[i] = -(Py_ssize_t)errno;
+    } else {
+        b->len[i] = r;
+        b->used += (size_t)r;
+    }
+    return 0;
+}
+
+static int
+step_read(Batch *b, int dir_fd, Py_ssize_t i)
+{
+    int fd = openat(dir_fd, b->names[i], O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        b->len[i] = -(Py_ssize_t)errno;
+        return 0;
+    }
+    size_t start = b->used;
+    int rc = 0;
+    for (;;) {
+        if (batch_room(b, 4096) < 0) {
+            rc = -1;
+            break;
+        }
+        ssize_t r = read(fd, b->arena + b->used, b->cap - b->used);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            b->len[i] = -(Py_ssize_t)errno;
+            b->used = start;
+            break;
+        }
+        if (r == 0) {
+            b->len[i] = (Py_ssize_t)(b->used - start);
+            break;
+        }
+        b->used += (size_t)r;
+    }
+    close(fd);
+    return rc;
+}
+
+/* (dir_fd, names) -> `step` for each name with the GIL released -> batch_results. */
 static PyObject *
-readlinkat_many(PyObject *self, PyObject *args)
+run_batch(PyObject *args, const char *format, const char *who, size_t cap_per_name,
+          BatchStep step, int fs_decode)
 {
     int dir_fd;
     PyObject *names, *out = NULL;
-    if (!PyArg_ParseTuple(args, "iO!:readlinkat_many", &dir_fd, &PyList_Type, &names))
+    if (!PyArg_ParseTuple(args, format, &dir_fd, &PyList_Type, &names))
         return NULL;
-    /* PATH_MAX bytes per link would be 64 MB at 16,000 fds: links go into one growing arena. */
     Batch b = {0, NULL, NULL, NULL, 0, 0};
-    if (batch_init(&b, names, (size_t)(PyList_GET_SIZE(names) + 1) * 48, "readlinkat_many") == 0) {
+    size_t cap = (size_t)(PyList_GET_SIZE(names) + 1) * cap_per_name;
+    if (batch_init(&b, names, cap > (1 << 16) ? cap : (1 << 16), who) == 0) {
         int nomem = 0;
         Py_BEGIN_ALLOW_THREADS
-        for (Py_ssize_t i = 0; i < b.n && !nomem; i++) {
-            if (batch_room(&b, 4096) < 0) {
-                nomem = 1;
-                break;
-            }
-            ssize_t r = readlinkat(dir_fd, b.names[i], b.arena + b.used, 4096);
-            if (r < 0) {
-                b.len[i] = -(Py_ssize_t)errno;
-            } else {
-                b.len[i] = r;
-                b.used += (size_t)r;
-            }
-        }
+        for (Py_ssize_t i = 0; i < b.n && !nomem; i++)
+            nomem = step(&b, dir_fd, i) < 0;
         Py_END_ALLOW_THREADS
-        out = nomem ? PyErr_NoMemory() : batch_results(&b, 1);
+        out = nomem ? PyErr_NoMemory() : batch_results(&b, fs_decode);
     }
     batch_free(&b);
     return out;
+}
+
+/* readlinkat(dir_fd, name) for each name, the GIL released around the syscalls.
+ * Returns (texts, errors) as batch_results says. PATH_MAX bytes per link would be 64 MB at
+ * 16,000 fds: links go into one arena, first sized at ~48 bytes a name, grown as needed. */
+static PyObject *
+readlinkat_many(PyObject *self, PyObject *args)
+{
+    return run_batch(args, "iO!:readlinkat_many", "readlinkat_many", 48, step_readlink, 1);
 }
 
 /* The whole text of each file `name` below dir_fd (openat, read to EOF, close), the GIL
@@ -168,47 +218,7 @@ readlinkat_many(PyObject *self, PyObject *args)
 static PyObject *
 read_many(PyObject *self, PyObject *args)
 {
-    int dir_fd;
-    PyObject *names, *out = NULL;
-    if (!PyArg_ParseTuple(args, "iO!:read_many", &dir_fd, &PyList_Type, &names))
-        return NULL;
-    Batch b = {0, NULL, NULL, NULL, 0, 0};
-    if (batch_init(&b, names, 1 << 16, "read_many") == 0) {
-        int nomem = 0;
-        Py_BEGIN_ALLOW_THREADS
-        for (Py_ssize_t i = 0; i < b.n && !nomem; i++) {
-            int fd = openat(dir_fd, b.names[i], O_RDONLY | O_CLOEXEC);
-            if (fd < 0) {
-                b.len[i] = -(Py_ssize_t)errno;
-                continue;
-            }
-            size_t start = b.used;
-            for (;;) {
-                if (batch_room(&b, 4096) < 0) {
-                    nomem = 1;
-                    break;
-                }
-                ssize_t r = read(fd, b.arena + b.used, b.cap - b.used);
-                if (r < 0 && errno == EINTR)
-                    continue;
-                if (r < 0) {
-                    b.len[i] = -(Py_ssize_t)errno;
-                    b.used = start;
-                    break;
-                }
-                if (r == 0) {
-                    b.len[i] = (Py_ssize_t)(b.used - start);
-                    break;
-                }
-                b.used += (size_t)r;
-            }
-            close(fd);
-        }
-        Py_END_ALLOW_THREADS
-        out = nomem ? PyErr_NoMemory() : batch_results(&b, 0);
-    }
-    batch_free(&b);
-    return out;
+    return run_batch(args, "iO!:read_many", "read_many", 0, step_read, 0);
 }
 
 /* ---------------------------------------------------------------- split_links */
