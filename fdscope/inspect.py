@@ -29,7 +29,7 @@ from fdscope import readahead
 from fdscope.errors import AccessDenied, FdscopeError, NoSuchProcess, ParseError, ProcGone
 from fdscope.model import Finding
 from fdscope.proc import Proc
-from fdscope.readahead import NET_TABLES
+from fdscope.readahead import NET_TABLES, Background
 from fdscope.speedups import C
 
 SCHEMA = "fdscope.inspect/1"
@@ -448,7 +448,7 @@ class _Scan:
         elif self.net_texts is not None and epfds:
             # The kernel writes the interest lists (8,000 lines: ~14 ms) in a thread while
             # this one joins the sockets.
-            epoll_texts = _Background(readahead.epoll_texts, self.proc, self.pid, epfds).result
+            epoll_texts = Background(readahead.epoll_texts, self.proc, self.pid, epfds).result
         else:
             raw_sets = self._read_epoll(epfds)  # meanwhile a forked helper parses net tables
         sockets = self._sockets(rep, sock_inodes) if sock_inodes else {}  # type: ignore[arg-type]
@@ -575,7 +575,7 @@ class _Scan:
             # The C readlinkat loop releases the GIL, so a thread is a second CPU: it reads half
             # the links and the net tables while this thread reads the other half and imports.
             half = len(names) // 2
-            bg = _Background(self._links_and_net, names[half:])
+            bg = Background(self._links_and_net, names[half:])
             links, gone = proc.readlinks(pid, "fd", names=names[:half], pid=pid)
             _import_rest()
             (more, more_gone), self.net_texts = bg.result()
@@ -1181,33 +1181,6 @@ def _only_inodes(text: str, table: str, inodes: set[int]) -> str | None:
     return "\n".join(keep) + "\n"
 
 
-class _Background:
-    """fn(*args) in a thread; result() joins it and returns its value or raises its error.
-    Only for work that spends its time in syscalls without the GIL (the C readlinkat loop,
-    reads of /proc files the kernel generates): Python code would just take turns."""
-
-    def __init__(self, fn: Any, *args: Any) -> None:
-        import threading
-
-        self._out: tuple[bool, Any] = (False, None)
-
-        def run() -> None:
-            try:
-                self._out = (True, fn(*args))
-            except BaseException as err:  # noqa: BLE001 - re-raised by result()
-                self._out = (False, err)
-
-        self._thread = threading.Thread(target=run, name="fdscope-scan", daemon=True)
-        self._thread.start()
-
-    def result(self) -> Any:
-        self._thread.join()
-        ok, value = self._out
-        if not ok:
-            raise value
-        return value
-
-
 def _import_rest() -> None:
     """Import what the rest of a scan and the JSON output use (~10 ms in a fresh process)."""
     import fdscope.findings  # noqa: F401
@@ -1229,13 +1202,12 @@ def _helper_work(proc: Proc, pid: int, names: list[str], recv: Any) -> Iterator[
     """What the forked helper (fdscope.scan) does: read every /proc/PID/net table, readlink
     `names` (the last third of the fds), then parse only the rows for the socket inodes the
     parent sends (the tables list the whole network namespace)."""
-    scan = _Scan(pid, proc, SECTIONS, None, "auto")
-    texts = [(table, scan._net_text(table)) for table in NET_TABLES]
+    texts = readahead.net_texts(proc, pid)
     yield proc.readlinks(pid, "fd", names=names, pid=pid)
     inodes = recv()
     if inodes is None:
         return  # the parent gave up (an error): stop at once
-    yield [_parse_net(table, text, inodes) for table, text in texts if text is not None]
+    yield [_parse_net(table, text, inodes) for table, text in texts]
 
 
 def _parse_net(table: str, text: str, inodes: set[int] | None) -> tuple[str, str, Any]:

@@ -215,15 +215,13 @@ class Proc:
         return self.read_text("sys", name.replace(".", "/"))
 
 
-def _read_at(dir_fd: int, name: str, size: int = 4096) -> bytes:
+def _read_at(dir_fd: int, name: str) -> bytes:
+    # To EOF: a short read ends a file only for single_open() seq_files such as fdinfo; the
+    # /proc/PID/net tables return whole records per read (fs/seq_file.c seq_read_iter).
     fd = os.open(name, os.O_RDONLY, dir_fd=dir_fd)
     try:
-        data = os.read(fd, size)
-        if len(data) < size:
-            return data  # a short read is the whole file for single_open() seq_files (fdinfo)
-        chunks = [data]
-        while data:
-            data = os.read(fd, 1 << 16)
+        chunks = []
+        while data := os.read(fd, 1 << 16):
             chunks.append(data)
         return b"".join(chunks)
     finally:

@@ -90,6 +90,33 @@ def read(proc: Proc, pid: int) -> Raw | None:
     return Raw(count, names, links, gone, net, epoll, fdinfo)
 
 
+class Background:
+    """fn(*args) in a thread; result() joins it and returns its value or raises its error.
+    Only for work that spends its time in syscalls without the GIL (the C readlinkat loop,
+    reads of /proc files the kernel generates): Python code would just take turns."""
+
+    def __init__(self, fn: Any, *args: Any, name: str = "fdscope-scan") -> None:
+        import threading
+
+        self._out: tuple[bool, Any] = (False, None)
+
+        def run() -> None:
+            try:
+                self._out = (True, fn(*args))
+            except BaseException as err:  # noqa: BLE001 - re-raised by result()
+                self._out = (False, err)
+
+        self._thread = threading.Thread(target=run, name=name, daemon=True)
+        self._thread.start()
+
+    def result(self) -> Any:
+        self._thread.join()
+        ok, value = self._out
+        if not ok:
+            raise value
+        return value
+
+
 _pending: dict[str, Any] = {}
 
 
@@ -104,36 +131,26 @@ def inspect_pid(argv: Sequence[str]) -> int | None:
 def start(argv: Sequence[str]) -> bool:
     """Start reading ahead for `inspect PID ...` (argv without the program name); False when
     argv is not of that form or there is nothing to gain (no C module, not Linux)."""
-    if inspect_pid(argv) is None or C is None or not os.path.isdir("/proc/self"):
+    pid = inspect_pid(argv)
+    if pid is None or C is None or not os.path.isdir("/proc/self"):
         return False
-    import threading
-
-    pid, proc = int(argv[1]), Proc()
-
-    def run() -> None:
-        try:
-            _pending["raw"] = read(proc, pid)
-        except BaseException:  # noqa: BLE001 - the scan reads again and reports the error
-            _pending["raw"] = None
-
-    thread = threading.Thread(target=run, name="fdscope-readahead", daemon=True)
-    _pending.update(pid=pid, root=proc.root, thread=thread)
-    thread.start()
+    proc = Proc()
+    _pending.update(pid=pid, root=proc.root,
+                    job=Background(read, proc, pid, name="fdscope-readahead"))
     return True
 
 
 def pending(pid: int, proc: Proc) -> bool:
     """True when a read-ahead for pid from proc's root was started and not taken yet."""
-    return _pending.get("pid") == pid and _pending.get("root") == proc.root \
-        and "thread" in _pending
+    return _pending.get("pid") == pid and _pending.get("root") == proc.root and "job" in _pending
 
 
 def take(pid: int, proc: Proc) -> Raw | None:
-    """The read-ahead for pid from proc's root, once; None when there is none."""
+    """The read-ahead for pid from proc's root, once; None when there is none or it failed
+    (the scan then reads again and reports the error)."""
     if not pending(pid, proc):
         return None
-    thread = _pending.pop("thread", None)
-    if thread is None:
+    try:
+        return _pending.pop("job").result()  # type: ignore[no-any-return]
+    except Exception:  # noqa: BLE001 - see the docstring
         return None
-    thread.join()
-    return _pending.pop("raw", None)
