@@ -446,7 +446,7 @@ def test_worker_threads_block_stop_signals(extra: list[str]) -> None:
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_a_lost_shutdown_still_stops_the_loop() -> None:
     """A Shutdown raised inside a finalizer is printed and lost ("Exception ignored in ..."):
-    the stop is remembered, and the loop raises it again before it blocks once more."""
+    the stop is remembered, and the next SIGALRM tick raises it again."""
     import gc
 
     from fdscope.servers import core
@@ -469,6 +469,6 @@ def test_a_lost_shutdown_still_stops_the_loop() -> None:
 
     finalizer_eats_it()  # the Shutdown is swallowed here (unraisable), not raised
     with pytest.raises(core.Shutdown, match="SIGTERM"):
-        core.check_stop()
+        core._tick(signal.SIGALRM, None)
     core._stop_requested.clear()
-    core.check_stop()  # nothing pending: no exception
+    core._tick(signal.SIGALRM, None)  # nothing pending: no exception

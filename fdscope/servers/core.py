@@ -350,7 +350,6 @@ class BaseServer:
         once, queue or no queue, so with nothing to shed wait a little instead of spinning."""
         assert self.listener is not None
         while True:
-            check_stop()
             try:
                 return self.listener.accept()
             except OSError as err:
@@ -431,7 +430,6 @@ class EventServer(BaseServer):
         drain = self.drain
         handle = self.handle
         while True:
-            check_stop()
             for conn, readable, writable in self.wait():
                 if conn is None:
                     self.on_accept()
@@ -512,7 +510,8 @@ def start_worker(target: Callable[..., None], *args: Any, name: str) -> threadin
 # The stop signal taken, kept beside the Shutdown its handler raises: Python runs a pending
 # handler at any bytecode of the main thread, also inside a finalizer (a generator closed by
 # the garbage collector, a __del__), and an exception raised there is only printed ("Exception
-# ignored in ...") and lost. The loops check this before they block again (check_stop).
+# ignored in ...") and lost. The next SIGALRM tick raises it again (_tick), at most a second
+# later.
 _stop_requested: list[str] = []
 
 
@@ -522,11 +521,8 @@ def raise_shutdown(signum: int, frame: Any) -> None:
 
 
 def _tick(signum: int, frame: Any) -> None:
-    """SIGALRM: nothing to do; being called is the point (see STOP_CHECK_S)."""
-
-
-def check_stop() -> None:
-    """Raise Shutdown for a stop signal whose first Shutdown was lost (see _stop_requested)."""
+    """SIGALRM every STOP_CHECK_S: being called interrupts the blocking call, so a pending stop
+    handler runs; and a stop whose Shutdown was lost (see _stop_requested) is raised again."""
     if _stop_requested:
         raise Shutdown(_stop_requested[-1])
 

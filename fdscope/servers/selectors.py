@@ -8,7 +8,7 @@ import selectors
 from collections.abc import Iterable
 from typing import Any
 
-from fdscope.servers.core import Conn, EventServer, check_stop
+from fdscope.servers.core import Conn, EventServer
 
 _R, _W = selectors.EVENT_READ, selectors.EVENT_WRITE
 
@@ -57,7 +57,6 @@ class SelectorsServer(EventServer):
         self.watch_listener()
         conns, listener = self.conns, self.listener
         while True:
-            check_stop()
             for key, mask in self._sel.select():
                 if key.fileobj is listener:
                     key.data(listener, mask)
