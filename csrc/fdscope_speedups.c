@@ -472,6 +472,25 @@ take_hex_upper(const char **p, const char *end, int lower_ok, unsigned long long
 
 static PyObject *str_unix, *str_listen, *unix_states[5];
 
+/* The (text, inodes) arguments of a table parser, and the text's bytes: 1, or 0 for text this
+ * fast path does not take (not Latin-1: the caller returns None), or -1 with an exception. */
+static int
+table_args(PyObject *args, const char *format, PyObject **text, PyObject **inodes,
+           const char **p, const char **end)
+{
+    if (!PyArg_ParseTuple(args, format, text, inodes))
+        return -1;
+    if (*inodes != Py_None && !PyAnySet_Check(*inodes)) {
+        PyErr_SetString(PyExc_TypeError, "inodes must be a set or None");
+        return -1;
+    }
+    if (PyUnicode_KIND(*text) != PyUnicode_1BYTE_KIND)
+        return 0;
+    *p = (const char *)PyUnicode_DATA(*text);
+    *end = *p + PyUnicode_GET_LENGTH(*text);
+    return 1;
+}
+
 /* Rows of /proc/PID/net/unix (net/unix/af_unix.c unix_seq_show:
  * "%pK: %08X %08X %08X %04X %02X %5lu" then " PATH" when bound) for the inodes in the set
  * `inodes` (None: every row), as (inode, "unix", state, path | None, None, None, None): the
@@ -481,16 +500,13 @@ static PyObject *
 unix_rows(PyObject *self, PyObject *args)
 {
     PyObject *text, *inodes;
-    if (!PyArg_ParseTuple(args, "UO:unix_rows", &text, &inodes))
-        return NULL;
-    if (inodes != Py_None && !PyAnySet_Check(inodes)) {
-        PyErr_SetString(PyExc_TypeError, "unix_rows: inodes must be a set or None");
-        return NULL;
-    }
-    if (PyUnicode_KIND(text) != PyUnicode_1BYTE_KIND)
+    const char *p, *end;
+    int ok = table_args(args, "UO:unix_rows", &text, &inodes, &p, &end);
+    if (ok <= 0) {
+        if (ok < 0)
+            return NULL;
         Py_RETURN_NONE;
-    const char *p = (const char *)PyUnicode_DATA(text);
-    const char *end = p + PyUnicode_GET_LENGTH(text);
+    }
     if (end - p < 3 || memcmp(p, "Num", 3) != 0)
         Py_RETURN_NONE;
     const char *line = memchr(p, '\n', (size_t)(end - p));
@@ -588,16 +604,13 @@ static PyObject *
 inet_rows(PyObject *self, PyObject *args)
 {
     PyObject *text, *inodes;
-    if (!PyArg_ParseTuple(args, "UO:inet_rows", &text, &inodes))
-        return NULL;
-    if (inodes != Py_None && !PyAnySet_Check(inodes)) {
-        PyErr_SetString(PyExc_TypeError, "inet_rows: inodes must be a set or None");
-        return NULL;
-    }
-    if (PyUnicode_KIND(text) != PyUnicode_1BYTE_KIND)
+    const char *p, *end;
+    int ok = table_args(args, "UO:inet_rows", &text, &inodes, &p, &end);
+    if (ok <= 0) {
+        if (ok < 0)
+            return NULL;
         Py_RETURN_NONE;
-    const char *p = (const char *)PyUnicode_DATA(text);
-    const char *end = p + PyUnicode_GET_LENGTH(text);
+    }
     const char *line = p;
     skip_blanks(&line, end);
     if (end - line < 3 || memcmp(line, "sl ", 3) != 0)
