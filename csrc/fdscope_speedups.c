@@ -9,12 +9,13 @@
  */
 #define PY_SSIZE_T_CLEAN
 /* Raise with every change of a function's arguments or results (fdscope/speedups.py: API). */
-#define FDSCOPE_SPEEDUPS_API 1
+#define FDSCOPE_SPEEDUPS_API 2
 #include <Python.h>
 
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <arpa/inet.h>
@@ -49,22 +50,30 @@ typedef struct {
 static void
 batch_free(Batch *b)
 {
-    PyMem_Free(b->names);
-    PyMem_Free(b->len);
+    PyMem_RawFree(b->names);
+    PyMem_RawFree(b->len);
     PyMem_RawFree(b->arena);
+}
+
+/* Room for n names and `cap` bytes of results; -1 when out of memory (no exception set: it
+ * may run without the GIL). */
+static int
+batch_alloc(Batch *b, Py_ssize_t n, size_t cap)
+{
+    b->n = n;
+    b->names = PyMem_RawMalloc(sizeof(char *) * (n ? n : 1));
+    b->len = PyMem_RawMalloc(sizeof(Py_ssize_t) * (n ? n : 1));
+    b->cap = cap;
+    b->used = 0;
+    b->arena = PyMem_RawMalloc(cap);
+    return b->names == NULL || b->len == NULL || b->arena == NULL ? -1 : 0;
 }
 
 /* 0, or -1 with an exception set. `names` must be a list of str. */
 static int
 batch_init(Batch *b, PyObject *names, size_t cap, const char *who)
 {
-    b->n = PyList_GET_SIZE(names);
-    b->names = PyMem_Malloc(sizeof(char *) * (b->n ? b->n : 1));
-    b->len = PyMem_Malloc(sizeof(Py_ssize_t) * (b->n ? b->n : 1));
-    b->cap = cap;
-    b->used = 0;
-    b->arena = PyMem_RawMalloc(cap);
-    if (b->names == NULL || b->len == NULL || b->arena == NULL) {
+    if (batch_alloc(b, PyList_GET_SIZE(names), cap) < 0) {
         PyErr_NoMemory();
         return -1;
     }
@@ -219,6 +228,101 @@ static PyObject *
 read_many(PyObject *self, PyObject *args)
 {
     return run_batch(args, "iO!:read_many", "read_many", 0, step_read, 0);
+}
+
+/* ---------------------------------------------------------------- readahead */
+
+/* fs/eventpoll.c: anon_inode_getfile("[eventpoll]", ...) */
+static const char EPOLL_LINK[] = "anon_inode:[eventpoll]";
+
+/* readahead(fd_dir, fdinfo_dir, net_dir, count, tables, fdinfo_all): what the read-ahead of
+ * `fdscope inspect PID` reads (fdscope.readahead.read), in one call with the GIL released
+ * throughout: the links of fds 0..count-1 below fd_dir; the fdinfo of those that are epoll fds;
+ * the files `tables` below net_dir; with fdinfo_all, the fdinfo of every fd 0..count-1.
+ * Returns (links, epfds, epoll, net, fdinfo): links, epoll and net as readlinkat_many and
+ * read_many return them ((texts, errors) pairs), epfds the epoll fds in order, and fdinfo such
+ * a pair or None. */
+static PyObject *
+read_ahead(PyObject *self, PyObject *args)
+{
+    int fd_dir, fdinfo_dir, net_dir, fdinfo_all;
+    Py_ssize_t count;
+    PyObject *tables, *out = NULL;
+    if (!PyArg_ParseTuple(args, "iiinO!p:readahead", &fd_dir, &fdinfo_dir, &net_dir, &count,
+                          &PyList_Type, &tables, &fdinfo_all))
+        return NULL;
+    if (count < 0 || count > (1 << 24)) {
+        PyErr_SetString(PyExc_ValueError, "readahead: count out of range");
+        return NULL;
+    }
+    enum { NAME = 12 };  /* "16777216" and its NUL fit */
+    char *numbers = PyMem_RawMalloc((size_t)count * NAME + 1);
+    Batch links = {0}, epoll = {0}, net = {0}, info = {0};
+    int ok = numbers != NULL && batch_alloc(&links, count, (size_t)(count + 1) * 48) == 0 &&
+             batch_alloc(&epoll, count, 1 << 16) == 0 &&
+             (!fdinfo_all || batch_alloc(&info, count, (size_t)(count + 1) * 160) == 0);
+    if (!ok) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (batch_init(&net, tables, 1 << 16, "readahead") < 0)
+        goto done;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        links.names[i] = numbers + i * NAME;
+        snprintf(numbers + i * NAME, NAME, "%zd", i);
+        if (fdinfo_all)
+            info.names[i] = links.names[i];
+    }
+    int nomem = 0;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < count && !nomem; i++)
+        nomem = step_readlink(&links, fd_dir, i) < 0;
+    size_t at = 0;
+    epoll.n = 0;
+    for (Py_ssize_t i = 0; i < count && !nomem; i++) {
+        if (links.len[i] < 0)
+            continue;
+        if ((size_t)links.len[i] == sizeof EPOLL_LINK - 1 &&
+            memcmp(links.arena + at, EPOLL_LINK, sizeof EPOLL_LINK - 1) == 0)
+            epoll.names[epoll.n++] = links.names[i];
+        at += (size_t)links.len[i];
+    }
+    for (Py_ssize_t i = 0; i < epoll.n && !nomem; i++)
+        nomem = step_read(&epoll, fdinfo_dir, i) < 0;
+    for (Py_ssize_t i = 0; i < net.n && !nomem; i++)
+        nomem = step_read(&net, net_dir, i) < 0;
+    for (Py_ssize_t i = 0; fdinfo_all && i < count && !nomem; i++)
+        nomem = step_read(&info, fdinfo_dir, i) < 0;
+    Py_END_ALLOW_THREADS
+    if (nomem) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    PyObject *epfds = PyList_New(epoll.n);
+    if (epfds == NULL)
+        goto done;
+    for (Py_ssize_t i = 0; i < epoll.n; i++) {
+        PyObject *fd = PyLong_FromString(epoll.names[i], NULL, 10);
+        if (fd == NULL) {
+            Py_DECREF(epfds);
+            goto done;
+        }
+        PyList_SET_ITEM(epfds, i, fd);
+    }
+    PyObject *info_res = Py_None;
+    if (fdinfo_all)
+        info_res = batch_results(&info, 0);
+    else
+        Py_INCREF(Py_None);
+    out = Py_BuildValue("(NNNNN)", batch_results(&links, 1), epfds, batch_results(&epoll, 0),
+                        batch_results(&net, 0), info_res);
+done:
+    PyMem_RawFree(numbers);
+    batch_free(&links);
+    batch_free(&epoll);
+    batch_free(&net);
+    batch_free(&info);
+    return out;
 }
 
 /* ---------------------------------------------------------------- split_links */
@@ -1148,6 +1252,9 @@ static PyMethodDef methods[] = {
      "readlinkat_many(dir_fd, names) -> (texts, [(index, errno)])"},
     {"read_many", read_many, METH_VARARGS,
      "read_many(dir_fd, names) -> (texts, [(index, errno)])"},
+    {"readahead", read_ahead, METH_VARARGS,
+     "readahead(fd_dir, fdinfo_dir, net_dir, count, tables, fdinfo_all) -> (links, epfds, "
+     "epoll, net, fdinfo)"},
     {"split_links", split_links, METH_O,
      "split_links(links) -> (types, inodes, socket indexes, other indexes)"},
     {"epoll_rows", epoll_rows, METH_O,

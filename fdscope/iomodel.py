@@ -133,8 +133,7 @@ def classify(rep: InspectReport) -> IoModel:
         return IoModel("threads", f"thread per connection: {_threads_in(io_t, calls)}")
     lock_t = [t for t in waiting if calls[t.tid] == "futex"]
     on_cpu = [t for t in threads if t.syscall == "running" or t.state == "R"]
-    connected = len(rep.fds_in_state("ESTABLISHED"))
-    if len(io_t) == 1 and (lock_t or on_cpu) and connected >= 2:
+    if len(io_t) == 1 and (lock_t or on_cpu) and len(rep.fds_in_state("ESTABLISHED")) >= 2:
         # Under load the other threads of a thread-per-connection server are caught working or
         # queued on a lock (the GIL: a futex), not in recv: one thread in recv and others
         # busy, with several connections held, is still thread-per-connection (a blocking

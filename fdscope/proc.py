@@ -147,6 +147,26 @@ class Proc:
                     vanished += 1
         return links, vanished
 
+    def read_ahead(self, pid: int, count: int, tables: list[str], fdinfo_all: bool) -> Any:
+        """C.readahead (csrc/fdscope_speedups.c) on /proc/PID/fd, fdinfo and net: the links of
+        fds 0..count-1, the fdinfo of the epoll fds among them, the net `tables` and, with
+        fdinfo_all, every fdinfo, in one call that holds no GIL. Its result as raw as C gives
+        it (errno numbers, not fdscope errors: fdscope.readahead.read checks them), or None
+        without the C module or when a directory cannot be opened (the scan then reads for
+        itself and reports why)."""
+        if C is None:
+            return None
+        dirs: list[int] = []
+        try:
+            for sub in ("fd", "fdinfo", "net"):
+                dirs.append(os.open(self.path(pid, sub), os.O_RDONLY | os.O_DIRECTORY))
+            return C.readahead(*dirs, count, tables, fdinfo_all)
+        except OSError:
+            return None
+        finally:
+            for fd in dirs:
+                os.close(fd)
+
     def read_many(
         self, *parts: object, names: Iterable[str], pid: int | None = None
     ) -> tuple[dict[str, str], int]:

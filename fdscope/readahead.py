@@ -11,6 +11,7 @@ every read of fdscope: links and files below /proc/PID through fdscope.proc.Proc
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Sequence
 from typing import Any, NamedTuple
@@ -31,17 +32,17 @@ FLAGS_ALL_MAX = 4096
 
 
 class Raw(NamedTuple):
-    """What the read-ahead read: fd names (guessed 0..count-1), their links, how many vanished,
-    the net tables [(table, text)], epfd -> fdinfo text, and name -> fdinfo text of every fd
-    when there are at most FLAGS_ALL_MAX (else empty)."""
+    """What the read-ahead read: the links of fds 0..count-1 (None where there is no such fd:
+    `gone` of them), the net tables [(table, text)], epfd -> fdinfo text (None: closed
+    meanwhile), and fd -> fdinfo text of every fd when there are at most FLAGS_ALL_MAX (else
+    empty)."""
 
     count: int
-    names: list[str]
-    links: dict[str, str]
+    links: list[str | None]
     gone: int
     net: list[tuple[str, str]]
     epoll: dict[int, str | None]
-    fdinfo: dict[str, str]
+    fdinfo: dict[int, str]
 
 
 def fd_count(proc: Proc, pid: int) -> int:
@@ -72,22 +73,51 @@ def epoll_texts(proc: Proc, pid: int, epfds: Sequence[int]) -> dict[int, str | N
     return {epfd: found.get(str(epfd)) for epfd in epfds}
 
 
+# errno of an fd or task that went away between the count and the read (counted, not raised)
+VANISHED = frozenset({errno.ENOENT, errno.ESRCH})
+# errno of a net table that is absent (no IPv6, module not loaded) or hidden: left out
+ABSENT = VANISHED | {errno.EACCES, errno.EPERM}
+
+
 def read(proc: Proc, pid: int) -> Raw | None:
     """Links of fds 0..count-1, the net tables and the epoll fdinfo, or None for a small
-    table (not worth it)."""
+    table (not worth it), or when a read failed in a way the scan must report (it reads again
+    and raises fdscope's error)."""
     count = fd_count(proc, pid)
     if count < MIN_FDS:
         return None
-    # One thread: a second one would take CPU from the main thread's imports (measured:
-    # medians 155 against 177 ms), which are the longer of the two paths.
+    fdinfo_all = count <= FLAGS_ALL_MAX
+    if C is None:
+        return _read_each(proc, pid, count, fdinfo_all)
+    # One thread and one C call: a second thread would take CPU from the main thread's
+    # imports (measured: medians 155 against 177 ms), which are the longer of the two paths,
+    # and every return to Python here waits for the GIL (up to the 5 ms switch interval).
+    got = proc.read_ahead(pid, count, list(NET_TABLES), fdinfo_all)
+    if got is None:
+        return None
+    (links, link_errors), epfds, (epoll, epoll_errors), (net, net_errors), info = got
+    failed = link_errors + epoll_errors + (info[1] if info is not None else [])
+    if not VANISHED.issuperset(err for _i, err in failed) or \
+            not ABSENT.issuperset(err for _i, err in net_errors):
+        return None
+    fdinfo = {fd: text for fd, text in enumerate(info[0]) if text is not None} if info else {}
+    return Raw(count, links, len(link_errors),
+               [(table, text) for table, text in zip(NET_TABLES, net, strict=True) if text],
+               dict(zip(epfds, epoll, strict=True)), fdinfo)
+
+
+def _read_each(proc: Proc, pid: int, count: int, fdinfo_all: bool) -> Raw:
+    """read() without the C module: one Proc call per kind of file (the C call's twin)."""
     names = list(map(str, range(count)))
-    links, gone = proc.readlinks(pid, "fd", names=names, pid=pid)
-    epfds = [int(name) for name, link in links.items() if link == EPOLL_LINK]
-    epoll = epoll_texts(proc, pid, epfds)
+    found, gone = proc.readlinks(pid, "fd", names=names, pid=pid)
+    links = list(map(found.get, names))
+    epoll = epoll_texts(proc, pid, [fd for fd, link in enumerate(links) if link == EPOLL_LINK])
     net = net_texts(proc, pid)
-    fdinfo = proc.read_many(pid, "fdinfo", names=names, pid=pid)[0] \
-        if count <= FLAGS_ALL_MAX else {}
-    return Raw(count, names, links, gone, net, epoll, fdinfo)
+    fdinfo: dict[int, str] = {}
+    if fdinfo_all:
+        texts, _gone = proc.read_many(pid, "fdinfo", names=names, pid=pid)
+        fdinfo = {int(name): text for name, text in texts.items()}
+    return Raw(count, links, gone, net, epoll, fdinfo)
 
 
 class Background:

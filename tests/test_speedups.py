@@ -209,12 +209,54 @@ def test_readahead_is_used_only_for_the_pid_it_read(C, monkeypatch):
         again = readahead.read(Proc(), pid)
         assert raw._replace(net=[]) == again._replace(net=[])  # net timers tick
         assert [t for t, _ in raw.net] == [t for t, _ in again.net]
-        assert list(raw.epoll) == [int(n) for n, t in raw.links.items()
+        assert list(raw.epoll) == [fd for fd, t in enumerate(raw.links)
                                    if t == readahead.EPOLL_LINK]
         assert {t for t, _ in raw.net} >= {"tcp", "unix"}
         # at most FLAGS_ALL_MAX fds: every fd's fdinfo is read ahead too
-        assert raw.count <= readahead.FLAGS_ALL_MAX and set(raw.fdinfo) == set(raw.links)
+        assert raw.count <= readahead.FLAGS_ALL_MAX
+        assert set(raw.fdinfo) == {fd for fd, t in enumerate(raw.links) if t is not None}
         assert all(t.startswith("pos:\t") for t in raw.fdinfo.values())
+
+
+def _python_read(monkeypatch, pid):
+    with monkeypatch.context() as m:
+        m.setattr(readahead, "C", None)
+        m.setattr("fdscope.proc.C", None)
+        return readahead.read(Proc(), pid)
+
+
+@pytest.mark.parametrize("script, extra", [(MANY, "3000"), (MANY, "5000"), (None, "")],
+                         ids=["fdinfo-all", "links-only", "holes"])
+def test_readahead_c_call_reads_what_its_python_twin_reads(C, monkeypatch, script, extra):
+    """C.readahead (one call, no GIL) against readahead._read_each (Proc's Python reads): the
+    same links, holes (None, counted as gone), epoll fdinfo, net tables and fdinfo."""
+    with Target(script or HOLES, *([extra] if extra else [])) as target:
+        target.wait_sleeping()
+        raw = readahead.read(Proc(), target.pid)
+        twin = _python_read(monkeypatch, target.pid)
+    assert raw is not None and twin is not None
+    assert raw._replace(net=[]) == twin._replace(net=[])  # net timers tick
+    assert [t for t, _ in raw.net] == [t for t, _ in twin.net]
+    assert raw.count == len(raw.links) >= 2900
+    assert bool(raw.fdinfo) == (raw.count <= readahead.FLAGS_ALL_MAX)
+    if script is None:
+        assert raw.gone == 20 and [raw.links[fd] for fd in target.info["holes"]] == [None] * 20
+    assert raw.epoll and all(t.startswith("pos:\t") and "tfd:" in t for t in raw.epoll.values())
+
+
+def test_readahead_gives_way_to_the_scan_when_a_read_is_refused(C):
+    """EACCES on the fd table (another user's process): no read-ahead, so the scan reads for
+    itself and reports it (exit 4, tested through the entry point below)."""
+    class Refusing(Proc):
+        def read_ahead(self, pid, count, tables, fdinfo_all):
+            got = super().read_ahead(pid, count, tables, fdinfo_all)
+            (links, errors), *rest = got
+            return ((links, errors + [(0, 13)]), *rest)
+
+    with Target(MANY, "3000") as target:
+        target.wait_sleeping()
+        assert readahead.read(Proc(), target.pid) is not None
+        assert readahead.read(Refusing(), target.pid) is None
 
 
 def test_cli_gives_the_same_document_with_and_without_the_accelerator(C):
