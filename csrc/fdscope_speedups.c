@@ -9,7 +9,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 /* Raise with every change of a function's arguments or results (fdscope/speedups.py: API). */
-#define FDSCOPE_SPEEDUPS_API 2
+#define FDSCOPE_SPEEDUPS_API 3
 #include <Python.h>
 
 #include <errno.h>
@@ -574,7 +574,32 @@ take_hex_upper(const char **p, const char *end, int lower_ok, unsigned long long
     return take_digits(p, end, 16, HEX_UPPER | (lower_ok ? HEX_LOWER : 0), out);
 }
 
-static PyObject *str_unix, *str_listen, *unix_states[5];
+static PyObject *str_unix, *str_listen, *unix_states[5], *str_unconn, *tcp_states[14];
+
+static PyObject *named(PyTypeObject *cls, PyObject **items, Py_ssize_t n);
+
+/* Where a table parser puts the rows it wants: a list of row tuples (cls NULL: unix_rows,
+ * inet_rows), or a dict inode -> cls(proto, state, local, remote, recv_q, send_q) (sockets:
+ * cls is fdscope.inspect.SocketInfo, proto the table's name). */
+typedef struct {
+    PyObject *out;
+    PyTypeObject *cls;
+    PyObject *proto;
+} Sink;
+
+/* out[ino] = cls(*items) (the 6 items stolen): 0, or -1 with an exception set. */
+static int
+sink_info(Sink *k, unsigned long long ino, PyObject **items)
+{
+    PyObject *info = named(k->cls, items, 6);
+    if (info == NULL)
+        return -1;
+    PyObject *key = PyLong_FromUnsignedLongLong(ino);
+    int r = key == NULL ? -1 : PyDict_SetItem(k->out, key, info);
+    Py_XDECREF(key);
+    Py_DECREF(info);
+    return r;
+}
 
 /* The (text, inodes) arguments of a table parser, and the text's bytes: 1, or 0 for text this
  * fast path does not take (not Latin-1: the caller returns None), or -1 with an exception. */
@@ -600,26 +625,15 @@ table_args(PyObject *args, const char *format, PyObject **text, PyObject **inode
  * `inodes` (None: every row), as (inode, "unix", state, path | None, None, None, None): the
  * shape fdscope.inspect._unix_fast returns. None when a line is not in that form (a path
  * holding a newline, another kernel): _unix_fast and parse_unix decide then. */
-static PyObject *
-unix_rows(PyObject *self, PyObject *args)
+static int
+unix_parse(Sink *k, PyObject *text, PyObject *inodes, const char *p, const char *end)
 {
-    PyObject *text, *inodes;
-    const char *p, *end;
-    int ok = table_args(args, "UO:unix_rows", &text, &inodes, &p, &end);
-    if (ok <= 0) {
-        if (ok < 0)
-            return NULL;
-        Py_RETURN_NONE;
-    }
     if (end - p < 3 || memcmp(p, "Num", 3) != 0)
-        Py_RETURN_NONE;
+        return 0;
     const char *line = memchr(p, '\n', (size_t)(end - p));
     if (line == NULL)
-        Py_RETURN_NONE;
+        return 0;
     line++;
-    PyObject *rows = PyList_New(0);
-    if (rows == NULL)
-        return NULL;
     while (line < end) {
         const char *eol = memchr(line, '\n', (size_t)(end - line));
         if (eol == NULL)
@@ -660,19 +674,57 @@ unix_rows(PyObject *self, PyObject *args)
                 Py_DECREF(state);
                 goto fail;
             }
-            if (append_steal(rows, Py_BuildValue("(KONNOOO)", ino, str_unix, state, path,
-                                                 Py_None, Py_None, Py_None)) < 0)
+            if (k->cls != NULL) {
+                Py_INCREF(str_unix);
+                Py_INCREF(Py_None);
+                Py_INCREF(Py_None);
+                Py_INCREF(Py_None);
+                PyObject *items[6] = {str_unix, state, path, Py_None, Py_None, Py_None};
+                if (sink_info(k, ino, items) < 0)
+                    goto fail;
+            } else if (append_steal(k->out, Py_BuildValue("(KONNOOO)", ino, str_unix, state,
+                                                          path, Py_None, Py_None,
+                                                          Py_None)) < 0) {
                 goto fail;
+            }
         }
         line = eol + 1;
     }
-    return rows;
+    return 1;
 none:
-    Py_DECREF(rows);
-    Py_RETURN_NONE;
+    return 0;
 fail:
-    Py_DECREF(rows);
-    return NULL;
+    return -1;
+}
+
+/* A parser's result for a Python caller: k->out (1), None (0: the caller's Python code
+ * decides) or NULL (-1, an exception set). */
+static PyObject *
+sink_result(Sink *k, int r)
+{
+    if (r > 0)
+        return k->out;
+    Py_DECREF(k->out);
+    if (r < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+unix_rows(PyObject *self, PyObject *args)
+{
+    PyObject *text, *inodes;
+    const char *p, *end;
+    int ok = table_args(args, "UO:unix_rows", &text, &inodes, &p, &end);
+    if (ok <= 0) {
+        if (ok < 0)
+            return NULL;
+        Py_RETURN_NONE;
+    }
+    Sink k = {PyList_New(0), NULL, NULL};
+    if (k.out == NULL)
+        return NULL;
+    return sink_result(&k, unix_parse(&k, text, inodes, p, end));
 }
 
 /* "127.0.0.1:8080" or "[::1]:8080" from a table's hex address: each 32-bit word printed
@@ -704,28 +756,20 @@ format_inet(const char *hex, Py_ssize_t len, unsigned long long port, char out[6
  * (inode, local, remote | None, st, tx_queue, rx_queue, uid) with the addresses formatted as
  * fdscope.parse.net.inet_fields formats them; fdscope.parse.net.inet_state names st.
  * None when a row differs from that form. */
-static PyObject *
-inet_rows(PyObject *self, PyObject *args)
+static int
+inet_parse(Sink *k, PyObject *inodes, const char *p, const char *end)
 {
-    PyObject *text, *inodes;
-    const char *p, *end;
-    int ok = table_args(args, "UO:inet_rows", &text, &inodes, &p, &end);
-    if (ok <= 0) {
-        if (ok < 0)
-            return NULL;
-        Py_RETURN_NONE;
-    }
     const char *line = p;
     skip_blanks(&line, end);
     if (end - line < 3 || memcmp(line, "sl ", 3) != 0)
-        Py_RETURN_NONE;
+        return 0;
     line = memchr(line, '\n', (size_t)(end - line));
     if (line == NULL)
-        Py_RETURN_NONE;
+        return 0;
     line++;
-    PyObject *rows = PyList_New(0);
-    if (rows == NULL)
-        return NULL;
+    int is_tcp = k->proto != NULL && PyUnicode_CompareWithASCIIString(k->proto, "tcp") == 0;
+    is_tcp = is_tcp || (k->proto != NULL &&
+                        PyUnicode_CompareWithASCIIString(k->proto, "tcp6") == 0);
     while (line < end) {
         const char *eol = memchr(line, '\n', (size_t)(end - line));
         if (eol == NULL)
@@ -790,21 +834,99 @@ inet_rows(PyObject *self, PyObject *args)
             int unset = rport == 0;
             for (Py_ssize_t i = 0; unset && i < rlen; i++)
                 unset = ra[i] == '0';
+            if (k->cls != NULL) {
+                /* fdscope.parse.states.inet_state: a TCP LISTEN row's tx_queue is not the
+                 * backlog (send_q None); UDP and raw TCP_CLOSE (7) is "UNCONN", as ss(8) shows
+                 * it; a state without a name is left to the Python code. */
+                PyObject *state = !is_tcp && st == 7 ? str_unconn :
+                                  st >= 1 && st <= 13 ? tcp_states[st] : NULL;
+                if (state == NULL)
+                    goto none;
+                Py_INCREF(state);
+                PyObject *items[6] = {k->proto, state, PyUnicode_FromString(local),
+                                      unset ? Py_None : PyUnicode_FromString(remote),
+                                      PyLong_FromUnsignedLongLong(rx),
+                                      is_tcp && st == 10 ? Py_None :
+                                      PyLong_FromUnsignedLongLong(tx)};
+                Py_INCREF(k->proto);
+                if (unset)
+                    Py_INCREF(Py_None);
+                if (is_tcp && st == 10)
+                    Py_INCREF(Py_None);
+                if (items[2] == NULL || items[3] == NULL || items[4] == NULL ||
+                    items[5] == NULL) {
+                    for (int i = 0; i < 6; i++)
+                        Py_XDECREF(items[i]);
+                    goto fail;
+                }
+                if (sink_info(k, ino, items) < 0)
+                    goto fail;
+                line = eol + 1;
+                continue;
+            }
             PyObject *row = unset ?
                 Py_BuildValue("(KsOKKKK)", ino, local, Py_None, st, tx, rx, uid) :
                 Py_BuildValue("(KssKKKK)", ino, local, remote, st, tx, rx, uid);
-            if (append_steal(rows, row) < 0)
+            if (append_steal(k->out, row) < 0)
                 goto fail;
         }
         line = eol + 1;
     }
-    return rows;
+    return 1;
 none:
-    Py_DECREF(rows);
-    Py_RETURN_NONE;
+    return 0;
 fail:
-    Py_DECREF(rows);
-    return NULL;
+    return -1;
+}
+
+static PyObject *
+inet_rows(PyObject *self, PyObject *args)
+{
+    PyObject *text, *inodes;
+    const char *p, *end;
+    int ok = table_args(args, "UO:inet_rows", &text, &inodes, &p, &end);
+    if (ok <= 0) {
+        if (ok < 0)
+            return NULL;
+        Py_RETURN_NONE;
+    }
+    Sink k = {PyList_New(0), NULL, NULL};
+    if (k.out == NULL)
+        return NULL;
+    return sink_result(&k, inet_parse(&k, inodes, p, end));
+}
+
+/* sockets(table, text, inodes, cls) -> {inode: cls(proto, state, local, remote, recv_q,
+ * send_q)} | None: the rows of /proc/PID/net/TABLE (unix, tcp, tcp6, udp, udp6, raw, raw6)
+ * for `inodes` (None: every row), as fdscope.inspect._socket_infos makes them from
+ * _net_rows; None for another table or a row these parsers do not take. */
+static PyObject *
+sockets(PyObject *self, PyObject *args)
+{
+    PyObject *table, *text, *inodes;
+    PyTypeObject *cls;
+    if (!PyArg_ParseTuple(args, "UUOO!:sockets", &table, &text, &inodes, &PyType_Type, &cls))
+        return NULL;
+    if (!PyType_IsSubtype(cls, &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError, "sockets: cls must be a NamedTuple class");
+        return NULL;
+    }
+    if (inodes != Py_None && !PyAnySet_Check(inodes)) {
+        PyErr_SetString(PyExc_TypeError, "inodes must be a set or None");
+        return NULL;
+    }
+    static const char *const inet[] = {"tcp", "tcp6", "udp", "udp6", "raw", "raw6"};
+    int is_unix = PyUnicode_CompareWithASCIIString(table, "unix") == 0, is_inet = 0;
+    for (int i = 0; i < 6 && !is_unix && !is_inet; i++)
+        is_inet = PyUnicode_CompareWithASCIIString(table, inet[i]) == 0;
+    if ((!is_unix && !is_inet) || PyUnicode_KIND(text) != PyUnicode_1BYTE_KIND)
+        Py_RETURN_NONE;
+    const char *p = (const char *)PyUnicode_DATA(text), *end = p + PyUnicode_GET_LENGTH(text);
+    Sink k = {PyDict_New(), cls, table};
+    if (k.out == NULL)
+        return NULL;
+    return sink_result(&k, is_unix ? unix_parse(&k, text, inodes, p, end)
+                                   : inet_parse(&k, inodes, p, end));
 }
 
 /* ---------------------------------------------------------------- registrations */
@@ -1263,6 +1385,9 @@ static PyMethodDef methods[] = {
      "unix_rows(text, inodes) -> [(inode, 'unix', state, path, None, None, None)] | None"},
     {"inet_rows", inet_rows, METH_VARARGS,
      "inet_rows(text, inodes) -> [(inode, local, remote, st, tx, rx, uid)] | None"},
+    {"sockets", sockets, METH_VARARGS,
+     "sockets(table, text, inodes, cls) -> {inode: cls(proto, state, local, remote, recv_q, "
+     "send_q)} | None"},
     {"registrations", registrations, METH_VARARGS,
      "registrations(regs, fd_types, ino_count, type_dev, events, cls) -> [Registration | None]"},
     {"named_rows", named_rows, METH_VARARGS,
@@ -1294,6 +1419,19 @@ PyInit__fdscope_speedups(void)
         if (unix_states[i] == NULL)
             return NULL;
     }
+    /* include/net/tcp_states.h, as fdscope.parse.states.TCP_STATES names them */
+    static const char *const tcp[14] = {NULL, "ESTABLISHED", "SYN_SENT", "SYN_RECV",
+                                        "FIN_WAIT1", "FIN_WAIT2", "TIME_WAIT", "CLOSE",
+                                        "CLOSE_WAIT", "LAST_ACK", "LISTEN", "CLOSING",
+                                        "NEW_SYN_RECV", "BOUND_INACTIVE"};
+    for (int i = 1; i < 14; i++) {
+        tcp_states[i] = PyUnicode_InternFromString(tcp[i]);
+        if (tcp_states[i] == NULL)
+            return NULL;
+    }
+    str_unconn = PyUnicode_InternFromString("UNCONN");
+    if (str_unconn == NULL)
+        return NULL;
     if (str_socket == NULL || str_pipe == NULL || str_unix == NULL || str_listen == NULL ||
         str_ok == NULL)
         return NULL;

@@ -435,13 +435,15 @@ class _Scan:
 
     # -- fds -----------------------------------------------------------------------------
     def _scan_fds(self, rep: InspectReport) -> None:
-        from collections import Counter
+        from collections import Counter, deque
         from functools import partial
+        from itertools import repeat
         from operator import attrgetter
 
         fds, links = self._fd_links()
         types, inodes, sockets_at, others = self._classify(fds, links)
         self.fd_types = types_of = dict(zip(fds, zip(types, inodes, strict=True), strict=True))
+        self.fd_inodes = inodes
         self.other_fds = others
         sock_inodes = set(map(inodes.__getitem__, sockets_at))
         if self.helper is not None:
@@ -463,13 +465,13 @@ class _Scan:
         infos = self._read_fdinfo(want_flags)
 
         n = len(fds)
-        # The socket of each fd, looked up by (type, inode) at C speed: a pipe may carry a
-        # socket's inode number (another filesystem), and a socket missing from the tables
-        # gets "unknown".
+        # The socket of each socket fd (by index: a pipe may carry a socket's inode number, on
+        # another filesystem), set at C speed; one missing from the tables gets "unknown".
         unknown_sock = SocketInfo("unknown", "UNKNOWN", None, None, None, None)
-        by_key = {("socket", ino): info for ino, info in sockets.items()}
-        by_key.update((("socket", ino), unknown_sock) for ino in sock_inodes - sockets.keys())
-        socks: list[SocketInfo | None] = list(map(by_key.get, zip(types, inodes, strict=True)))
+        socks: list[SocketInfo | None] = [None] * n
+        deque(map(socks.__setitem__, sockets_at,
+                  map(sockets.get, map(inodes.__getitem__, sockets_at), repeat(unknown_sock))),
+              maxlen=0)
         flag_cols: list[list[Any]] = [[None] * n, [None] * n, [None] * n]  # names, pos, raw
         if infos:
             from fdscope.parse.events import decode_open_flags
@@ -509,6 +511,10 @@ class _Scan:
                   ) -> tuple[list[str], list[int | None], list[int], list[int]]:
         """Type and inode per fd from its link text (a stat only for path fds); also the
         indexes of the socket fds and the fds that are neither sockets nor pipes."""
+        from collections import deque
+        from itertools import compress, repeat
+        from operator import itemgetter, not_
+
         from fdscope.parse.fdlink import classify_fd
 
         cache: dict[str, tuple[str, int | None]] = {}
@@ -530,15 +536,19 @@ class _Scan:
                     others.append(i)
                     add_type(None)
                     add_inode(None)
-        for i in others:
-            fd, link = fds[i], links[i]
-            hit = self._path_type(fd, link, classify_fd) if link.startswith("/") else \
-                cache.get(link)
-            if hit is None:
-                t = classify_fd(link)
-                hit = cache[link] = (t.type, t.inode)
-            types[i], inodes[i] = hit
-        return types, inodes, sockets_at, [fds[i] for i in others]
+        # Thousands of eventfds share one link text: classify each distinct text once, stat
+        # each path fd, then set the columns at C speed.
+        texts = list(map(links.__getitem__, others))
+        is_path = list(map(str.startswith, texts, repeat("/")))
+        for link in dict.fromkeys(compress(texts, map(not_, is_path))):
+            t = classify_fd(link)
+            cache[link] = (t.type, t.inode)
+        hits = list(map(cache.get, texts))
+        for k in compress(range(len(texts)), is_path):
+            hits[k] = self._path_type(fds[others[k]], texts[k], classify_fd)
+        deque(map(types.__setitem__, others, map(itemgetter(0), hits)), maxlen=0)
+        deque(map(inodes.__setitem__, others, map(itemgetter(1), hits)), maxlen=0)
+        return types, inodes, sockets_at, list(map(fds.__getitem__, others))
 
     def _fd_links(self) -> tuple[list[int], list[str]]:
         """(fds ascending, their link texts)."""
@@ -738,7 +748,7 @@ class _Scan:
         types = self.fd_types
         # Shared anon inode (fs/anon_inodes.c): an epoll fd always has it, so stat one.
         anon_key = self._stat_key(next(iter(raw_sets)))
-        ino_count = Counter(map(itemgetter(1), types.values()))
+        ino_count = Counter(self.fd_inodes)
         for typ in ("socket", "pipe"):
             first = next((fd for fd, (t, _i) in types.items() if t == typ), None)
             if first is not None:
@@ -822,26 +832,22 @@ class _Scan:
     # -- sockets -------------------------------------------------------------------------
     def _sockets(self, rep: InspectReport, inodes: set[int]) -> dict[int, SocketInfo]:
         """inode -> SocketInfo for `inodes`, joined from the target's /proc/PID/net tables."""
-        from functools import partial
-        from operator import itemgetter
+        from itertools import compress
+        from operator import attrgetter
 
         found: dict[int, SocketInfo] = {}
         listeners: dict[str, list[int]] = {"inet": [], "unix": []}
         tables = self.helper.next() if self.helper is not None else None
         if tables is None:
             tables = self._net_tables(inodes)
-        info_of = partial(tuple.__new__, SocketInfo)
-        # Rows are only those for `inodes`; tables in reverse so the first table listing an
-        # inode wins; the join runs in C (map/zip).
-        for table, status, payload in reversed(tables):
+        # Rows are only those for `inodes`; the first table listing an inode wins.
+        for table, status, payload in tables:
             if status == "error":
                 self._partial(f"/proc/{self.pid}/net/{table}: {payload}")
                 continue
-            found.update(zip(map(itemgetter(0), payload),
-                             map(info_of, map(itemgetter(slice(1, None)), payload)), strict=True))
-        for ino, info in found.items():
-            if info.state == "LISTEN":
-                listeners["unix" if info.proto == "unix" else "inet"].append(ino)
+            found = (payload if isinstance(payload, dict) else _infos_of_rows(payload)) | found
+        for ino in compress(found, map("LISTEN".__eq__, map(attrgetter("state"), found.values()))):
+            listeners["unix" if found[ino].proto == "unix" else "inet"].append(ino)
         rep.net_namespace_shared = self._same_netns()
         if listeners["inet"] or listeners["unix"]:
             self._listen_queues(rep, found, listeners)
@@ -853,9 +859,8 @@ class _Scan:
         return found
 
     def _net_tables(self, inodes: set[int] | None) -> list[tuple[str, str, Any]]:
-        """Read (unless read ahead) and parse each net table once: [(table, "ok", rows) |
-        (table, "error", msg)]; rows are plain tuples (inode, proto, state, local, remote,
-        recv_q, send_q). Stops once every inode is found."""
+        """Read (unless read ahead) and parse each net table once: [(table, "ok", {inode:
+        SocketInfo}) | (table, "error", msg)]. Stops once every inode is found."""
         out: list[tuple[str, str, Any]] = []
         seen = 0
         texts = dict(self.net_texts) if self.net_texts is not None else None
@@ -864,7 +869,10 @@ class _Scan:
                 break
             text = texts.get(table) if texts is not None else self._net_text(table)
             if text is not None:
-                out.append(_parse_net(table, text, inodes))
+                try:
+                    out.append((table, "ok", _socket_infos(table, text, inodes)))
+                except ParseError as err:
+                    out.append((table, "error", str(err)))
                 seen += len(out[-1][2]) if out[-1][1] == "ok" else 0
         return out
 
@@ -1164,6 +1172,28 @@ def _net_rows(table: str, text: str, inodes: set[int] | None) -> list[tuple[Any,
         def parse(t: str) -> list[Any]:
             return net.parse_inet(t, table)
     return [(r.inode, r.proto, r.state, r.local, r.remote, r.recv_q, r.send_q) for r in parse(sub)]
+
+
+def _infos_of_rows(rows: list[tuple[Any, ...]]) -> dict[int, SocketInfo]:
+    """{inode: SocketInfo} of _net_rows rows (inode, proto, state, local, remote, recv_q,
+    send_q), built at C speed (map/zip)."""
+    from functools import partial
+    from operator import itemgetter
+
+    return dict(zip(map(itemgetter(0), rows),
+                    map(partial(tuple.__new__, SocketInfo), map(itemgetter(slice(1, None)), rows)),
+                    strict=True))
+
+
+def _socket_infos(table: str, text: str, inodes: set[int] | None) -> dict[int, SocketInfo]:
+    """{inode: SocketInfo} of one /proc/PID/net table's rows for `inodes` (None: every row);
+    C.sockets builds them straight from the text, and _net_rows is its twin. Raises
+    ParseError for a malformed row."""
+    if C is not None:
+        infos = C.sockets(table, text, inodes, SocketInfo)
+        if infos is not None:
+            return infos  # type: ignore[no-any-return]
+    return _infos_of_rows(_net_rows(table, text, inodes))
 
 
 def _only_inodes(text: str, table: str, inodes: set[int]) -> str | None:

@@ -18,7 +18,15 @@ from test_inspect_speed import MANY
 
 import fdscope.inspect as I
 from fdscope import readahead
-from fdscope.inspect import FdEntry, Registration, SocketInfo, _epoll_fast, _net_rows, _unix_fast
+from fdscope.inspect import (
+    FdEntry,
+    Registration,
+    SocketInfo,
+    _epoll_fast,
+    _net_rows,
+    _socket_infos,
+    _unix_fast,
+)
 from fdscope.parse.net import parse_inet
 from fdscope.proc import Proc
 from fdscope.render.inspect import FD_KEYS, REG_KEYS, _fd_rows, _reg_rows
@@ -33,6 +41,12 @@ def _python_net_rows(monkeypatch, table, text, inodes):
     with monkeypatch.context() as m:
         m.setattr(I, "C", None)
         return _net_rows(table, text, inodes)
+
+
+def _python_socket_infos(monkeypatch, table, text, inodes):
+    with monkeypatch.context() as m:
+        m.setattr(I, "C", None)
+        return _socket_infos(table, text, inodes)
 
 
 def test_keys_follow_the_namedtuple_fields():
@@ -74,6 +88,13 @@ def test_live_reads_and_parses_match_python(C, tmp_path, monkeypatch):
             if table in ("tcp", "tcp6", "udp", "udp6", "unix"):
                 assert _net_rows(table, text, None) == \
                     _python_net_rows(monkeypatch, table, text, None)
+            if table not in ("netlink", "packet"):
+                infos = C.sockets(table, text, None, SocketInfo)
+                assert infos == _python_socket_infos(monkeypatch, table, text, None)
+                assert infos or table not in ("tcp", "unix")  # the zoo has both
+                assert all(type(i) is SocketInfo for i in infos.values())
+            else:
+                assert C.sockets(table, text, None, SocketInfo) is None  # the Python parsers
         report = I.inspect_process(pid, sample=0)
     rows = report.listed_fds()
     assert C.rows_json(rows, FD_KEYS, ",\n") == ",\n".join(_fd_rows(rows, {}, {None: "null"}))
@@ -150,6 +171,27 @@ def test_inet_rows_agree_with_parse_inet_wherever_c_answers(text, table):
         assert _net_rows(table, text, None) == expected
 
 
+def _sockets_agree(C, table, text, inodes):
+    """C.sockets, wherever it answers, gives what its twin (_net_rows -> SocketInfo) gives."""
+    got = C.sockets(table, text, inodes, SocketInfo)
+    if got is None:
+        return
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(I, "C", None)
+        assert got == _socket_infos(table, text, inodes)
+    assert all(type(i) is SocketInfo for i in got.values())
+
+
+@settings(max_examples=300, deadline=None)
+@given(_inet_text(), st.sampled_from(["tcp", "tcp6", "udp", "udp6", "raw", "raw6"]),
+       st.booleans())
+def test_sockets_of_inet_tables_agree_with_python_wherever_c_answers(text, table, filtered):
+    C = require_speedups()
+    inodes = {int(line.split()[9]) for line in text.splitlines()[1:2]
+              if len(line.split()) > 9 and line.split()[9].isdigit()} if filtered else None
+    _sockets_agree(C, table, text, inodes)
+
+
 @st.composite
 def _unix_text(draw):
     rows = ["Num       RefCount Protocol Flags    Type St Inode Path"]
@@ -175,6 +217,7 @@ def test_unix_rows_agree_with_python_wherever_c_answers(text, filtered):
     got = C.unix_rows(text, inodes)
     if got is not None:
         assert got == _unix_fast(text, inodes)
+    _sockets_agree(C, "unix", text, inodes)
 
 
 _TEXT = st.text(st.characters(blacklist_categories=["Cs"]), max_size=12)
