@@ -9,7 +9,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 /* Raise with every change of a function's arguments or results (fdscope/speedups.py: API). */
-#define FDSCOPE_SPEEDUPS_API 3
+#define FDSCOPE_SPEEDUPS_API 4
 #include <Python.h>
 
 #include <errno.h>
@@ -235,21 +235,16 @@ read_many(PyObject *self, PyObject *args)
 /* fs/eventpoll.c: anon_inode_getfile("[eventpoll]", ...) */
 static const char EPOLL_LINK[] = "anon_inode:[eventpoll]";
 
-/* readahead(fd_dir, fdinfo_dir, net_dir, count, tables, fdinfo_all): what the read-ahead of
- * `fdscope inspect PID` reads (fdscope.readahead.read), in one call with the GIL released
- * throughout: the links of fds 0..count-1 below fd_dir; the fdinfo of those that are epoll fds;
- * the files `tables` below net_dir; with fdinfo_all, the fdinfo of every fd 0..count-1.
- * Returns (links, epfds, epoll, net, fdinfo): links, epoll and net as readlinkat_many and
- * read_many return them ((texts, errors) pairs), epfds the epoll fds in order, and fdinfo such
- * a pair or None. */
+/* readahead(fd_dir, count): the links of fds 0..count-1 below fd_dir (/proc/PID/fd), read
+ * with the GIL released throughout, as readlinkat_many returns them ((texts, errors)), and the
+ * fds among them that are epoll fds: ((texts, errors), epfds). The first stage of
+ * fdscope.readahead.stages: the scan starts on these while the tables are read. */
 static PyObject *
 read_ahead(PyObject *self, PyObject *args)
 {
-    int fd_dir, fdinfo_dir, net_dir, fdinfo_all;
+    int fd_dir;
     Py_ssize_t count;
-    PyObject *tables, *out = NULL;
-    if (!PyArg_ParseTuple(args, "iiinO!p:readahead", &fd_dir, &fdinfo_dir, &net_dir, &count,
-                          &PyList_Type, &tables, &fdinfo_all))
+    if (!PyArg_ParseTuple(args, "in:readahead", &fd_dir, &count))
         return NULL;
     if (count < 0 || count > (1 << 24)) {
         PyErr_SetString(PyExc_ValueError, "readahead: count out of range");
@@ -257,71 +252,52 @@ read_ahead(PyObject *self, PyObject *args)
     }
     enum { NAME = 12 };  /* "16777216" and its NUL fit */
     char *numbers = PyMem_RawMalloc((size_t)count * NAME + 1);
-    Batch links = {0}, epoll = {0}, net = {0}, info = {0};
-    int ok = numbers != NULL && batch_alloc(&links, count, (size_t)(count + 1) * 48) == 0 &&
-             batch_alloc(&epoll, count, 1 << 16) == 0 &&
-             (!fdinfo_all || batch_alloc(&info, count, (size_t)(count + 1) * 160) == 0);
-    if (!ok) {
+    Py_ssize_t *epfds = PyMem_RawMalloc(sizeof(Py_ssize_t) * (size_t)(count + 1));
+    Batch links = {0};
+    PyObject *out = NULL, *eplist = NULL;
+    if (numbers == NULL || epfds == NULL ||
+        batch_alloc(&links, count, (size_t)(count + 1) * 48) < 0) {
         PyErr_NoMemory();
         goto done;
     }
-    if (batch_init(&net, tables, 1 << 16, "readahead") < 0)
-        goto done;
     for (Py_ssize_t i = 0; i < count; i++) {
         links.names[i] = numbers + i * NAME;
         snprintf(numbers + i * NAME, NAME, "%zd", i);
-        if (fdinfo_all)
-            info.names[i] = links.names[i];
     }
     int nomem = 0;
+    Py_ssize_t nep = 0;
     Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t i = 0; i < count && !nomem; i++)
         nomem = step_readlink(&links, fd_dir, i) < 0;
     size_t at = 0;
-    epoll.n = 0;
     for (Py_ssize_t i = 0; i < count && !nomem; i++) {
         if (links.len[i] < 0)
             continue;
         if ((size_t)links.len[i] == sizeof EPOLL_LINK - 1 &&
             memcmp(links.arena + at, EPOLL_LINK, sizeof EPOLL_LINK - 1) == 0)
-            epoll.names[epoll.n++] = links.names[i];
+            epfds[nep++] = i;
         at += (size_t)links.len[i];
     }
-    for (Py_ssize_t i = 0; i < epoll.n && !nomem; i++)
-        nomem = step_read(&epoll, fdinfo_dir, i) < 0;
-    for (Py_ssize_t i = 0; i < net.n && !nomem; i++)
-        nomem = step_read(&net, net_dir, i) < 0;
-    for (Py_ssize_t i = 0; fdinfo_all && i < count && !nomem; i++)
-        nomem = step_read(&info, fdinfo_dir, i) < 0;
     Py_END_ALLOW_THREADS
     if (nomem) {
         PyErr_NoMemory();
         goto done;
     }
-    PyObject *epfds = PyList_New(epoll.n);
-    if (epfds == NULL)
+    eplist = PyList_New(nep);
+    if (eplist == NULL)
         goto done;
-    for (Py_ssize_t i = 0; i < epoll.n; i++) {
-        PyObject *fd = PyLong_FromString(epoll.names[i], NULL, 10);
-        if (fd == NULL) {
-            Py_DECREF(epfds);
+    for (Py_ssize_t i = 0; i < nep; i++) {
+        PyObject *fd = PyLong_FromSsize_t(epfds[i]);
+        if (fd == NULL)
             goto done;
-        }
-        PyList_SET_ITEM(epfds, i, fd);
+        PyList_SET_ITEM(eplist, i, fd);
     }
-    PyObject *info_res = Py_None;
-    if (fdinfo_all)
-        info_res = batch_results(&info, 0);
-    else
-        Py_INCREF(Py_None);
-    out = Py_BuildValue("(NNNNN)", batch_results(&links, 1), epfds, batch_results(&epoll, 0),
-                        batch_results(&net, 0), info_res);
+    out = Py_BuildValue("(NO)", batch_results(&links, 1), eplist);
 done:
+    Py_XDECREF(eplist);
     PyMem_RawFree(numbers);
+    PyMem_RawFree(epfds);
     batch_free(&links);
-    batch_free(&epoll);
-    batch_free(&net);
-    batch_free(&info);
     return out;
 }
 
@@ -1375,8 +1351,7 @@ static PyMethodDef methods[] = {
     {"read_many", read_many, METH_VARARGS,
      "read_many(dir_fd, names) -> (texts, [(index, errno)])"},
     {"readahead", read_ahead, METH_VARARGS,
-     "readahead(fd_dir, fdinfo_dir, net_dir, count, tables, fdinfo_all) -> (links, epfds, "
-     "epoll, net, fdinfo)"},
+     "readahead(fd_dir, count) -> ((texts, [(index, errno)]), epfds)"},
     {"split_links", split_links, METH_O,
      "split_links(links) -> (types, inodes, socket indexes, other indexes)"},
     {"epoll_rows", epoll_rows, METH_O,

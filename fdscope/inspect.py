@@ -332,6 +332,7 @@ class _Scan:
         self.other_fds: list[int] = []  # fds that are neither sockets nor pipes
         self.net_texts: list[tuple[str, str]] | None = None  # read ahead with the links
         self.epoll_pre: dict[int, str | None] | None = None  # epoll fdinfo read ahead
+        self.rest_ahead = False  # the read-ahead's second stage is still to be taken
 
     # -- top level -----------------------------------------------------------------------
     def run(self, sample: float | None) -> InspectReport:
@@ -450,8 +451,8 @@ class _Scan:
             self.helper.send(sock_inodes)  # the helper parses only these rows of the net tables
         epfds = [fd for fd in others if types_of[fd][0] == "epoll"]
         epoll_texts: Any = None  # () -> the epoll fdinfo texts, when read elsewhere
-        if self.epoll_pre is not None and set(self.epoll_pre) == set(epfds):
-            epoll_texts = self.epoll_pre.copy
+        if self.rest_ahead:
+            epoll_texts = partial(self._epoll_ahead, epfds)
         elif self.net_texts is not None and epfds:
             # The kernel writes the interest lists (8,000 lines: ~14 ms) in a thread while
             # this one joins the sockets.
@@ -558,8 +559,8 @@ class _Scan:
             _import_rest()  # while the read-ahead thread may still be reading
             pre = readahead.take(pid, proc)
         if pre is not None:
-            count, link_list, gone, self.net_texts, self.epoll_pre, fdinfo = pre
-            self.fdinfo_text.update(fdinfo)
+            count, link_list, gone, _epfds = pre
+            self.rest_ahead = True
             if not gone:
                 return list(range(count)), link_list  # type: ignore[return-value]
             links = {str(fd): link for fd, link in enumerate(link_list) if link is not None}
@@ -644,8 +645,25 @@ class _Scan:
                                  map(et.__contains__, map(itemgetter(1), regs))))
         return sorted(want & types.keys())
 
+    def _take_rest(self) -> None:
+        """The read-ahead's second stage (net tables, epoll and other fdinfo texts), once; the
+        scan reads what it lacks itself."""
+        if self.rest_ahead:
+            self.rest_ahead = False
+            rest = readahead.take_rest(self.pid, self.proc)
+            if rest is not None:
+                self.net_texts, self.epoll_pre, fdinfo = rest
+                self.fdinfo_text.update(fdinfo)
+
+    def _epoll_ahead(self, epfds: list[int]) -> dict[int, str | None]:
+        self._take_rest()
+        if self.epoll_pre is not None and set(self.epoll_pre) == set(epfds):
+            return self.epoll_pre
+        return readahead.epoll_texts(self.proc, self.pid, epfds)
+
     def _read_fdinfo(self, fds: list[int]) -> dict[int, tuple[int | None, int | None]]:
         """fd -> (flags, pos) from /proc/PID/fdinfo/FD."""
+        self._take_rest()
         out: dict[int, tuple[int | None, int | None]] = {}
         texts, gone = self.proc.read_many(
             self.pid, "fdinfo", names=[str(fd) for fd in fds if fd not in self.fdinfo_text],
@@ -863,6 +881,7 @@ class _Scan:
         SocketInfo}) | (table, "error", msg)]. Stops once every inode is found."""
         out: list[tuple[str, str, Any]] = []
         seen = 0
+        self._take_rest()
         texts = dict(self.net_texts) if self.net_texts is not None else None
         for table in NET_TABLES:
             if inodes is not None and seen >= len(inodes):

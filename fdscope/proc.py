@@ -147,25 +147,22 @@ class Proc:
                     vanished += 1
         return links, vanished
 
-    def read_ahead(self, pid: int, count: int, tables: list[str], fdinfo_all: bool) -> Any:
-        """C.readahead (csrc/fdscope_speedups.c) on /proc/PID/fd, fdinfo and net: the links of
-        fds 0..count-1, the fdinfo of the epoll fds among them, the net `tables` and, with
-        fdinfo_all, every fdinfo, in one call that holds no GIL. Its result as raw as C gives
-        it (errno numbers, not fdscope errors: fdscope.readahead.read checks them), or None
-        without the C module or when a directory cannot be opened (the scan then reads for
-        itself and reports why)."""
+    def read_ahead(self, pid: int, count: int) -> Any:
+        """C.readahead (csrc/fdscope_speedups.c) on /proc/PID/fd: the links of fds
+        0..count-1 and which of them are epoll fds, in one call that holds no GIL. Its result
+        as raw as C gives it ((texts, [(index, errno)]), epfds: fdscope.readahead.stages
+        checks the errno numbers), or None without the C module or when the directory cannot
+        be opened (the scan then reads for itself and reports why)."""
         if C is None:
             return None
-        dirs: list[int] = []
         try:
-            for sub in ("fd", "fdinfo", "net"):
-                dirs.append(os.open(self.path(pid, sub), os.O_RDONLY | os.O_DIRECTORY))
-            return C.readahead(*dirs, count, tables, fdinfo_all)
+            dir_fd = os.open(self.path(pid, "fd"), os.O_RDONLY | os.O_DIRECTORY)
         except OSError:
             return None
+        try:
+            return C.readahead(dir_fd, count)
         finally:
-            for fd in dirs:
-                os.close(fd)
+            os.close(dir_fd)
 
     def read_many(
         self, *parts: object, names: Iterable[str], pid: int | None = None

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, NamedTuple
 
 from fdscope.proc import DEFAULT_ROOT, Proc
@@ -32,14 +32,20 @@ FLAGS_ALL_MAX = 4096
 
 
 class Raw(NamedTuple):
-    """What the read-ahead read: the links of fds 0..count-1 (None where there is no such fd:
-    `gone` of them), the net tables [(table, text)], epfd -> fdinfo text (None: closed
-    meanwhile), and fd -> fdinfo text of every fd when there are at most FLAGS_ALL_MAX (else
-    empty)."""
+    """The read-ahead's first stage: the links of fds 0..count-1 (None where there is no such
+    fd: `gone` of them) and the epoll fds among them."""
 
     count: int
     links: list[str | None]
     gone: int
+    epfds: list[int]
+
+
+class Rest(NamedTuple):
+    """Its second stage: the net tables [(table, text)], epfd -> fdinfo text (None: closed
+    meanwhile), and fd -> fdinfo text of every fd when there are at most FLAGS_ALL_MAX (else
+    empty)."""
+
     net: list[tuple[str, str]]
     epoll: dict[int, str | None]
     fdinfo: dict[int, str]
@@ -75,76 +81,90 @@ def epoll_texts(proc: Proc, pid: int, epfds: Sequence[int]) -> dict[int, str | N
 
 # errno of an fd or task that went away between the count and the read (counted, not raised)
 VANISHED = frozenset({errno.ENOENT, errno.ESRCH})
-# errno of a net table that is absent (no IPv6, module not loaded) or hidden: left out
-ABSENT = VANISHED | {errno.EACCES, errno.EPERM}
 
 
-def read(proc: Proc, pid: int) -> Raw | None:
-    """Links of fds 0..count-1, the net tables and the epoll fdinfo, or None for a small
-    table (not worth it), or when a read failed in a way the scan must report (it reads again
-    and raises fdscope's error)."""
+def stages(proc: Proc, pid: int) -> Iterator[Any]:
+    """The read-ahead in two stages, so that the scan starts on the links while the kernel
+    writes the tables: first Raw (None: a small table, not worth it, or a read failed in a way
+    the scan must report: it reads again and raises fdscope's error), then Rest."""
     count = fd_count(proc, pid)
     if count < MIN_FDS:
-        return None
-    fdinfo_all = count <= FLAGS_ALL_MAX
-    if C is None:
-        return _read_each(proc, pid, count, fdinfo_all)
-    # One thread and one C call: a second thread would take CPU from the main thread's
-    # imports (measured: medians 155 against 177 ms), which are the longer of the two paths,
-    # and every return to Python here waits for the GIL (up to the 5 ms switch interval).
-    got = proc.read_ahead(pid, count, list(NET_TABLES), fdinfo_all)
-    if got is None:
-        return None
-    (links, link_errors), epfds, (epoll, epoll_errors), (net, net_errors), info = got
-    failed = link_errors + epoll_errors + (info[1] if info is not None else [])
-    if not VANISHED.issuperset(err for _i, err in failed) or \
-            not ABSENT.issuperset(err for _i, err in net_errors):
-        return None
-    fdinfo = {fd: text for fd, text in enumerate(info[0]) if text is not None} if info else {}
-    return Raw(count, links, len(link_errors),
-               [(table, text) for table, text in zip(NET_TABLES, net, strict=True) if text],
-               dict(zip(epfds, epoll, strict=True)), fdinfo)
+        yield None
+        return
+    if C is None:  # Proc's Python reads: the twin of the C call
+        names = list(map(str, range(count)))
+        found, gone = proc.readlinks(pid, "fd", names=names, pid=pid)
+        links = list(map(found.get, names))
+        epfds = [fd for fd, link in enumerate(links) if link == EPOLL_LINK]
+        yield Raw(count, links, gone, epfds)
+    else:
+        got = proc.read_ahead(pid, count)
+        if got is None:
+            yield None
+            return
+        (links, errors), epfds = got
+        if not VANISHED.issuperset(err for _i, err in errors):
+            yield None
+            return
+        yield Raw(count, links, len(errors), epfds)
+        # Each return from a C call waits for the GIL (up to the 5 ms switch interval) while
+        # the main thread imports or scans: the second stage is one more call, not three.
+    epoll = [f"fdinfo/{fd}" for fd in epfds]
+    tables = [f"net/{table}" for table in NET_TABLES]
+    every = [f"fdinfo/{fd}" for fd in range(count)] if count <= FLAGS_ALL_MAX else []
+    found, _gone = proc.read_many(pid, names=list(dict.fromkeys(epoll + tables + every)),
+                                  pid=pid)
+    yield Rest([(table, found[name]) for table, name in zip(NET_TABLES, tables, strict=True)
+                if found.get(name)],
+               dict(zip(epfds, map(found.get, epoll), strict=True)),
+               {fd: found[name] for fd, name in enumerate(every) if name in found})
 
 
-def _read_each(proc: Proc, pid: int, count: int, fdinfo_all: bool) -> Raw:
-    """read() without the C module: one Proc call per kind of file (the C call's twin)."""
-    names = list(map(str, range(count)))
-    found, gone = proc.readlinks(pid, "fd", names=names, pid=pid)
-    links = list(map(found.get, names))
-    epoll = epoll_texts(proc, pid, [fd for fd, link in enumerate(links) if link == EPOLL_LINK])
-    net = net_texts(proc, pid)
-    fdinfo: dict[int, str] = {}
-    if fdinfo_all:
-        texts, _gone = proc.read_many(pid, "fdinfo", names=names, pid=pid)
-        fdinfo = {int(name): text for name, text in texts.items()}
-    return Raw(count, links, gone, net, epoll, fdinfo)
+def read(proc: Proc, pid: int) -> tuple[Raw, Rest] | None:
+    """Both stages at once, in this thread (see stages())."""
+    it = stages(proc, pid)
+    raw = next(it)
+    return None if raw is None else (raw, next(it))
 
 
 class Background:
     """fn(*args) in a thread; result() joins it and returns its value or raises its error.
+    With staged=True fn is a generator function, and result(i) waits for its i-th value only.
     Only for work that spends its time in syscalls without the GIL (the C readlinkat loop,
     reads of /proc files the kernel generates): Python code would just take turns."""
 
-    def __init__(self, fn: Any, *args: Any, name: str = "fdscope-scan") -> None:
+    def __init__(self, fn: Any, *args: Any, name: str = "fdscope-scan",
+                 staged: bool = False) -> None:
         import threading
 
-        self._out: tuple[bool, Any] = (False, None)
+        self._values: list[Any] = []
+        self._error: BaseException | None = None
+        self._done = threading.Event()
+        self._more = threading.Condition()
 
         def run() -> None:
             try:
-                self._out = (True, fn(*args))
+                for value in fn(*args) if staged else [fn(*args)]:
+                    with self._more:
+                        self._values.append(value)
+                        self._more.notify_all()
             except BaseException as err:  # noqa: BLE001 - re-raised by result()
-                self._out = (False, err)
+                self._error = err
+            finally:
+                with self._more:
+                    self._done.set()
+                    self._more.notify_all()
 
-        self._thread = threading.Thread(target=run, name=name, daemon=True)
-        self._thread.start()
+        threading.Thread(target=run, name=name, daemon=True).start()
 
-    def result(self) -> Any:
-        self._thread.join()
-        ok, value = self._out
-        if not ok:
-            raise value
-        return value
+    def result(self, stage: int = 0) -> Any:
+        with self._more:
+            self._more.wait_for(lambda: len(self._values) > stage or self._done.is_set())
+        if len(self._values) > stage:
+            return self._values[stage]
+        if self._error is not None:
+            raise self._error
+        raise LookupError(f"no stage {stage}")
 
 
 _pending: dict[str, Any] = {}
@@ -166,7 +186,7 @@ def start(argv: Sequence[str]) -> bool:
         return False
     proc = Proc()
     _pending.update(pid=pid, root=proc.root,
-                    job=Background(read, proc, pid, name="fdscope-readahead"))
+                    job=Background(stages, proc, pid, name="fdscope-readahead", staged=True))
     return True
 
 
@@ -176,11 +196,27 @@ def pending(pid: int, proc: Proc) -> bool:
 
 
 def take(pid: int, proc: Proc) -> Raw | None:
-    """The read-ahead for pid from proc's root, once; None when there is none or it failed
-    (the scan then reads again and reports the error)."""
+    """The read-ahead's first stage for pid from proc's root, once (take_rest() then gives
+    the second); None when there is none or it failed (the scan then reads again and reports
+    the error)."""
     if not pending(pid, proc):
         return None
+    job = _pending.pop("job")
     try:
-        return _pending.pop("job").result()  # type: ignore[no-any-return]
+        raw = job.result(0)
     except Exception:  # noqa: BLE001 - see the docstring
+        return None
+    if raw is not None:
+        _pending["rest"] = job
+    return raw  # type: ignore[no-any-return]
+
+
+def take_rest(pid: int, proc: Proc) -> Rest | None:
+    """The second stage, once, after take() gave the first; None when it failed (the scan
+    then reads the tables itself)."""
+    if _pending.get("pid") != pid or _pending.get("root") != proc.root or "rest" not in _pending:
+        return None
+    try:
+        return _pending.pop("rest").result(1)  # type: ignore[no-any-return]
+    except Exception:  # noqa: BLE001 - see take()
         return None

@@ -247,18 +247,41 @@ def test_readahead_is_used_only_for_the_pid_it_read(C, monkeypatch):
         assert readahead.take(pid, Proc()) is None
         readahead.start(["inspect", str(pid), "--json"])
         assert readahead.take(pid + 1, Proc()) is None
+        assert readahead.take_rest(pid, Proc()) is None  # the first stage comes first
         raw = readahead.take(pid, Proc())
         assert raw is not None and readahead.take(pid, Proc()) is None  # once
-        again = readahead.read(Proc(), pid)
-        assert raw._replace(net=[]) == again._replace(net=[])  # net timers tick
-        assert [t for t, _ in raw.net] == [t for t, _ in again.net]
-        assert list(raw.epoll) == [fd for fd, t in enumerate(raw.links)
-                                   if t == readahead.EPOLL_LINK]
-        assert {t for t, _ in raw.net} >= {"tcp", "unix"}
+        assert readahead.take_rest(pid + 1, Proc()) is None
+        rest = readahead.take_rest(pid, Proc())
+        assert rest is not None and readahead.take_rest(pid, Proc()) is None  # once
+        again, again_rest = readahead.read(Proc(), pid)
+        assert raw == again
+        assert rest._replace(net=[]) == again_rest._replace(net=[])  # net timers tick
+        assert [t for t, _ in rest.net] == [t for t, _ in again_rest.net]
+        assert raw.epfds == list(rest.epoll) == \
+            [fd for fd, t in enumerate(raw.links) if t == readahead.EPOLL_LINK]
+        assert {t for t, _ in rest.net} >= {"tcp", "unix"}
         # at most FLAGS_ALL_MAX fds: every fd's fdinfo is read ahead too
         assert raw.count <= readahead.FLAGS_ALL_MAX
-        assert set(raw.fdinfo) == {fd for fd, t in enumerate(raw.links) if t is not None}
-        assert all(t.startswith("pos:\t") for t in raw.fdinfo.values())
+        assert set(rest.fdinfo) == {fd for fd, t in enumerate(raw.links) if t is not None}
+        assert all(t.startswith("pos:\t") for t in rest.fdinfo.values())
+
+
+def test_background_stages_come_in_order_and_errors_after_them():
+    def gen(fail):
+        yield "links"
+        if fail:
+            raise OSError("tables")
+        yield "tables"
+
+    ok = readahead.Background(gen, False, staged=True)
+    assert (ok.result(1), ok.result(0)) == ("tables", "links")
+    with pytest.raises(LookupError):
+        ok.result(2)
+    bad = readahead.Background(gen, True, staged=True)
+    assert bad.result(0) == "links"
+    with pytest.raises(OSError, match="tables"):
+        bad.result(1)
+    assert readahead.Background(sum, [1, 2]).result() == 3
 
 
 def _python_read(monkeypatch, pid):
@@ -271,30 +294,30 @@ def _python_read(monkeypatch, pid):
 @pytest.mark.parametrize("script, extra", [(MANY, "3000"), (MANY, "5000"), (None, "")],
                          ids=["fdinfo-all", "links-only", "holes"])
 def test_readahead_c_call_reads_what_its_python_twin_reads(C, monkeypatch, script, extra):
-    """C.readahead (one call, no GIL) against readahead._read_each (Proc's Python reads): the
-    same links, holes (None, counted as gone), epoll fdinfo, net tables and fdinfo."""
+    """The read-ahead's stages with C.readahead (the links in one call, no GIL) against its
+    Python twin (Proc's reads): the same links, holes (None, counted as gone), epoll fds and
+    fdinfo, net tables and fdinfo."""
     with Target(script or HOLES, *([extra] if extra else [])) as target:
         target.wait_sleeping()
-        raw = readahead.read(Proc(), target.pid)
-        twin = _python_read(monkeypatch, target.pid)
-    assert raw is not None and twin is not None
-    assert raw._replace(net=[]) == twin._replace(net=[])  # net timers tick
-    assert [t for t, _ in raw.net] == [t for t, _ in twin.net]
+        raw, rest = readahead.read(Proc(), target.pid)
+        twin, twin_rest = _python_read(monkeypatch, target.pid)
+    assert raw == twin
+    assert rest._replace(net=[]) == twin_rest._replace(net=[])  # net timers tick
+    assert [t for t, _ in rest.net] == [t for t, _ in twin_rest.net]
     assert raw.count == len(raw.links) >= 2900
-    assert bool(raw.fdinfo) == (raw.count <= readahead.FLAGS_ALL_MAX)
+    assert bool(rest.fdinfo) == (raw.count <= readahead.FLAGS_ALL_MAX)
     if script is None:
         assert raw.gone == 20 and [raw.links[fd] for fd in target.info["holes"]] == [None] * 20
-    assert raw.epoll and all(t.startswith("pos:\t") and "tfd:" in t for t in raw.epoll.values())
+    assert rest.epoll and all(t.startswith("pos:\t") and "tfd:" in t for t in rest.epoll.values())
 
 
 def test_readahead_gives_way_to_the_scan_when_a_read_is_refused(C):
     """EACCES on the fd table (another user's process): no read-ahead, so the scan reads for
     itself and reports it (exit 4, tested through the entry point below)."""
     class Refusing(Proc):
-        def read_ahead(self, pid, count, tables, fdinfo_all):
-            got = super().read_ahead(pid, count, tables, fdinfo_all)
-            (links, errors), *rest = got
-            return ((links, errors + [(0, 13)]), *rest)
+        def read_ahead(self, pid, count):
+            (links, errors), epfds = super().read_ahead(pid, count)
+            return (links, errors + [(0, 13)]), epfds
 
     with Target(MANY, "3000") as target:
         target.wait_sleeping()
