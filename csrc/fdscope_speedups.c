@@ -750,6 +750,11 @@ inet_parse(Sink *k, PyObject *inodes, const char *p, const char *end)
         const char *eol = memchr(line, '\n', (size_t)(end - line));
         if (eol == NULL)
             goto none;
+        /* The kernel prints no control characters here; Python's str.splitlines() would also
+         * break a line at some of them (\x0b, \x1c-\x1e, \x85...): leave such text to it. */
+        for (const char *c = line; c < eol; c++)
+            if ((unsigned char)*c < 0x20 || (unsigned char)*c >= 0x7f)
+                goto none;
         const char *q = line, *la, *ra;
         unsigned long long v, lport, rport, st, tx, rx, uid, ino;
         skip_blanks(&q, eol);

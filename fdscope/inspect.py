@@ -198,9 +198,9 @@ class InspectReport:
     net_namespace_shared: bool | None = None
     sections: tuple[str, ...] = SECTIONS
     types: tuple[str, ...] | None = None
-    _socket_fds: Any = field(default=None, repr=False, compare=False)  # (fds list, its sockets)
-    # (fds list, its length, the socket states among them), set by the scan that built fds.
-    _states: Any = field(default=None, repr=False, compare=False)
+    # (fds list, its length, its socket fds, their states): set by the scan that built fds, or
+    # by the first fds_in_state() call.
+    _socket_fds: Any = field(default=None, repr=False, compare=False)
 
     def fd_map(self) -> dict[int, FdEntry]:
         return {e.fd: e for e in self.fds}
@@ -210,16 +210,13 @@ class InspectReport:
         from itertools import compress
         from operator import attrgetter
 
-        if self._states is not None and self._states[0] is self.fds \
-                and self._states[1] == len(self.fds) and self._states[2].isdisjoint(states):
-            return []  # the usual answer for CLOSE_WAIT, without a pass over 16,000 rows
         if self._socket_fds is None or self._socket_fds[0] is not self.fds \
                 or self._socket_fds[1] != len(self.fds):
             socket_fds = list(compress(self.fds, map(attrgetter("socket"), self.fds)))
-            self._socket_fds = (self.fds, len(self.fds), socket_fds)
-        socket_fds = self._socket_fds[2]
-        got = map(attrgetter("socket.state"), socket_fds)
-        return list(compress(socket_fds, map(frozenset(states).__contains__, got)))
+            self._socket_fds = (self.fds, len(self.fds), socket_fds,
+                                list(map(attrgetter("socket.state"), socket_fds)))
+        _fds, _n, socket_fds, socket_states = self._socket_fds
+        return list(compress(socket_fds, map(frozenset(states).__contains__, socket_states)))
 
     def fds_with_flags(self) -> list[FdEntry]:
         """Fds whose flags were read (above 4096 fds, only some are: see FLAGS_ALL_MAX)."""
@@ -444,7 +441,7 @@ class _Scan:
         fds, links = self._fd_links()
         types, inodes, sockets_at, others = self._classify(fds, links)
         self.fd_types = types_of = dict(zip(fds, zip(types, inodes, strict=True), strict=True))
-        self.fd_inodes = inodes
+        self.fd_list, self.fd_type_col, self.fd_inodes = fds, types, inodes
         self.other_fds = others
         sock_inodes = set(map(inodes.__getitem__, sockets_at))
         if self.helper is not None:
@@ -492,13 +489,14 @@ class _Scan:
         rep.fds = C.named_rows(FdEntry, cols) if C is not None else \
             list(map(partial(tuple.__new__, FdEntry), zip(*cols, strict=True)))
         by_type = Counter(types)
-        states = Counter(map(attrgetter("state"), filter(None, socks)))
+        socket_states = list(map(attrgetter("state"), map(socks.__getitem__, sockets_at)))
+        states = Counter(socket_states)
+        rep._socket_fds = (rep.fds, n, list(map(rep.fds.__getitem__, sockets_at)), socket_states)
         s = rep.summary
         s.open_fds = n
         s.highest_fd = fds[-1] if fds else None
         s.by_type = dict(sorted(by_type.items(), key=lambda kv: (-kv[1], kv[0])))
         s.socket_states = dict(sorted(states.items(), key=lambda kv: (-kv[1], kv[0])))
-        rep._states = (rep.fds, n, frozenset(states))
         rep.epoll = self._epoll_sets(raw_sets)
         s.epoll_registrations = sum(len(e.registrations) for e in rep.epoll)
         if len(want_flags) < n:
@@ -767,10 +765,9 @@ class _Scan:
         # Shared anon inode (fs/anon_inodes.c): an epoll fd always has it, so stat one.
         anon_key = self._stat_key(next(iter(raw_sets)))
         ino_count = Counter(self.fd_inodes)
-        for typ in ("socket", "pipe"):
-            first = next((fd for fd, (t, _i) in types.items() if t == typ), None)
-            if first is not None:
-                self._fd_key(first)
+        for typ in ("socket", "pipe"):  # the device of each of those filesystems: one stat
+            if typ in self.fd_type_col:
+                self._fd_key(self.fd_list[self.fd_type_col.index(typ)])
         type_dev = self.type_dev
         new = tuple.__new__
         mask_names: dict[int, tuple[str, ...]] = {}
