@@ -9,7 +9,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 /* Raise with every change of a function's arguments or results (fdscope/speedups.py: API). */
-#define FDSCOPE_SPEEDUPS_API 4
+#define FDSCOPE_SPEEDUPS_API 5
 #include <Python.h>
 
 #include <errno.h>
@@ -966,21 +966,26 @@ named(PyTypeObject *cls, PyObject **items, Py_ssize_t n)
  * that inode, and the watched device is its type's (sockfs, pipefs) device. Then the result
  * is Registration(tfd, mask, events, data, ino, sdev, "ok", (tfd,), True); every other
  * registration gets None and the Python code decides its status.
- *   regs: [(tfd, mask, data, ino, sdev)]; fd_types: {fd: (type, ino)}; ino_count: {ino: n};
+ *   regs: [(tfd, mask, data, ino, sdev)]; types, inodes: the type and inode of each open fd,
+ *   in rows; index: {fd: row}, or None when fd i is row i; ino_count: {ino: n};
  *   type_dev: {type: st_dev}; events: {mask: tuple of names} for every mask in regs. */
 static PyObject *
 registrations(PyObject *self, PyObject *args)
 {
-    PyObject *regs, *fd_types, *ino_count, *type_dev, *events;
+    PyObject *regs, *types, *inodes, *index, *ino_count, *type_dev, *events;
     PyTypeObject *cls;
-    if (!PyArg_ParseTuple(args, "O!O!O!O!O!O!:registrations", &PyList_Type, &regs, &PyDict_Type,
-                          &fd_types, &PyDict_Type, &ino_count, &PyDict_Type, &type_dev,
-                          &PyDict_Type, &events, &PyType_Type, &cls))
+    if (!PyArg_ParseTuple(args, "O!O!O!OO!O!O!O!:registrations", &PyList_Type, &regs,
+                          &PyList_Type, &types, &PyList_Type, &inodes, &index, &PyDict_Type,
+                          &ino_count, &PyDict_Type, &type_dev, &PyDict_Type, &events,
+                          &PyType_Type, &cls))
         return NULL;
-    if (!PyType_IsSubtype(cls, &PyTuple_Type)) {
-        PyErr_SetString(PyExc_TypeError, "registrations: cls must be a NamedTuple class");
+    if (!PyType_IsSubtype(cls, &PyTuple_Type) || (index != Py_None && !PyDict_Check(index)) ||
+        PyList_GET_SIZE(types) != PyList_GET_SIZE(inodes)) {
+        PyErr_SetString(PyExc_TypeError, "registrations: a NamedTuple class, columns of one "
+                                         "length and a dict or None index");
         return NULL;
     }
+    Py_ssize_t rows = PyList_GET_SIZE(types);
     Py_ssize_t n = PyList_GET_SIZE(regs);
     PyObject *out = PyList_New(n);
     if (out == NULL)
@@ -992,12 +997,22 @@ registrations(PyObject *self, PyObject *args)
             goto bad;
         PyObject *tfd = PyTuple_GET_ITEM(reg, 0), *ino = PyTuple_GET_ITEM(reg, 3);
         PyObject *sdev = PyTuple_GET_ITEM(reg, 4);
-        PyObject *t = PyDict_GetItemWithError(fd_types, tfd);
-        if (t == NULL && PyErr_Occurred())
-            goto fail;
-        if (t == NULL || !PyTuple_Check(t) || PyTuple_GET_SIZE(t) != 2)
+        PyObject *at = tfd;
+        if (index != Py_None) {
+            at = PyDict_GetItemWithError(index, tfd);
+            if (at == NULL) {
+                if (PyErr_Occurred())
+                    goto fail;
+                goto next; /* not open */
+            }
+        }
+        Py_ssize_t row = PyLong_Check(at) ? PyLong_AsSsize_t(at) : -1;
+        if (row == -1 && PyErr_Occurred())
+            PyErr_Clear(); /* too wide for a row: not open */
+        if (row < 0 || row >= rows)
             goto next;
-        int same = PyObject_RichCompareBool(PyTuple_GET_ITEM(t, 1), ino, Py_EQ);
+        PyObject *typ = PyList_GET_ITEM(types, row);
+        int same = PyObject_RichCompareBool(PyList_GET_ITEM(inodes, row), ino, Py_EQ);
         if (same < 0)
             goto fail;
         PyObject *count = same ? PyDict_GetItemWithError(ino_count, ino) : NULL;
@@ -1005,7 +1020,7 @@ registrations(PyObject *self, PyObject *args)
             goto fail;
         if (count == NULL || !PyLong_Check(count) || PyLong_AsLong(count) != 1)
             goto next;
-        PyObject *dev = PyDict_GetItemWithError(type_dev, PyTuple_GET_ITEM(t, 0));
+        PyObject *dev = PyDict_GetItemWithError(type_dev, typ);
         if (dev == NULL && PyErr_Occurred())
             goto fail;
         if (dev == NULL || (same = PyObject_RichCompareBool(dev, sdev, Py_EQ)) != 1) {
@@ -1406,7 +1421,8 @@ static PyMethodDef methods[] = {
      "sockets(table, text, inodes, cls) -> {inode: cls(proto, state, local, remote, recv_q, "
      "send_q)} | None"},
     {"registrations", registrations, METH_VARARGS,
-     "registrations(regs, fd_types, ino_count, type_dev, events, cls) -> [Registration | None]"},
+     "registrations(regs, types, inodes, index, ino_count, type_dev, events, cls) -> "
+     "[Registration | None]"},
     {"named_rows", named_rows, METH_VARARGS,
      "named_rows(cls, columns) -> [cls(*row) for row in zip(*columns)]"},
     {"rows_json", rows_json, METH_VARARGS,

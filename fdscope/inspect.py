@@ -326,7 +326,12 @@ class _Scan:
         self.by_ino: dict[int, list[int]] | None = None
         self.anon_scanned = False
         self.helper: Any = None  # fdscope.scan.Helper (net tables, a third of the links)
-        self.other_fds: list[int] = []  # fds that are neither sockets nor pipes
+        self.other_types: dict[int, str] = {}  # fd -> type of fds neither sockets nor pipes
+        self.fd_list: list[int] = []  # the fds, ascending, and their columns:
+        self.fd_type_col: list[str] = []
+        self.fd_inodes: list[int | None] = []
+        self.fd_index: dict[int, int] | None = None
+        self._fd_types: dict[int, tuple[str, int | None]] | None = None
         self.net_texts: list[tuple[str, str]] | None = None  # read ahead with the links
         self.epoll_pre: dict[int, str | None] | None = None  # epoll fdinfo read ahead
         self.rest_ahead = False  # the read-ahead's second stage is still to be taken
@@ -439,14 +444,17 @@ class _Scan:
         from operator import attrgetter
 
         fds, links = self._fd_links()
-        types, inodes, sockets_at, others = self._classify(fds, links)
-        self.fd_types = types_of = dict(zip(fds, zip(types, inodes, strict=True), strict=True))
+        types, inodes, sockets_at, other_at = self._classify(fds, links)
+        n = len(fds)
         self.fd_list, self.fd_type_col, self.fd_inodes = fds, types, inodes
-        self.other_fds = others
+        # Row of each fd: None when fd i is row i (ascending and dense, the usual table).
+        self.fd_index = None if not fds or fds[-1] == n - 1 else dict(zip(fds, range(n), strict=True))
+        self.other_types = dict(zip(map(fds.__getitem__, other_at),
+                                    map(types.__getitem__, other_at), strict=True))
         sock_inodes = set(map(inodes.__getitem__, sockets_at))
         if self.helper is not None:
             self.helper.send(sock_inodes)  # the helper parses only these rows of the net tables
-        epfds = [fd for fd in others if types_of[fd][0] == "epoll"]
+        epfds = [fd for fd, typ in self.other_types.items() if typ == "epoll"]
         epoll_texts: Any = None  # () -> the epoll fdinfo texts, when read elsewhere
         if self.rest_ahead:
             epoll_texts = partial(self._epoll_ahead, epfds)
@@ -459,10 +467,9 @@ class _Scan:
         sockets = self._sockets(rep, sock_inodes) if sock_inodes else {}  # type: ignore[arg-type]
         if epoll_texts is not None:
             raw_sets = self._read_epoll(epfds, epoll_texts())
-        want_flags = self._flag_fds(fds, types_of, raw_sets)
+        want_flags = self._flag_fds(fds, raw_sets)
         infos = self._read_fdinfo(want_flags)
 
-        n = len(fds)
         # The socket of each socket fd (by index: a pipe may carry a socket's inode number, on
         # another filesystem), set at C speed; one missing from the tables gets "unknown".
         unknown_sock = SocketInfo("unknown", "UNKNOWN", None, None, None, None)
@@ -475,10 +482,9 @@ class _Scan:
             from fdscope.parse.events import decode_open_flags
 
             names_of: dict[int, tuple[str, ...]] = {}
-            dense = not fds or fds[-1] == n - 1  # ascending and dense: fd i is row i
-            index = {} if dense else dict(zip(fds, range(n), strict=False))
+            index = self.fd_index
             for fd, (raw, pos) in infos.items():
-                i = fd if dense else index[fd]
+                i = fd if index is None else index[fd]
                 if raw is not None:
                     if raw not in names_of:
                         names_of[raw] = decode_open_flags(raw, self.arch)
@@ -509,7 +515,7 @@ class _Scan:
     def _classify(self, fds: list[int], links: list[str]
                   ) -> tuple[list[str], list[int | None], list[int], list[int]]:
         """Type and inode per fd from its link text (a stat only for path fds); also the
-        indexes of the socket fds and the fds that are neither sockets nor pipes."""
+        indexes of the socket fds and of the fds that are neither sockets nor pipes."""
         from collections import deque
         from itertools import compress, repeat
         from operator import itemgetter, not_
@@ -547,7 +553,7 @@ class _Scan:
             hits[k] = self._path_type(fds[others[k]], texts[k], classify_fd)
         deque(map(types.__setitem__, others, map(itemgetter(0), hits)), maxlen=0)
         deque(map(inodes.__setitem__, others, map(itemgetter(1), hits)), maxlen=0)
-        return types, inodes, sockets_at, list(map(fds.__getitem__, others))
+        return types, inodes, sockets_at, others
 
     def _fd_links(self) -> tuple[list[int], list[str]]:
         """(fds ascending, their link texts)."""
@@ -627,8 +633,7 @@ class _Scan:
         t = classify_fd(link, st.st_mode)
         return (t.type, st.st_ino)
 
-    def _flag_fds(self, order: list[int], types: dict[int, tuple[str, int | None]],
-                  raw_sets: dict[int, list[_Reg]]) -> list[int]:
+    def _flag_fds(self, order: list[int], raw_sets: dict[int, list[_Reg]]) -> list[int]:
         if self.flags_mode == "all" or (self.flags_mode == "auto" and len(order) <= FLAGS_ALL_MAX):
             return order
         from itertools import compress
@@ -636,12 +641,30 @@ class _Scan:
 
         from fdscope.parse.events import EPOLLET
 
-        want = {fd for fd in self.other_fds if types[fd][0] in PATH_TYPES or types[fd][0] == "epoll"}
+        want = {fd for fd, typ in self.other_types.items() if typ in PATH_TYPES or typ == "epoll"}
         for regs in raw_sets.values():  # the edge-triggered targets, picked at C speed
             et = {mask for mask in set(map(itemgetter(1), regs)) if mask & EPOLLET}
             want.update(compress(map(itemgetter(0), regs),
                                  map(et.__contains__, map(itemgetter(1), regs))))
-        return sorted(want & types.keys())
+        return sorted(filter(self._is_open, want))
+
+    def _row(self, fd: int) -> int | None:
+        """The row of fd in the columns, None when it is not open."""
+        if self.fd_index is not None:
+            return self.fd_index.get(fd)
+        return fd if 0 <= fd < len(self.fd_list) else None
+
+    def _is_open(self, fd: int) -> bool:
+        return self._row(fd) is not None
+
+    @property
+    def fd_types(self) -> dict[int, tuple[str, int | None]]:
+        """fd -> (type, inode), built on first use: only the slow paths (a closed or reused
+        registration, a dup) need it, and 16,000 of them cost ~3 ms."""
+        if self._fd_types is None:
+            self._fd_types = dict(zip(self.fd_list, zip(self.fd_type_col, self.fd_inodes,
+                                                        strict=True), strict=True))
+        return self._fd_types
 
     def _take_rest(self) -> None:
         """The read-ahead's second stage (net tables, epoll and other fdinfo texts), once; the
@@ -743,7 +766,10 @@ class _Scan:
         (sockfs and pipefs are single kernel-internal mounts: one stat per type gives it)."""
         if fd in self.keys:
             return self.keys[fd]
-        typ, ino = self.fd_types[fd]
+        row = self._row(fd)
+        if row is None:
+            return self._stat_key(fd)
+        typ, ino = self.fd_type_col[row], self.fd_inodes[row]
         if ino is None or typ not in ("socket", "pipe"):
             return self._stat_key(fd)
         if typ not in self.type_dev:
@@ -761,10 +787,10 @@ class _Scan:
 
         if not raw_sets:
             return []
-        types = self.fd_types
+        type_col, inodes = self.fd_type_col, self.fd_inodes
         # Shared anon inode (fs/anon_inodes.c): an epoll fd always has it, so stat one.
         anon_key = self._stat_key(next(iter(raw_sets)))
-        ino_count = Counter(self.fd_inodes)
+        ino_count = Counter(inodes)
         for typ in ("socket", "pipe"):  # the device of each of those filesystems: one stat
             if typ in self.fd_type_col:
                 self._fd_key(self.fd_list[self.fd_type_col.index(typ)])
@@ -780,7 +806,8 @@ class _Scan:
                 for mask in set(map(itemgetter(1), regs)) - mask_names.keys():
                     mask_names[mask] = decode_epoll_mask(mask)
                 # The fast path below, in C; None where the slow path must decide.
-                rows = C.registrations(regs, types, ino_count, type_dev, mask_names, Registration)
+                rows = C.registrations(regs, type_col, inodes, self.fd_index, ino_count, type_dev,
+                                       mask_names, Registration)
                 if None in rows:
                     for i in [i for i, r in enumerate(rows) if r is None]:
                         tfd, mask, data, ino, sdev = regs[i]
@@ -794,10 +821,10 @@ class _Scan:
                 names = mask_names.get(mask)
                 if names is None:
                     names = mask_names[mask] = decode_epoll_mask(mask)
-                t = types.get(tfd)
+                row = self._row(tfd)
                 # Fast path: the tfd's link names the same inode on sockfs/pipefs, no dup.
-                if (t is not None and t[1] == ino and ino_count[ino] == 1
-                        and type_dev.get(t[0], -1) == sdev):
+                if (row is not None and inodes[row] == ino and ino_count[ino] == 1
+                        and type_dev.get(type_col[row], -1) == sdev):
                     append(new(Registration, (tfd, mask, names, data, ino, sdev, "ok", (tfd,),
                                               True)))
                 else:
