@@ -9,7 +9,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 /* Raise with every change of a function's arguments or results (fdscope/speedups.py: API). */
-#define FDSCOPE_SPEEDUPS_API 5
+#define FDSCOPE_SPEEDUPS_API 6
 #include <Python.h>
 
 #include <errno.h>
@@ -321,16 +321,16 @@ bracket_inode(const char *s, Py_ssize_t n, Py_ssize_t skip)
 }
 
 /* For link texts "socket:[N]" (net/socket.c sockfs_dname) and "pipe:[N]" (fs/pipe.c
- * pipefs_dname): ("socket" | "pipe", N); None, None for every other link.
+ * pipefs_dname): ("socket" | "pipe", N); for a link text in the dict `known`, its value (a
+ * (type, inode) pair); None, None for every other link.
  * Returns (types, inodes, sockets, others): two lists as long as `links`, the indexes of the
- * sockets and the indexes of the other links (neither socket nor pipe). */
+ * sockets and the indexes of the other links (neither socket, pipe nor known). */
 static PyObject *
-split_links(PyObject *self, PyObject *links)
+split_links(PyObject *self, PyObject *args)
 {
-    if (!PyList_Check(links)) {
-        PyErr_SetString(PyExc_TypeError, "split_links: a list of str");
+    PyObject *links, *known;
+    if (!PyArg_ParseTuple(args, "O!O!:split_links", &PyList_Type, &links, &PyDict_Type, &known))
         return NULL;
-    }
     Py_ssize_t n = PyList_GET_SIZE(links);
     PyObject *types = PyList_New(n), *inodes = PyList_New(n);
     PyObject *sockets = PyList_New(0), *others = PyList_New(0);
@@ -356,6 +356,18 @@ split_links(PyObject *self, PyObject *links)
                 ino = PyLong_FromLongLong(v);
                 if (ino == NULL)
                     goto fail;
+            }
+        }
+        if (typ == Py_None) {
+            PyObject *hit = PyDict_GetItemWithError(known, link);
+            if (hit == NULL && PyErr_Occurred())
+                goto fail;
+            if (hit != NULL && PyTuple_Check(hit) && PyTuple_GET_SIZE(hit) == 2) {
+                Py_INCREF(PyTuple_GET_ITEM(hit, 0));
+                PyList_SET_ITEM(types, i, PyTuple_GET_ITEM(hit, 0));
+                Py_INCREF(PyTuple_GET_ITEM(hit, 1));
+                PyList_SET_ITEM(inodes, i, PyTuple_GET_ITEM(hit, 1));
+                continue;
             }
         }
         if (typ != str_pipe) {
@@ -1213,6 +1225,11 @@ typedef struct Spec {
         size_t plen;
         int skip;
         struct Spec *sub;
+        /* The last array written for this field, and where its JSON is in the output: the
+         * same tuple again (8,000 registrations share one events tuple) is copied from there.
+         * Every row stays alive during the call, so the pointer cannot be reused. */
+        PyObject *last;
+        size_t last_at, last_len;
     } f[MAX_FIELDS];
 } Spec;
 
@@ -1278,7 +1295,7 @@ static int out_value(Out *o, PyObject *v);
 
 /* One row (a tuple with at least the spec's fields) as a JSON object. -2: not encodable. */
 static int
-out_object(Out *o, PyObject *row, const Spec *sp)
+out_object(Out *o, PyObject *row, Spec *sp)
 {
     if (!PyTuple_Check(row) || PyTuple_GET_SIZE(row) < sp->n)
         return -2;
@@ -1290,10 +1307,24 @@ out_object(Out *o, PyObject *row, const Spec *sp)
         if (out_put(o, sp->f[k].prefix, sp->f[k].plen) < 0)
             return -1;
         PyObject *v = PyTuple_GET_ITEM(row, k);
+        if (v == sp->f[k].last) {
+            size_t at = sp->f[k].last_at, n = sp->f[k].last_len;
+            if (o->len + n > o->cap && out_grow(o, n) < 0)
+                return -1;
+            memcpy(o->buf + o->len, o->buf + at, n); /* from earlier in the buffer */
+            o->len += n;
+            continue;
+        }
+        size_t start = o->len;
         int r = sp->f[k].sub != NULL && v != Py_None ? out_object(o, v, sp->f[k].sub)
                                                      : out_value(o, v);
         if (r < 0)
             return r;
+        if (PyTuple_CheckExact(v) || PyList_CheckExact(v)) {
+            sp->f[k].last = v;
+            sp->f[k].last_at = start;
+            sp->f[k].last_len = o->len - start;
+        }
     }
     return any ? OUT_LIT(o, "}") : OUT_LIT(o, "{}");
 }
@@ -1409,8 +1440,8 @@ static PyMethodDef methods[] = {
      "read_many(dir_fd, names) -> (texts, [(index, errno)])"},
     {"readahead", read_ahead, METH_VARARGS,
      "readahead(fd_dir, count) -> ((texts, [(index, errno)]), epfds)"},
-    {"split_links", split_links, METH_O,
-     "split_links(links) -> (types, inodes, socket indexes, other indexes)"},
+    {"split_links", split_links, METH_VARARGS,
+     "split_links(links, known) -> (types, inodes, socket indexes, other indexes)"},
     {"epoll_rows", epoll_rows, METH_O,
      "epoll_rows(fdinfo_text) -> [(tfd, mask, data, ino, st_dev)] | None"},
     {"unix_rows", unix_rows, METH_VARARGS,

@@ -520,11 +520,14 @@ class _Scan:
         from itertools import compress, repeat
         from operator import itemgetter, not_
 
-        from fdscope.parse.fdlink import classify_fd
+        from fdscope.parse.fdlink import ANON_LINKS, classify_fd
 
         cache: dict[str, tuple[str, int | None]] = {}
+        # Thousands of eventfds and timerfds are typed by their link text alone (epoll fds stay
+        # among the others: the scan reads their interest lists).
+        known = {link: (typ, None) for link, typ in ANON_LINKS.items() if typ != "epoll"}
         if C is not None:
-            types, inodes, sockets_at, others = C.split_links(links)  # sockets and pipes
+            types, inodes, sockets_at, others = C.split_links(links, known)
         else:
             types, inodes, others = [], [], []
             add_type, add_inode = types.append, inodes.append
@@ -537,6 +540,9 @@ class _Scan:
                 elif link.startswith("pipe:["):  # fs/pipe.c pipefs_dname "pipe:[%lu]"
                     add_type("pipe")
                     add_inode(int(link[6:-1]))
+                elif link in known:
+                    add_type(known[link][0])
+                    add_inode(known[link][1])
                 else:
                     others.append(i)
                     add_type(None)

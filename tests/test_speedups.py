@@ -27,6 +27,7 @@ from fdscope.inspect import (
     _socket_infos,
     _unix_fast,
 )
+from fdscope.parse.fdlink import ANON_LINKS, classify_fd
 from fdscope.parse.net import parse_inet
 from fdscope.proc import Proc
 from fdscope.render.inspect import FD_KEYS, REG_KEYS, _fd_rows, _reg_rows
@@ -68,12 +69,18 @@ def test_live_reads_and_parses_match_python(C, tmp_path, monkeypatch):
             os.close(dir_fd)
         assert texts[:-1] == [os.readlink(f"/proc/{pid}/fd/{n}") for n in names[:-1]]
         assert texts[-1] is None and errors == [(len(names) - 1, 2)]  # ENOENT
-        types, inodes, sockets, others = C.split_links(texts[:-1])
+        known = {"anon_inode:[eventfd]": ("eventfd", None)}
+        types, inodes, sockets, others = C.split_links(texts[:-1], known)
         assert sockets == [i for i, t in enumerate(types) if t == "socket"]
         assert others == [i for i, t in enumerate(types) if t is None]
+        assert "eventfd" in types  # the zoo holds one
         for link, typ, ino in zip(texts[:-1], types, inodes, strict=True):
             kind = link.split(":[")[0] if link.startswith(("socket:[", "pipe:[")) else None
-            assert (typ, ino) == ((kind, int(link[len(kind) + 2:-1])) if kind else (None, None))
+            expected = known.get(link, (None, None))
+            assert (typ, ino) == ((kind, int(link[len(kind) + 2:-1])) if kind else expected)
+        # every known link is typed as classify_fd types it
+        for link, typ in ANON_LINKS.items():
+            assert classify_fd(link).type == typ
 
         proc = Proc()
         epfds = [int(n) for n, t in zip(names, texts, strict=False) if t == readahead.EPOLL_LINK]
@@ -236,6 +243,19 @@ def test_rows_json_writes_what_the_python_renderer_writes(rows):
     text = C.rows_json(rows, FD_KEYS, ",\n    ")
     assert text == ",\n    ".join(_fd_rows(rows, {}, {None: "null"}))
     assert [json.loads(r) for r in text.split(",\n    ")] if rows else text == ""
+
+
+def test_rows_json_repeats_a_shared_tuple_as_the_python_renderer_writes_it(C):
+    """rows_json copies the JSON of a tuple it wrote for the row before (one events tuple for
+    thousands of registrations); across output buffer growth, and with other tuples between."""
+    events, other = ("EPOLLIN", "EPOLLRDHUP"), ("EPOLLOUT",)
+    regs = [Registration(fd, 1, events if fd % 7 else other, fd, fd, 9, "ok", (fd,), True)
+            for fd in range(20000)]
+    assert C.rows_json(regs, REG_KEYS, ",") == ",".join(_reg_rows(regs))
+    flags = ("O_RDWR", "O_NONBLOCK")
+    rows = [FdEntry(fd, "pipe", "pipe:[1]", 1, flags if fd % 3 else None, 0, None, 2050)
+            for fd in range(5000)]
+    assert C.rows_json(rows, FD_KEYS, ",\n") == ",\n".join(_fd_rows(rows, {}, {None: "null"}))
 
 
 def test_readahead_is_used_only_for_the_pid_it_read(C, monkeypatch):

@@ -58,6 +58,8 @@ _ANON_TYPES = {
     "[pidfd]": "pidfd",
     "[io_uring]": "io_uring",
 }
+# The same as whole link texts, for callers that classify thousands of links at once.
+ANON_LINKS = {f"anon_inode:{cls}": typ for cls, typ in _ANON_TYPES.items()}
 _DELETED = " (deleted)"
 # mm/memfd.c: memfd files are named "memfd:" + the user's name; d_path shows "/memfd:NAME (deleted)".
 _MEMFD_PREFIX = "/memfd:"
