@@ -586,15 +586,31 @@ typedef struct {
     PyObject *out;
     PyTypeObject *cls;
     PyObject *proto;
+    /* One shared cls instance per state for unbound unix sockets (socketpairs: thousands of
+     * equal rows, and rows_json then copies the JSON it wrote for the one before). */
+    PyObject *unbound[6];
 } Sink;
 
-/* out[ino] = cls(*items) (the 6 items stolen): 0, or -1 with an exception set. */
+/* out[ino] = cls(*items) (the 6 items stolen): 0, or -1 with an exception set. With
+ * share >= 0, the instance made the first time for that slot of k->unbound is used again. */
 static int
-sink_info(Sink *k, unsigned long long ino, PyObject **items)
+sink_info(Sink *k, unsigned long long ino, PyObject **items, int share)
 {
-    PyObject *info = named(k->cls, items, 6);
-    if (info == NULL)
-        return -1;
+    PyObject *info;
+    if (share >= 0 && k->unbound[share] != NULL) {
+        for (int i = 0; i < 6; i++)
+            Py_DECREF(items[i]);
+        info = k->unbound[share];
+        Py_INCREF(info);
+    } else {
+        info = named(k->cls, items, 6);
+        if (info == NULL)
+            return -1;
+        if (share >= 0) {
+            Py_INCREF(info);
+            k->unbound[share] = info;
+        }
+    }
     PyObject *key = PyLong_FromUnsignedLongLong(ino);
     int r = key == NULL ? -1 : PyDict_SetItem(k->out, key, info);
     Py_XDECREF(key);
@@ -681,7 +697,8 @@ unix_parse(Sink *k, PyObject *text, PyObject *inodes, const char *p, const char 
                 Py_INCREF(Py_None);
                 Py_INCREF(Py_None);
                 PyObject *items[6] = {str_unix, state, path, Py_None, Py_None, Py_None};
-                if (sink_info(k, ino, items) < 0)
+                int share = path != Py_None ? -1 : state == str_listen ? 5 : (int)st;
+                if (sink_info(k, ino, items, share) < 0)
                     goto fail;
             } else if (append_steal(k->out, Py_BuildValue("(KONNOOO)", ino, str_unix, state,
                                                           path, Py_None, Py_None,
@@ -703,6 +720,8 @@ fail:
 static PyObject *
 sink_result(Sink *k, int r)
 {
+    for (int i = 0; i < 6; i++)
+        Py_CLEAR(k->unbound[i]);
     if (r > 0)
         return k->out;
     Py_DECREF(k->out);
@@ -722,7 +741,7 @@ unix_rows(PyObject *self, PyObject *args)
             return NULL;
         Py_RETURN_NONE;
     }
-    Sink k = {PyList_New(0), NULL, NULL};
+    Sink k = {PyList_New(0), NULL, NULL, {NULL}};
     if (k.out == NULL)
         return NULL;
     return sink_result(&k, unix_parse(&k, text, inodes, p, end));
@@ -882,7 +901,7 @@ inet_parse(Sink *k, PyObject *inodes, const char *p, const char *end)
                         Py_XDECREF(items[i]);
                     goto fail;
                 }
-                if (sink_info(k, ino, items) < 0)
+                if (sink_info(k, ino, items, -1) < 0)
                     goto fail;
                 line = eol + 1;
                 continue;
@@ -913,7 +932,7 @@ inet_rows(PyObject *self, PyObject *args)
             return NULL;
         Py_RETURN_NONE;
     }
-    Sink k = {PyList_New(0), NULL, NULL};
+    Sink k = {PyList_New(0), NULL, NULL, {NULL}};
     if (k.out == NULL)
         return NULL;
     return sink_result(&k, inet_parse(&k, inodes, p, end));
@@ -945,7 +964,7 @@ sockets(PyObject *self, PyObject *args)
     if ((!is_unix && !is_inet) || PyUnicode_KIND(text) != PyUnicode_1BYTE_KIND)
         Py_RETURN_NONE;
     const char *p = (const char *)PyUnicode_DATA(text), *end = p + PyUnicode_GET_LENGTH(text);
-    Sink k = {PyDict_New(), cls, table};
+    Sink k = {PyDict_New(), cls, table, {NULL}};
     if (k.out == NULL)
         return NULL;
     return sink_result(&k, is_unix ? unix_parse(&k, text, inodes, p, end)
@@ -1225,9 +1244,10 @@ typedef struct Spec {
         size_t plen;
         int skip;
         struct Spec *sub;
-        /* The last array written for this field, and where its JSON is in the output: the
-         * same tuple again (8,000 registrations share one events tuple) is copied from there.
-         * Every row stays alive during the call, so the pointer cannot be reused. */
+        /* The last array or object written for this field, and where its JSON is in the
+         * output: the same one again (8,000 registrations share one events tuple, unbound
+         * unix sockets one SocketInfo) is copied from there. Every row stays alive during the
+         * call, so the pointer cannot be reused. */
         PyObject *last;
         size_t last_at, last_len;
     } f[MAX_FIELDS];
@@ -1320,7 +1340,8 @@ out_object(Out *o, PyObject *row, Spec *sp)
                                                      : out_value(o, v);
         if (r < 0)
             return r;
-        if (PyTuple_CheckExact(v) || PyList_CheckExact(v)) {
+        if (PyTuple_CheckExact(v) || PyList_CheckExact(v) ||
+            (sp->f[k].sub != NULL && v != Py_None)) {
             sp->f[k].last = v;
             sp->f[k].last_at = start;
             sp->f[k].last_len = o->len - start;

@@ -98,6 +98,9 @@ def test_live_reads_and_parses_match_python(C, tmp_path, monkeypatch):
             if table not in ("netlink", "packet"):
                 infos = C.sockets(table, text, None, SocketInfo)
                 assert infos == _python_socket_infos(monkeypatch, table, text, None)
+                if table == "unix":  # unbound socketpair ends share one SocketInfo per state
+                    unbound = [i for i in infos.values() if i.local is None]
+                    assert unbound and len({id(i) for i in unbound}) == len(set(unbound))
                 assert infos or table not in ("tcp", "unix")  # the zoo has both
                 assert all(type(i) is SocketInfo for i in infos.values())
             else:
@@ -253,7 +256,9 @@ def test_rows_json_repeats_a_shared_tuple_as_the_python_renderer_writes_it(C):
             for fd in range(20000)]
     assert C.rows_json(regs, REG_KEYS, ",") == ",".join(_reg_rows(regs))
     flags = ("O_RDWR", "O_NONBLOCK")
-    rows = [FdEntry(fd, "pipe", "pipe:[1]", 1, flags if fd % 3 else None, 0, None, 2050)
+    pair = SocketInfo("unix", "CONNECTED", None, None, None, None)  # shared, as C.sockets does
+    rows = [FdEntry(fd, "socket", "socket:[1]", 1, flags if fd % 3 else None, 0,
+                    pair if fd % 5 else SocketInfo("tcp", "LISTEN", "[::1]:80", None, 0, 9), 2050)
             for fd in range(5000)]
     assert C.rows_json(rows, FD_KEYS, ",\n") == ",\n".join(_fd_rows(rows, {}, {None: "null"}))
 
