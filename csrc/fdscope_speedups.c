@@ -764,8 +764,20 @@ format_inet(const char *hex, Py_ssize_t len, unsigned long long port, char out[6
         memcpy(raw + w * 4, &word, 4);
     }
     char addr[INET6_ADDRSTRLEN];
-    if (inet_ntop(len == 8 ? AF_INET : AF_INET6, raw, addr, sizeof addr) == NULL)
+    if (len == 8) { /* dotted quad, as inet_ntop writes it (which goes through sprintf) */
+        char *a = addr;
+        for (int i = 0; i < 4; i++) {
+            unsigned b = raw[i];
+            if (b >= 100)
+                *a++ = (char)('0' + b / 100);
+            if (b >= 10)
+                *a++ = (char)('0' + b / 10 % 10);
+            *a++ = (char)('0' + b % 10);
+            *a++ = i < 3 ? '.' : '\0';
+        }
+    } else if (inet_ntop(AF_INET6, raw, addr, sizeof addr) == NULL) {
         return -1;
+    }
     /* "%s:%llu" or "[%s]:%llu", without snprintf (a tenth of the cost) */
     char *w = out;
     size_t alen = strlen(addr);
