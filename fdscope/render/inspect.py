@@ -48,10 +48,16 @@ def _iter_items(doc: dict[str, Any], prerendered: dict[str, _Chunks]) -> Iterato
 
 
 def _epoll_json(sets: Iterable[tuple[int, list[str]]]) -> Iterator[str]:
+    # The registrations in pieces as they come: gluing them would copy megabytes each time.
     first = True
     for epfd, regs in sets:
-        body = "[\n        " + ",\n        ".join(regs) + "\n      ]" if regs else "[]"
-        yield ("[\n    " if first else ",\n    ") + f'{{"epfd": {epfd}, "registrations": {body}}}'
+        yield ("[\n    " if first else ",\n    ") + f'{{"epfd": {epfd}, "registrations": '
+        if regs:
+            yield "[\n        "
+            yield ",\n        ".join(regs)  # the C text is one str, which join returns as is
+            yield "\n      ]}"
+        else:
+            yield "[]}"
         first = False
     yield "[]" if first else "\n  ]"
 
@@ -241,7 +247,8 @@ def iter_report_json(report: Any, sections: Iterable[str] | None = None,
             text = C.rows_json(part, FD_KEYS, ",\n    ") if C is not None else None
             if text is None:
                 text = ",\n    ".join(_fd_rows(part, *caches))
-            yield ("[\n    " if start == 0 else ",\n    ") + text
+            yield "[\n    " if start == 0 else ",\n    "
+            yield text
         yield "\n  ]"
 
     def epoll() -> Iterator[tuple[int, list[str]]]:
