@@ -71,11 +71,13 @@ def _epoll(rep: InspectReport) -> list[Finding]:
                     sets_of[(r.inode, r.sdev)].append((s.epfd, r.mask))
         # 8,000 registrations: pick out, at C speed, those a rule can fire on (a bad status,
         # a mask that is disarmed or edge-triggered) and walk only those.
-        for mask in set(map(itemgetter(1), regs)) - disarmed_masks.keys():
+        reg_masks = set(map(itemgetter(1), regs))
+        for mask in reg_masks - disarmed_masks.keys():
             disarmed_masks[mask] = is_disarmed(mask)
-        masks = {mask for mask, d in disarmed_masks.items() if d or mask & EPOLLET}
-        pick = map(or_, map("ok".__ne__, map(itemgetter(6), regs)),
-                   map(masks.__contains__, map(itemgetter(1), regs)))
+        masks = {mask for mask in reg_masks if disarmed_masks[mask] or mask & EPOLLET}
+        not_ok = map("ok".__ne__, map(itemgetter(6), regs))
+        pick = map(or_, not_ok, map(masks.__contains__, map(itemgetter(1), regs))) if masks \
+            else not_ok
         for r in compress(regs, pick):
             if r.status == "closed":
                 held = (f"the file stays open as fd {_fds(list(r.open_as))}" if r.open_as else

@@ -1121,9 +1121,9 @@ class _Scan:
 # -- fast paths over the contract parsers ---------------------------------------------------
 # fs/eventpoll.c ep_show_fdinfo: "tfd: %8d events: %8x data: %16llx  pos:%lli ino:%lx sdev:%x".
 # Anything else (older kernels without pos/ino/sdev, extra tokens) falls back to parse_fdinfo.
-_EPOLL_LINE = re.compile(
-    r"^tfd:\s*(\d+) events:\s*([0-9a-f]+) data:\s*([0-9a-f]+)\s+pos:(-?\d+) ino:([0-9a-f]+) "
-    r"sdev:([0-9a-f]+)$", re.M | re.ASCII)
+# Compiled on first use by re's cache: with the C module, only input C refuses gets here.
+_EPOLL_LINE = (r"(?ma)^tfd:\s*(\d+) events:\s*([0-9a-f]+) data:\s*([0-9a-f]+)\s+pos:(-?\d+) "
+               r"ino:([0-9a-f]+) sdev:([0-9a-f]+)$")
 _HEAD = re.compile(r"\Apos:\t(\d+)\nflags:\t([0-7]+)\n", re.ASCII)
 
 
@@ -1132,7 +1132,7 @@ def _epoll_fast(text: str) -> list[_Reg] | None:
     to st_dev encoding; None to fall back to parse_fdinfo."""
     from fdscope.parse.fdinfo import kernel_dev_to_userspace
 
-    rows = _EPOLL_LINE.findall(text)
+    rows = re.findall(_EPOLL_LINE, text)
     if len(rows) != text.count("tfd:") or _HEAD.match(text) is None:
         return None
     devs: dict[str, int] = {}

@@ -30,8 +30,9 @@ from fdscope.parse.net import (
     parse_packet,
     parse_unix,
 )
+from fdscope.parse.status import parse_status
 from fdscope.parse.syscall import decode_args, parse_syscall, syscall_name
-from fdscope.parse.task import parse_cmdline, parse_stat, parse_status
+from fdscope.parse.task import parse_cmdline, parse_stat
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

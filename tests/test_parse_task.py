@@ -7,7 +7,8 @@ import sys
 import pytest
 
 from fdscope.errors import ParseError
-from fdscope.parse.task import PF_KTHREAD, parse_cmdline, parse_stat, parse_status
+from fdscope.parse.status import parse_status
+from fdscope.parse.task import PF_KTHREAD, parse_cmdline, parse_stat
 
 STAT_PY = (
     "3562 (python3) R 3559 3559 2015 0 -1 4194560 3110 6551 1 0 5 1 3 1 20 0 1 0 29870 19976192 "
