@@ -730,12 +730,23 @@ sink_result(Sink *k, int r)
     Py_RETURN_NONE;
 }
 
+static int inet_parse(Sink *k, PyObject *inodes, const char *p, const char *end);
+
+/* A unix (is_unix) or inet table's rows into k: the parser's 1, 0 or -1. */
+static int
+parse_table(Sink *k, int is_unix, PyObject *text, PyObject *inodes, const char *p,
+            const char *end)
+{
+    return is_unix ? unix_parse(k, text, inodes, p, end) : inet_parse(k, inodes, p, end);
+}
+
+/* unix_rows and inet_rows: (text, inodes) -> the list of row tuples, or None. */
 static PyObject *
-unix_rows(PyObject *self, PyObject *args)
+table_rows(PyObject *args, const char *format, int is_unix)
 {
     PyObject *text, *inodes;
     const char *p, *end;
-    int ok = table_args(args, "UO:unix_rows", &text, &inodes, &p, &end);
+    int ok = table_args(args, format, &text, &inodes, &p, &end);
     if (ok <= 0) {
         if (ok < 0)
             return NULL;
@@ -744,7 +755,13 @@ unix_rows(PyObject *self, PyObject *args)
     Sink k = {PyList_New(0), NULL, NULL, {NULL}};
     if (k.out == NULL)
         return NULL;
-    return sink_result(&k, unix_parse(&k, text, inodes, p, end));
+    return sink_result(&k, parse_table(&k, is_unix, text, inodes, p, end));
+}
+
+static PyObject *
+unix_rows(PyObject *self, PyObject *args)
+{
+    return table_rows(args, "UO:unix_rows", 1);
 }
 
 /* "127.0.0.1:8080" or "[::1]:8080" from a table's hex address: each 32-bit word printed
@@ -936,18 +953,7 @@ fail:
 static PyObject *
 inet_rows(PyObject *self, PyObject *args)
 {
-    PyObject *text, *inodes;
-    const char *p, *end;
-    int ok = table_args(args, "UO:inet_rows", &text, &inodes, &p, &end);
-    if (ok <= 0) {
-        if (ok < 0)
-            return NULL;
-        Py_RETURN_NONE;
-    }
-    Sink k = {PyList_New(0), NULL, NULL, {NULL}};
-    if (k.out == NULL)
-        return NULL;
-    return sink_result(&k, inet_parse(&k, inodes, p, end));
+    return table_rows(args, "UO:inet_rows", 0);
 }
 
 /* sockets(table, text, inodes, cls) -> {inode: cls(proto, state, local, remote, recv_q,
@@ -979,8 +985,7 @@ sockets(PyObject *self, PyObject *args)
     Sink k = {PyDict_New(), cls, table, {NULL}};
     if (k.out == NULL)
         return NULL;
-    return sink_result(&k, is_unix ? unix_parse(&k, text, inodes, p, end)
-                                   : inet_parse(&k, inodes, p, end));
+    return sink_result(&k, parse_table(&k, is_unix, text, inodes, p, end));
 }
 
 /* ---------------------------------------------------------------- registrations */
