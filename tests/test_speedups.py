@@ -291,6 +291,32 @@ def test_readahead_is_used_only_for_the_pid_it_read(C, monkeypatch):
         assert all(t.startswith("pos:\t") for t in rest.fdinfo.values())
 
 
+def test_scan_reads_the_tables_itself_when_the_second_stage_fails(C, monkeypatch):
+    """The read-ahead gave the links but failed on the tables (EACCES on /proc/PID/net, say):
+    the scan reads the net tables and the epoll fdinfo itself, and reports the same."""
+    with Target(MANY, "3000") as target:
+        target.wait_sleeping()
+        raw, _rest = readahead.read(Proc(), target.pid)
+
+        class Half:
+            def result(self, stage=0):
+                if stage:
+                    raise PermissionError("net")
+                return raw
+
+        monkeypatch.setattr(readahead, "_pending", {"pid": target.pid, "root": Proc().root,
+                                                    "job": Half()})
+        ahead = I.inspect_process(target.pid, sample=0)
+        assert not readahead.pending(target.pid, Proc())
+        alone = I.inspect_process(target.pid, sample=0)
+    docs = [ahead.to_json(), alone.to_json()]
+    for doc in docs:
+        doc.pop("cpu")  # the lifetime average moves on
+    assert docs[0] == docs[1]
+    assert ahead.summary.socket_states and ahead.summary.epoll_registrations > 1000
+    assert not ahead.partial
+
+
 def test_background_stages_come_in_order_and_errors_after_them():
     def gen(fail):
         yield "links"
