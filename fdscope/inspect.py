@@ -151,6 +151,8 @@ class Cpu(NamedTuple):
 
 @dataclass
 class Summary:
+    """The `summary` section: fd counts, the limit, counts by type and socket state."""
+
     open_fds: int = 0
     highest_fd: int | None = None
     soft_limit: int | None = None
@@ -180,6 +182,8 @@ class Summary:
 
 @dataclass
 class InspectReport:
+    """Everything `fdscope inspect` found about one process; to_json() is the public document."""
+
     pid: int
     name: str
     cmdline: list[str]

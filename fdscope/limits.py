@@ -38,6 +38,8 @@ SYSCTLS = {
 
 @dataclass(frozen=True)
 class FdSetSize:
+    """FD_SETSIZE as this system's C library defines it, and how fdscope learned it."""
+
     value: int
     verified: bool
     how: str
@@ -45,6 +47,8 @@ class FdSetSize:
 
 @dataclass(frozen=True)
 class ProcessFds:
+    """A process's fd limits and how many fds it holds."""
+
     pid: int
     name: str
     is_self: bool
@@ -61,6 +65,8 @@ class ProcessFds:
 
 @dataclass(frozen=True)
 class LimitsReport:
+    """Everything `fdscope limits` reports, with a verdict per figure."""
+
     kernel: str
     fd_setsize: FdSetSize
     sysctls: dict[str, int | None]

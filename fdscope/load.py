@@ -30,6 +30,8 @@ _CONNECTING, _ACTIVE = 0, 1
 
 @dataclass
 class LoadConfig:
+    """What `fdscope load` sends: connections, messages per connection, sizes, time limits."""
+
     host: str
     port: int
     connections: int = 10

@@ -13,6 +13,8 @@ _ROW = re.compile(r"^(?P<name>\S.*?)\s{2,}(?P<soft>\S+)\s+(?P<hard>\S+)(?:\s+(?P
 
 @dataclass(frozen=True)
 class Limit:
+    """One row of /proc/PID/limits: soft and hard value (None: unlimited) and its unit."""
+
     soft: int | None
     hard: int | None
     unit: str | None = None
@@ -20,6 +22,8 @@ class Limit:
 
 @dataclass(frozen=True)
 class ProcLimits:
+    """The rows of /proc/PID/limits by name, in the kernel's order."""
+
     rows: tuple[tuple[str, Limit], ...]
 
     def get(self, name: str) -> Limit | None:

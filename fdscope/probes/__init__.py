@@ -22,6 +22,8 @@ TRIGGER_MODES = ("level", "edge")
 
 @dataclass(frozen=True)
 class ProbeSpec:
+    """One probe: its name, one-line summary, transports and the function that runs it."""
+
     name: str
     summary: str
     transports: tuple[str, ...]
@@ -114,6 +116,8 @@ def plan(names: Sequence[str], *, modes: Sequence[str] = TRIGGER_MODES,
 
 @dataclass
 class ProbeReport:
+    """The results of one `fdscope probe` run, with the kernel they ran on."""
+
     kernel: str
     machine: str
     results: list[ProbeResult] = field(default_factory=list)

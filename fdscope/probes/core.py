@@ -100,6 +100,8 @@ class Observation:
 
 @dataclass(frozen=True)
 class Step:
+    """One measured step of a probe: what was done, what the kernel did, what was expected."""
+
     key: str
     action: str
     observed: Any
@@ -126,6 +128,8 @@ class Step:
 
 @dataclass(frozen=True)
 class ProbeResult:
+    """A probe's steps and its verdict against the documentation."""
+
     name: str
     variant: str | None
     transport: str | None

@@ -53,6 +53,8 @@ class Shutdown(Exception):
 
 @dataclass
 class ServeConfig:
+    """How `fdscope serve` runs a reference server: model, address, limits."""
+
     model: str
     host: str = "127.0.0.1"
     port: int = 0

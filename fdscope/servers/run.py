@@ -27,6 +27,8 @@ STOP_TIMEOUT = 5.0
 
 @dataclass
 class RunConfig:
+    """What `fdscope run` starts and how hard it loads it."""
+
     model: str = "epoll"
     connections: int = 20
     duration: float = 3.0
