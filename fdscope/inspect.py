@@ -452,7 +452,8 @@ class _Scan:
         n = len(fds)
         self.fd_list, self.fd_type_col, self.fd_inodes = fds, types, inodes
         # Row of each fd: None when fd i is row i (ascending and dense, the usual table).
-        self.fd_index = None if not fds or fds[-1] == n - 1 else dict(zip(fds, range(n), strict=True))
+        self.fd_index = None if not fds or fds[-1] == n - 1 else \
+            dict(zip(fds, range(n), strict=True))
         self.other_types = dict(zip(map(fds.__getitem__, other_at),
                                     map(types.__getitem__, other_at), strict=True))
         sock_inodes = set(map(inodes.__getitem__, sockets_at))

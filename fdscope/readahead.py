@@ -1,12 +1,13 @@
 """Read-ahead for `fdscope inspect PID`: the kernel-side reads start before click is imported.
 
-Importing click and the inspect code takes ~50 ms of CPU on one core; reading 16,000 fd links,
-the /proc/PID/net tables and the epoll interest lists takes about as long in the kernel, with
-the GIL released (the C readlinkat/read loops of fdscope.speedups). The console entry point
-(fdscope.cli.entry) starts this read in a thread when the command line starts with
-`inspect <digits>`; click still parses the command line, and inspect uses the result only for
-the pid it parsed (take()). Anything unexpected, and the scan reads for itself. Read-only, as
-every read of fdscope: links and files below /proc/PID through fdscope.proc.Proc.
+Importing click and the inspect code takes ~35 ms of CPU on one core; reading 16,000 fd links,
+the /proc/PID/net tables and the epoll interest lists takes ~40 ms in the kernel, with the GIL
+released (the C loops of fdscope.speedups). The console entry point (fdscope.cli.entry) starts
+this read in a thread when the command line starts with `inspect <digits>`, in two stages
+(stages()): the links first, which the scan classifies while the thread reads the tables.
+click still parses the command line, and inspect uses the result only for the pid it parsed
+(take(), take_rest()). Anything unexpected, and the scan reads for itself. Read-only, as every
+read of fdscope: links and files below /proc/PID through fdscope.proc.Proc.
 """
 
 from __future__ import annotations
