@@ -442,9 +442,8 @@ class _Scan:
 
     # -- fds -----------------------------------------------------------------------------
     def _scan_fds(self, rep: InspectReport) -> None:
-        from collections import Counter, deque
+        from collections import Counter
         from functools import partial
-        from itertools import repeat
         from operator import attrgetter
 
         fds, links = self._fd_links()
@@ -478,10 +477,7 @@ class _Scan:
         # The socket of each socket fd (by index: a pipe may carry a socket's inode number, on
         # another filesystem), set at C speed; one missing from the tables gets "unknown".
         unknown_sock = SocketInfo("unknown", "UNKNOWN", None, None, None, None)
-        socks: list[SocketInfo | None] = [None] * n
-        deque(map(socks.__setitem__, sockets_at,
-                  map(sockets.get, map(inodes.__getitem__, sockets_at), repeat(unknown_sock))),
-              maxlen=0)
+        socks = _socket_column(n, sockets_at, inodes, sockets, unknown_sock)
         flag_cols: list[list[Any]] = [[None] * n, [None] * n, [None] * n]  # names, pos, raw
         if infos:
             from fdscope.parse.events import decode_open_flags
@@ -898,7 +894,9 @@ class _Scan:
             if status == "error":
                 self._partial(f"/proc/{self.pid}/net/{table}: {payload}")
                 continue
-            found = (payload if isinstance(payload, dict) else _infos_of_rows(payload)) | found
+            infos = payload if isinstance(payload, dict) else _infos_of_rows(payload)
+            infos.update(found)  # found: the earlier tables' rows, which win
+            found = infos
         for ino in compress(found, map("LISTEN".__eq__, map(attrgetter("state"), found.values()))):
             listeners["unix" if found[ino].proto == "unix" else "inet"].append(ino)
         rep.net_namespace_shared = self._same_netns()
@@ -1226,6 +1224,21 @@ def _net_rows(table: str, text: str, inodes: set[int] | None) -> list[tuple[Any,
         def parse(t: str) -> list[Any]:
             return net.parse_inet(t, table)
     return [(r.inode, r.proto, r.state, r.local, r.remote, r.recv_q, r.send_q) for r in parse(sub)]
+
+
+def _socket_column(n: int, at: list[int], inodes: list[int | None],
+                   sockets: dict[int, SocketInfo], unknown: SocketInfo) -> list[SocketInfo | None]:
+    """n Nones, except at each row in `at`: sockets.get(inodes[row], unknown) (C.socket_column
+    is its twin)."""
+    if C is not None:
+        return C.socket_column(n, at, inodes, sockets, unknown)  # type: ignore[no-any-return]
+    from collections import deque
+    from itertools import repeat
+
+    column: list[SocketInfo | None] = [None] * n
+    deque(map(column.__setitem__, at, map(sockets.get, map(inodes.__getitem__, at),
+                                          repeat(unknown))), maxlen=0)
+    return column
 
 
 def _infos_of_rows(rows: list[tuple[Any, ...]]) -> dict[int, SocketInfo]:

@@ -263,6 +263,23 @@ def test_rows_json_repeats_a_shared_tuple_as_the_python_renderer_writes_it(C):
     assert C.rows_json(rows, FD_KEYS, ",\n") == ",\n".join(_fd_rows(rows, {}, {None: "null"}))
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from([None, 1, 2, 3, 2**40]), max_size=30), st.data())
+def test_socket_column_picks_what_its_python_twin_picks(inodes, data):
+    C = require_speedups()
+    at = data.draw(st.lists(st.integers(0, max(len(inodes) - 1, 0)), unique=True,
+                            max_size=len(inodes)))
+    sockets = {1: SocketInfo("unix", "CONNECTED", None, None, None, None),
+               2**40: SocketInfo("tcp", "LISTEN", "127.0.0.1:80", None, 0, 9)}
+    unknown = SocketInfo("unknown", "UNKNOWN", None, None, None, None)
+    got = C.socket_column(len(inodes), at, inodes, sockets, unknown)
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(I, "C", None)
+        assert got == I._socket_column(len(inodes), at, inodes, sockets, unknown)
+    with pytest.raises(IndexError):
+        C.socket_column(len(inodes), [len(inodes)], inodes, sockets, unknown)
+
+
 def test_readahead_is_used_only_for_the_pid_it_read(C, monkeypatch):
     monkeypatch.setattr(readahead, "_pending", {})
     with Target(MANY, "3000") as target:
