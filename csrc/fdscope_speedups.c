@@ -9,7 +9,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 /* Raise with every change of a function's arguments or results (fdscope/speedups.py: API). */
-#define FDSCOPE_SPEEDUPS_API 7
+#define FDSCOPE_SPEEDUPS_API 8
 #include <Python.h>
 
 #include <errno.h>
@@ -466,12 +466,55 @@ skip_blanks(const char **p, const char *end)
         (*p)++;
 }
 
+static int
+cmp_key(const void *a, const void *b)
+{
+    const long long *x = a, *y = b;
+    if (x[0] != y[0])
+        return x[0] < y[0] ? -1 : 1;
+    return x[1] < y[1] ? -1 : x[1] > y[1];
+}
+
+/* rows (tuples whose first item is a small int), sorted by it and, among equals, in their
+ * order (a stable sort); steals rows. */
+static PyObject *
+sort_by_tfd(PyObject *rows)
+{
+    Py_ssize_t n = PyList_GET_SIZE(rows);
+    long long (*keys)[2] = PyMem_Malloc(sizeof *keys * (size_t)(n ? n : 1));
+    if (keys == NULL) {
+        Py_DECREF(rows);
+        return PyErr_NoMemory();
+    }
+    int sorted = 1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        keys[i][0] = PyLong_AsLongLong(PyTuple_GET_ITEM(PyList_GET_ITEM(rows, i), 0));
+        keys[i][1] = i;
+        sorted = sorted && (i == 0 || keys[i - 1][0] <= keys[i][0]);
+    }
+    PyObject *out = rows;
+    if (!sorted) {
+        qsort(keys, (size_t)n, sizeof *keys, cmp_key);
+        out = PyList_New(n);
+        for (Py_ssize_t i = 0; out != NULL && i < n; i++) {
+            PyObject *row = PyList_GET_ITEM(rows, keys[i][1]);
+            Py_INCREF(row);
+            PyList_SET_ITEM(out, i, row);
+        }
+        Py_DECREF(rows);
+    }
+    PyMem_Free(keys);
+    return out;
+}
+
 /* The registrations in the text of an epoll fd's /proc/PID/fdinfo, in the current kernel form
  * (fs/eventpoll.c ep_show_fdinfo, Linux 3.19+):
  *   "tfd: %8d events: %8x data: %16llx  pos:%lli ino:%lx sdev:%x"
  * after the "pos:\t%lli\nflags:\t0%o\n" head of fs/proc/fd.c seq_show. Returns
- * [(tfd, mask, data, ino, sdev as os.stat's st_dev)] or None when any line differs from that
- * form (other kernels, damage): fdscope.inspect._epoll_fast and parse_fdinfo then decide. */
+ * [(tfd, mask, data, ino, sdev as os.stat's st_dev)] sorted by tfd (stably: the kernel lists
+ * them by file pointer, and a closed and a new registration may share a tfd), or None when
+ * any line differs from that form (other kernels, damage): fdscope.inspect._epoll_fast and
+ * parse_fdinfo then decide. */
 static PyObject *
 epoll_rows(PyObject *self, PyObject *text)
 {
@@ -546,7 +589,7 @@ epoll_rows(PyObject *self, PyObject *text)
         }
         line = eol + 1;
     }
-    return rows;
+    return sort_by_tfd(rows);
 none:
     Py_DECREF(rows);
     Py_RETURN_NONE;

@@ -724,7 +724,9 @@ class _Scan:
     def _read_epoll(self, epfds: list[int], texts: dict[int, str | None] | None = None
                     ) -> dict[int, list[_Reg]]:
         """epfd -> [(tfd, mask, data, ino, sdev as st_dev)] from each epoll fd's fdinfo (read
-        here unless `texts` holds them)."""
+        here unless `texts` holds them), sorted by tfd: the kernel lists its red-black tree
+        order (by file pointer), and a closed and a new registration may share a tfd, so the
+        sort is stable (C.epoll_rows and _epoll_fast sort as they parse)."""
         sets: dict[int, list[_Reg]] = {}
         if texts is None:
             texts = readahead.epoll_texts(self.proc, self.pid, epfds)
@@ -746,9 +748,9 @@ class _Scan:
             except ParseError as err:
                 self._partial(f"epoll fd {epfd}: interest list unreadable: {err}")
                 continue
-            sets[epfd] = [(t.tfd, t.events, t.data, t.ino,
-                           kernel_dev_to_userspace(t.sdev) if t.sdev is not None else None)
-                          for t in info.epoll]
+            sets[epfd] = sorted(((t.tfd, t.events, t.data, t.ino,
+                                  kernel_dev_to_userspace(t.sdev) if t.sdev is not None else None)
+                                 for t in info.epoll), key=lambda reg: reg[0])
             if info.epoll and info.epoll[0].ino is None:
                 self._partial(f"epoll fd {epfd}: this kernel prints no target inode/device, so "
                               "closed and reused registrations cannot be told from ok ones")
@@ -806,9 +808,6 @@ class _Scan:
         mask_names: dict[int, tuple[str, ...]] = {}
         out: list[EpollSet] = []
         for epfd, regs in raw_sets.items():
-            # The kernel lists its red-black tree order (by file pointer): use tfd (a closed
-            # and a new registration may share one; the sort is stable).
-            regs.sort(key=itemgetter(0))
             if C is not None:
                 for mask in set(map(itemgetter(1), regs)) - mask_names.keys():
                     mask_names[mask] = decode_epoll_mask(mask)
@@ -1132,7 +1131,10 @@ _HEAD = re.compile(r"\Apos:\t(\d+)\nflags:\t([0-7]+)\n", re.ASCII)
 
 def _epoll_fast(text: str) -> list[_Reg] | None:
     """The registrations of an epoll fdinfo in the current kernel format, sdev already converted
-    to st_dev encoding; None to fall back to parse_fdinfo."""
+    to st_dev encoding, sorted by tfd as _read_epoll gives them; None to fall back to
+    parse_fdinfo."""
+    from operator import itemgetter
+
     from fdscope.parse.fdinfo import kernel_dev_to_userspace
 
     rows = re.findall(_EPOLL_LINE, text)
@@ -1146,6 +1148,7 @@ def _epoll_fast(text: str) -> list[_Reg] | None:
         if dev is None:
             dev = devs[sdev] = kernel_dev_to_userspace(int(sdev, 16))
         append((int(tfd), int(mask, 16), int(data, 16), int(ino, 16), dev))
+    out.sort(key=itemgetter(0))
     return out
 
 

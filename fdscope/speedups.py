@@ -12,7 +12,7 @@ from types import ModuleType
 
 # The C module's FDSCOPE_SPEEDUPS_API this code is written against; a build from other sources
 # (a development venv not reinstalled after a C change) is left unused rather than miscalled.
-API = 7
+API = 8
 
 
 def _load() -> ModuleType | None:

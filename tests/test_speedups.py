@@ -494,3 +494,15 @@ def test_epoll_rows_refuses_what_the_python_fast_path_refuses(C):
         assert C.epoll_rows(bad) is None, bad
         if "f" * 17 not in bad:
             assert _epoll_fast(bad) is None, bad
+
+
+def test_epoll_rows_come_sorted_by_tfd_and_stably(C):
+    """The kernel lists registrations by file pointer; both parsers give them by tfd, and a
+    closed registration and a new one on the same number keep the kernel's order."""
+    head = "pos:\t0\nflags:\t02\nmnt_id:\t15\nino:\t1057\n"
+    lines = [(9, 1), (3, 2), (9, 3), (1, 4), (3, 5)]  # (tfd, data)
+    text = head + "".join(f"tfd: {tfd:8d} events: {19:8x} data: {data:16x}  pos:0 ino:{data:x} "
+                          f"sdev:9\n" for tfd, data in lines)
+    rows = C.epoll_rows(text)
+    assert rows == _epoll_fast(text)
+    assert [(r[0], r[2]) for r in rows] == [(1, 4), (3, 2), (3, 5), (9, 1), (9, 3)]
