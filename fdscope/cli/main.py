@@ -4,7 +4,6 @@ become a one-line message on stderr and an exit code."""
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import os
 import sys
 from typing import Any
@@ -44,13 +43,22 @@ def fail(message: str, code: int) -> None:
 
 class FdscopeGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
+        import importlib.util
+
         return [name for name, mod in COMMANDS.items() if importlib.util.find_spec(mod)]
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         mod = COMMANDS.get(name)
-        if mod is None or importlib.util.find_spec(mod) is None:
+        if mod is None:
             return None
-        return importlib.import_module(mod).command
+        # import_module, not importlib.util.find_spec first: importlib.util costs ~0.5 ms of
+        # every command's start, and a module that is missing says so itself.
+        try:
+            return importlib.import_module(mod).command
+        except ModuleNotFoundError as err:
+            if err.name != mod:
+                raise  # the command's own import failed: a bug to report, not "no such command"
+            return None
 
     def main(self, args: Any = None, prog_name: str | None = None, **kwargs: Any) -> Any:
         kwargs["standalone_mode"] = False
