@@ -335,7 +335,6 @@ class _Scan:
         self.fd_type_col: list[str] = []
         self.fd_inodes: list[int | None] = []
         self.fd_index: dict[int, int] | None = None
-        self._fd_types: dict[int, tuple[str, int | None]] | None = None
         self.net_texts: list[tuple[str, str]] | None = None  # read ahead with the links
         self.epoll_pre: dict[int, str | None] | None = None  # epoll fdinfo read ahead
         self.rest_ahead = False  # the read-ahead's second stage is still to be taken
@@ -664,15 +663,6 @@ class _Scan:
     def _is_open(self, fd: int) -> bool:
         return self._row(fd) is not None
 
-    @property
-    def fd_types(self) -> dict[int, tuple[str, int | None]]:
-        """fd -> (type, inode), built on first use: only the slow paths (a closed or reused
-        registration, a dup) need it, and 16,000 of them cost ~3 ms."""
-        if self._fd_types is None:
-            self._fd_types = dict(zip(self.fd_list, zip(self.fd_type_col, self.fd_inodes,
-                                                        strict=True), strict=True))
-        return self._fd_types
-
     def _take_rest(self) -> None:
         """The read-ahead's second stage (net tables, epoll and other fdinfo texts), once; the
         scan reads what it lacks itself."""
@@ -843,8 +833,7 @@ class _Scan:
                       anon_key: tuple[int, int] | None) -> Registration:
         """Status of one registration: ok (tfd is that file), closed (tfd not open) or reused
         (tfd names another file); open_as = this process's fds holding the watched file."""
-        types = self.fd_types
-        open_now = tfd in types
+        open_now = self._is_open(tfd)
         if ino is None or sdev is None:
             # Kernels before 3.19 print no ino/sdev (fs/eventpoll.c): identity unknowable.
             return Registration(tfd, mask, names, data, ino, sdev, "ok" if open_now else "closed",
@@ -860,7 +849,7 @@ class _Scan:
             # A file whose link has no inode (pidfs, memfd, ...): stat those fds, once.
             self.anon_scanned = True
             by_ino = self._by_ino()
-            for fd, (_typ, fino) in types.items():
+            for fd, fino in zip(self.fd_list, self.fd_inodes, strict=True):
                 if fino is None:
                     k = self._stat_key(fd)
                     if k is not None:
@@ -872,7 +861,7 @@ class _Scan:
     def _by_ino(self) -> dict[int, list[int]]:
         if self.by_ino is None:
             self.by_ino = {}
-            for fd, (_typ, ino) in self.fd_types.items():
+            for fd, ino in zip(self.fd_list, self.fd_inodes, strict=True):
                 if ino is not None:
                     self.by_ino.setdefault(ino, []).append(fd)
         return self.by_ino
