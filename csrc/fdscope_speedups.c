@@ -685,15 +685,24 @@ table_args(PyObject *args, const char *format, PyObject **text, PyObject **inode
  * `inodes` (None: every row), as (inode, "unix", state, path | None, None, None, None): the
  * shape fdscope.inspect._unix_fast returns. None when a line is not in that form (a path
  * holding a newline, another kernel): _unix_fast and parse_unix decide then. */
+/* The first row of a table whose header line starts with `head`, or NULL for text that does
+ * not start so. */
+static const char *
+after_header(const char *p, const char *end, const char *head)
+{
+    size_t n = strlen(head);
+    if ((size_t)(end - p) < n || memcmp(p, head, n) != 0)
+        return NULL;
+    const char *eol = memchr(p, '\n', (size_t)(end - p));
+    return eol == NULL ? NULL : eol + 1;
+}
+
 static int
 unix_parse(Sink *k, PyObject *text, PyObject *inodes, const char *p, const char *end)
 {
-    if (end - p < 3 || memcmp(p, "Num", 3) != 0)
-        return 0;
-    const char *line = memchr(p, '\n', (size_t)(end - p));
+    const char *line = after_header(p, end, "Num");
     if (line == NULL)
         return 0;
-    line++;
     while (line < end) {
         const char *eol = memchr(line, '\n', (size_t)(end - line));
         if (eol == NULL)
@@ -868,17 +877,12 @@ format_inet(const char *hex, Py_ssize_t len, unsigned long long port, char out[6
 static int
 inet_parse(Sink *k, PyObject *inodes, const char *p, const char *end)
 {
-    const char *line = p;
-    skip_blanks(&line, end);
-    if (end - line < 3 || memcmp(line, "sl ", 3) != 0)
-        return 0;
-    line = memchr(line, '\n', (size_t)(end - line));
+    skip_blanks(&p, end); /* "  sl  local_address ..." */
+    const char *line = after_header(p, end, "sl ");
     if (line == NULL)
         return 0;
-    line++;
-    int is_tcp = k->proto != NULL && PyUnicode_CompareWithASCIIString(k->proto, "tcp") == 0;
-    is_tcp = is_tcp || (k->proto != NULL &&
-                        PyUnicode_CompareWithASCIIString(k->proto, "tcp6") == 0);
+    int is_tcp = k->proto != NULL && (PyUnicode_CompareWithASCIIString(k->proto, "tcp") == 0 ||
+                                      PyUnicode_CompareWithASCIIString(k->proto, "tcp6") == 0);
     while (line < end) {
         const char *eol = memchr(line, '\n', (size_t)(end - line));
         if (eol == NULL)
