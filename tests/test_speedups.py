@@ -112,6 +112,23 @@ def test_live_reads_and_parses_match_python(C, tmp_path, monkeypatch):
     assert C.rows_json(regs, REG_KEYS, ",") == ",".join(_reg_rows(regs))
 
 
+def _maybe_damaged(draw, lines):
+    """The table text of `lines`, half the time with a few random characters put in somewhere."""
+    text = "\n".join(lines) + "\n"
+    if draw(st.booleans()):
+        at = draw(st.integers(0, len(text)))
+        text = text[:at] + draw(st.text(max_size=5)) + text[at:]
+    return text
+
+
+def _first_row_inode(text, column, filtered):
+    """{the inode in `column` of the table's first row} (when it has one), or None unfiltered."""
+    if not filtered:
+        return None
+    return {int(line.split()[column]) for line in text.splitlines()[1:2]
+            if len(line.split()) > column and line.split()[column].isdigit()}
+
+
 _DEC = st.integers(0, 2**31 - 1)
 _HEX = st.integers(0, 2**80).map(lambda n: f"{n:x}")
 
@@ -124,11 +141,7 @@ def _epoll_text(draw):
         lines.append(f"tfd: {draw(_DEC):8d} events: {draw(_HEX):>8} data: {draw(_HEX):>16}  "
                      f"pos:{draw(st.integers(-5, 2**40))} ino:{draw(_HEX)} "
                      f"sdev:{draw(st.integers(0, 2**36)):x}")
-    text = "\n".join(lines) + "\n"
-    if draw(st.booleans()):  # damage somewhere
-        at = draw(st.integers(0, len(text)))
-        text = text[:at] + draw(st.text(max_size=5)) + text[at:]
-    return text
+    return _maybe_damaged(draw, lines)
 
 
 @settings(max_examples=400, deadline=None)
@@ -161,11 +174,7 @@ def _inet_text(draw):
             f"{draw(st.integers(0, 2**32 - 1)):08X}:{draw(st.integers(0, 2**32 - 1)):08X} "
             f"00:00000000 00000000 {draw(st.integers(0, 70000)):5d}        0 "
             f"{draw(st.integers(0, 2**40))} 1 0000000000000000 100 0 0 10 0")
-    text = "\n".join(rows) + "\n"
-    if draw(st.booleans()):
-        at = draw(st.integers(0, len(text)))
-        text = text[:at] + draw(st.text(max_size=4)) + text[at:]
-    return text
+    return _maybe_damaged(draw, rows)
 
 
 @settings(max_examples=300, deadline=None)
@@ -197,8 +206,7 @@ def _sockets_agree(C, table, text, inodes):
        st.booleans())
 def test_sockets_of_inet_tables_agree_with_python_wherever_c_answers(text, table, filtered):
     C = require_speedups()
-    inodes = {int(line.split()[9]) for line in text.splitlines()[1:2]
-              if len(line.split()) > 9 and line.split()[9].isdigit()} if filtered else None
+    inodes = _first_row_inode(text, 9, filtered)
     _sockets_agree(C, table, text, inodes)
 
 
@@ -211,19 +219,14 @@ def _unix_text(draw):
                     f"00000000 {draw(st.sampled_from([0, 0x10000, 0x10001])):08X} "
                     f"{draw(st.sampled_from([1, 2, 5])):04X} {draw(st.integers(0, 6)):02X} "
                     f"{draw(st.integers(0, 2**40)):5d}{path}")
-    text = "\n".join(rows) + "\n"
-    if draw(st.booleans()):
-        at = draw(st.integers(0, len(text)))
-        text = text[:at] + draw(st.text(max_size=4)) + text[at:]
-    return text
+    return _maybe_damaged(draw, rows)
 
 
 @settings(max_examples=300, deadline=None)
 @given(_unix_text(), st.booleans())
 def test_unix_rows_agree_with_python_wherever_c_answers(text, filtered):
     C = require_speedups()
-    inodes = {int(line.split()[6]) for line in text.splitlines()[1:2]
-              if len(line.split()) > 6 and line.split()[6].isdigit()} if filtered else None
+    inodes = _first_row_inode(text, 6, filtered)
     got = C.unix_rows(text, inodes)
     if got is not None:
         assert got == _unix_fast(text, inodes)
