@@ -396,19 +396,26 @@ def test_readahead_gives_way_to_the_scan_when_a_read_is_refused(C):
         assert readahead.read(Refusing(), target.pid) is None
 
 
+def _cli_docs_with_and_without_c(pid):
+    """`python -m fdscope inspect PID --json` (the console entry point, with its read-ahead)
+    with the C module and with FDSCOPE_NO_SPEEDUPS=1, without the cpu figures, which move on."""
+    docs = []
+    for extra in ({}, {"FDSCOPE_NO_SPEEDUPS": "1"}):
+        out = subprocess.run([sys.executable, "-m", "fdscope", "inspect", str(pid), "--json",
+                              "--sample", "0"], capture_output=True, text=True,
+                             env={**os.environ, **extra}, check=True, timeout=60).stdout
+        doc = json.loads(out)
+        doc.pop("cpu", None)
+        docs.append(doc)
+    return docs
+
+
 def test_cli_gives_the_same_document_with_and_without_the_accelerator(C):
     """End to end, as users run it: `python -m fdscope` (console entry point with the
     read-ahead) with the C module, and with FDSCOPE_NO_SPEEDUPS=1."""
     with Target(MANY, "3000") as target:
         target.wait_sleeping()
-        docs = []
-        for extra in ({}, {"FDSCOPE_NO_SPEEDUPS": "1"}):
-            out = subprocess.run([sys.executable, "-m", "fdscope", "inspect", str(target.pid),
-                                  "--json", "--sample", "0"], capture_output=True, text=True,
-                                 env={**os.environ, **extra}, check=True, timeout=60).stdout
-            doc = json.loads(out)
-            doc.pop("cpu", None)
-            docs.append(doc)
+        docs = _cli_docs_with_and_without_c(target.pid)
     assert docs[0] == docs[1]
     assert docs[0]["summary"]["open_fds"] >= 2990
     assert docs[0]["summary"]["epoll_registrations"] > 1000
@@ -467,14 +474,7 @@ def test_cli_finds_every_fd_when_the_table_has_holes(C):
     with Target(HOLES) as target:
         target.wait_sleeping()
         listed = sorted(int(n) for n in os.listdir(f"/proc/{target.pid}/fd"))
-        docs = []
-        for extra in ({}, {"FDSCOPE_NO_SPEEDUPS": "1"}):
-            out = subprocess.run([sys.executable, "-m", "fdscope", "inspect", str(target.pid),
-                                  "--json", "--sample", "0"], capture_output=True, text=True,
-                                 env={**os.environ, **extra}, check=True, timeout=60).stdout
-            doc = json.loads(out)
-            doc.pop("cpu", None)
-            docs.append(doc)
+        docs = _cli_docs_with_and_without_c(target.pid)
     assert docs[0] == docs[1]
     fds = [e["fd"] for e in docs[0]["fds"]]
     assert fds == listed
