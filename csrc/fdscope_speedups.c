@@ -1,15 +1,17 @@
-/* _fdscope_speedups: optional C versions of fdscope's per-fd hot loops (issue 3 speed target).
- *
- * Every function here has a pure-Python twin in fdscope that stays the reference: fdscope uses
- * these only when the module imports (fdscope/speedups.py) and the tests check that both give
- * the same result on live processes and on hypothesis-generated input. A function returns None
- * where its input is not in the exact form it knows, and the caller then uses the Python code.
- * Nothing here opens /proc paths by name: readlinkat_many works on a directory fd that
- * fdscope.proc.Proc opened, and its errors go back to Proc as errno numbers.
+/* _fdscope_speedups: optional C versions of fdscope's per-fd loops, with small data-only
+ * contracts (fdscope/speedups.py lists them with their Python twins):
+ *   readlinkat_many, read_many  batch reads below a directory fd, the GIL released throughout
+ *   epoll_rows, net_rows        text -> rows parsers for epoll fdinfo and /proc/PID/net tables
+ *   rows_json                   NamedTuple rows -> JSON objects
+ * Every function has a pure-Python twin that stays the reference; the tests compare both on
+ * live processes and on hypothesis-generated input. A parser returns None where its input is
+ * not in the exact form it knows, and the Python twin then decides. Nothing here opens /proc
+ * paths by name: the batch reads work on a directory fd that fdscope.proc.Proc opened, and
+ * their errors go back to Proc as errno numbers.
  */
 #define PY_SSIZE_T_CLEAN
 /* Raise with every change of a function's arguments or results (fdscope/speedups.py: API). */
-#define FDSCOPE_SPEEDUPS_API 8
+#define FDSCOPE_SPEEDUPS_API 9
 #include <Python.h>
 
 #include <errno.h>
@@ -228,169 +230,6 @@ static PyObject *
 read_many(PyObject *self, PyObject *args)
 {
     return run_batch(args, "iO!:read_many", "read_many", 0, step_read, 0);
-}
-
-/* ---------------------------------------------------------------- readahead */
-
-/* fs/eventpoll.c: anon_inode_getfile("[eventpoll]", ...) */
-static const char EPOLL_LINK[] = "anon_inode:[eventpoll]";
-
-/* readahead(fd_dir, count): the links of fds 0..count-1 below fd_dir (/proc/PID/fd), read
- * with the GIL released throughout, as readlinkat_many returns them ((texts, errors)), and the
- * fds among them that are epoll fds: ((texts, errors), epfds). The first stage of
- * fdscope.readahead.stages: the scan starts on these while the tables are read. */
-static PyObject *
-read_ahead(PyObject *self, PyObject *args)
-{
-    int fd_dir;
-    Py_ssize_t count;
-    if (!PyArg_ParseTuple(args, "in:readahead", &fd_dir, &count))
-        return NULL;
-    if (count < 0 || count > (1 << 24)) {
-        PyErr_SetString(PyExc_ValueError, "readahead: count out of range");
-        return NULL;
-    }
-    enum { NAME = 12 };  /* "16777216" and its NUL fit */
-    char *numbers = PyMem_RawMalloc((size_t)count * NAME + 1);
-    Py_ssize_t *epfds = PyMem_RawMalloc(sizeof(Py_ssize_t) * (size_t)(count + 1));
-    Batch links = {0};
-    PyObject *out = NULL, *eplist = NULL;
-    if (numbers == NULL || epfds == NULL ||
-        batch_alloc(&links, count, (size_t)(count + 1) * 48) < 0) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    for (Py_ssize_t i = 0; i < count; i++) {
-        links.names[i] = numbers + i * NAME;
-        snprintf(numbers + i * NAME, NAME, "%zd", i);
-    }
-    int nomem = 0;
-    Py_ssize_t nep = 0;
-    Py_BEGIN_ALLOW_THREADS
-    for (Py_ssize_t i = 0; i < count && !nomem; i++)
-        nomem = step_readlink(&links, fd_dir, i) < 0;
-    size_t at = 0;
-    for (Py_ssize_t i = 0; i < count && !nomem; i++) {
-        if (links.len[i] < 0)
-            continue;
-        if ((size_t)links.len[i] == sizeof EPOLL_LINK - 1 &&
-            memcmp(links.arena + at, EPOLL_LINK, sizeof EPOLL_LINK - 1) == 0)
-            epfds[nep++] = i;
-        at += (size_t)links.len[i];
-    }
-    Py_END_ALLOW_THREADS
-    if (nomem) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    eplist = PyList_New(nep);
-    if (eplist == NULL)
-        goto done;
-    for (Py_ssize_t i = 0; i < nep; i++) {
-        PyObject *fd = PyLong_FromSsize_t(epfds[i]);
-        if (fd == NULL)
-            goto done;
-        PyList_SET_ITEM(eplist, i, fd);
-    }
-    out = Py_BuildValue("(NO)", batch_results(&links, 1), eplist);
-done:
-    Py_XDECREF(eplist);
-    PyMem_RawFree(numbers);
-    PyMem_RawFree(epfds);
-    batch_free(&links);
-    return out;
-}
-
-/* ---------------------------------------------------------------- split_links */
-
-static PyObject *str_socket, *str_pipe;
-
-/* Parse "PREFIX[digits]" (the whole string); -1 if it is not that form or overflows. */
-static long long
-bracket_inode(const char *s, Py_ssize_t n, Py_ssize_t skip)
-{
-    if (n < skip + 2 || s[n - 1] != ']')
-        return -1;
-    unsigned long long v = 0;
-    for (Py_ssize_t i = skip; i < n - 1; i++) {
-        if (s[i] < '0' || s[i] > '9' || v > (ULLONG_MAX - 9) / 10 / 2)
-            return -1;
-        v = v * 10 + (unsigned)(s[i] - '0');
-    }
-    return (long long)v;
-}
-
-/* For link texts "socket:[N]" (net/socket.c sockfs_dname) and "pipe:[N]" (fs/pipe.c
- * pipefs_dname): ("socket" | "pipe", N); for a link text in the dict `known`, its value (a
- * (type, inode) pair); None, None for every other link.
- * Returns (types, inodes, sockets, others): two lists as long as `links`, the indexes of the
- * sockets and the indexes of the other links (neither socket, pipe nor known). */
-static PyObject *
-split_links(PyObject *self, PyObject *args)
-{
-    PyObject *links, *known;
-    if (!PyArg_ParseTuple(args, "O!O!:split_links", &PyList_Type, &links, &PyDict_Type, &known))
-        return NULL;
-    Py_ssize_t n = PyList_GET_SIZE(links);
-    PyObject *types = PyList_New(n), *inodes = PyList_New(n);
-    PyObject *sockets = PyList_New(0), *others = PyList_New(0);
-    if (types == NULL || inodes == NULL || sockets == NULL || others == NULL)
-        goto fail;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *link = PyList_GET_ITEM(links, i);
-        PyObject *typ = Py_None, *ino = NULL;
-        if (PyUnicode_Check(link) && PyUnicode_KIND(link) == PyUnicode_1BYTE_KIND) {
-            const char *s = (const char *)PyUnicode_DATA(link);
-            Py_ssize_t len = PyUnicode_GET_LENGTH(link);
-            long long v = -1;
-            if (len > 8 && memcmp(s, "socket:[", 8) == 0) {
-                v = bracket_inode(s, len, 8);
-                typ = str_socket;
-            } else if (len > 6 && memcmp(s, "pipe:[", 6) == 0) {
-                v = bracket_inode(s, len, 6);
-                typ = str_pipe;
-            }
-            if (v < 0) {
-                typ = Py_None;
-            } else {
-                ino = PyLong_FromLongLong(v);
-                if (ino == NULL)
-                    goto fail;
-            }
-        }
-        if (typ == Py_None) {
-            PyObject *hit = PyDict_GetItemWithError(known, link);
-            if (hit == NULL && PyErr_Occurred())
-                goto fail;
-            if (hit != NULL && PyTuple_Check(hit) && PyTuple_GET_SIZE(hit) == 2) {
-                Py_INCREF(PyTuple_GET_ITEM(hit, 0));
-                PyList_SET_ITEM(types, i, PyTuple_GET_ITEM(hit, 0));
-                Py_INCREF(PyTuple_GET_ITEM(hit, 1));
-                PyList_SET_ITEM(inodes, i, PyTuple_GET_ITEM(hit, 1));
-                continue;
-            }
-        }
-        if (typ != str_pipe) {
-            if (append_steal(typ == str_socket ? sockets : others, PyLong_FromSsize_t(i)) < 0) {
-                Py_XDECREF(ino);
-                goto fail;
-            }
-        }
-        Py_INCREF(typ);
-        PyList_SET_ITEM(types, i, typ);
-        if (ino == NULL) {
-            Py_INCREF(Py_None);
-            ino = Py_None;
-        }
-        PyList_SET_ITEM(inodes, i, ino);
-    }
-    return Py_BuildValue("(NNNN)", types, inodes, sockets, others);
-fail:
-    Py_XDECREF(types);
-    Py_XDECREF(inodes);
-    Py_XDECREF(sockets);
-    Py_XDECREF(others);
-    return NULL;
 }
 
 /* ---------------------------------------------------------------- epoll_rows */
@@ -620,71 +459,25 @@ take_hex_upper(const char **p, const char *end, int lower_ok, unsigned long long
 
 static PyObject *str_unix, *str_listen, *unix_states[5], *str_unconn, *tcp_states[14];
 
-static PyObject *named(PyTypeObject *cls, PyObject **items, Py_ssize_t n);
-
-/* Where a table parser puts the rows it wants: a list of row tuples (cls NULL: unix_rows,
- * inet_rows), or a dict inode -> cls(proto, state, local, remote, recv_q, send_q) (sockets:
- * cls is fdscope.inspect.SocketInfo, proto the table's name). */
-typedef struct {
-    PyObject *out;
-    PyTypeObject *cls;
-    PyObject *proto;
-    /* One shared cls instance per state for unbound unix sockets (socketpairs: thousands of
-     * equal rows, and rows_json then copies the JSON it wrote for the one before). */
-    PyObject *unbound[6];
-} Sink;
-
-/* out[ino] = cls(*items) (the 6 items stolen): 0, or -1 with an exception set. With
- * share >= 0, the instance made the first time for that slot of k->unbound is used again. */
+/* Append the row (inode, proto, state, local, remote, recv_q, send_q) to `rows`, stealing the
+ * five objects given: 0, or -1 with an exception set (the objects then released). */
 static int
-sink_info(Sink *k, unsigned long long ino, PyObject **items, int share)
+add_row(PyObject *rows, unsigned long long ino, PyObject *proto, PyObject *state,
+        PyObject *local, PyObject *remote, PyObject *recv_q, PyObject *send_q)
 {
-    PyObject *info;
-    if (share >= 0 && k->unbound[share] != NULL) {
-        for (int i = 0; i < 6; i++)
-            Py_DECREF(items[i]);
-        info = k->unbound[share];
-        Py_INCREF(info);
-    } else {
-        info = named(k->cls, items, 6);
-        if (info == NULL)
-            return -1;
-        if (share >= 0) {
-            Py_INCREF(info);
-            k->unbound[share] = info;
-        }
-    }
-    PyObject *key = PyLong_FromUnsignedLongLong(ino);
-    int r = key == NULL ? -1 : PyDict_SetItem(k->out, key, info);
-    Py_XDECREF(key);
-    Py_DECREF(info);
-    return r;
+    PyObject *row = NULL, *inode = PyLong_FromUnsignedLongLong(ino);
+    if (inode != NULL && state != NULL && local != NULL && remote != NULL && recv_q != NULL &&
+        send_q != NULL)
+        row = PyTuple_Pack(7, inode, proto, state, local, remote, recv_q, send_q);
+    Py_XDECREF(inode);
+    Py_XDECREF(state);
+    Py_XDECREF(local);
+    Py_XDECREF(remote);
+    Py_XDECREF(recv_q);
+    Py_XDECREF(send_q);
+    return append_steal(rows, row);
 }
 
-/* The (text, inodes) arguments of a table parser, and the text's bytes: 1, or 0 for text this
- * fast path does not take (not Latin-1: the caller returns None), or -1 with an exception. */
-static int
-table_args(PyObject *args, const char *format, PyObject **text, PyObject **inodes,
-           const char **p, const char **end)
-{
-    if (!PyArg_ParseTuple(args, format, text, inodes))
-        return -1;
-    if (*inodes != Py_None && !PyAnySet_Check(*inodes)) {
-        PyErr_SetString(PyExc_TypeError, "inodes must be a set or None");
-        return -1;
-    }
-    if (PyUnicode_KIND(*text) != PyUnicode_1BYTE_KIND)
-        return 0;
-    *p = (const char *)PyUnicode_DATA(*text);
-    *end = *p + PyUnicode_GET_LENGTH(*text);
-    return 1;
-}
-
-/* Rows of /proc/PID/net/unix (net/unix/af_unix.c unix_seq_show:
- * "%pK: %08X %08X %08X %04X %02X %5lu" then " PATH" when bound) for the inodes in the set
- * `inodes` (None: every row), as (inode, "unix", state, path | None, None, None, None): the
- * shape fdscope.inspect._unix_fast returns. None when a line is not in that form (a path
- * holding a newline, another kernel): _unix_fast and parse_unix decide then. */
 /* The first row of a table whose header line starts with `head`, or NULL for text that does
  * not start so. */
 static const char *
@@ -697,8 +490,13 @@ after_header(const char *p, const char *end, const char *head)
     return eol == NULL ? NULL : eol + 1;
 }
 
+/* Rows of /proc/PID/net/unix (net/unix/af_unix.c unix_seq_show:
+ * "%pK: %08X %08X %08X %04X %02X %5lu" then " PATH" when bound) for the inodes in `inodes`
+ * (None: every row), appended to `rows` as (inode, "unix", state, path | None, None, None,
+ * None). 1, 0 when a line is not in that form (a path holding a newline, an unnamed state:
+ * the Python twin decides), -1 on error. */
 static int
-unix_parse(Sink *k, PyObject *text, PyObject *inodes, const char *p, const char *end)
+unix_parse(PyObject *rows, PyObject *text, PyObject *inodes, const char *p, const char *end)
 {
     const char *line = after_header(p, end, "Num");
     if (line == NULL)
@@ -706,7 +504,7 @@ unix_parse(Sink *k, PyObject *text, PyObject *inodes, const char *p, const char 
     while (line < end) {
         const char *eol = memchr(line, '\n', (size_t)(end - line));
         if (eol == NULL)
-            goto none; /* the kernel ends every row with a newline */
+            return 0; /* the kernel ends every row with a newline */
         const char *q = line;
         unsigned long long v, flags, st, ino;
         if (!take_hex_upper(&q, eol, 1, &v) || !take_literal(&q, eol, ": ") ||
@@ -715,105 +513,69 @@ unix_parse(Sink *k, PyObject *text, PyObject *inodes, const char *p, const char 
             !take_hex_upper(&q, eol, 0, &flags) || !take_literal(&q, eol, " ") ||
             !take_hex_upper(&q, eol, 0, &v) || !take_literal(&q, eol, " ") ||
             !take_hex_upper(&q, eol, 0, &st) || !take_literal(&q, eol, " "))
-            goto none;
+            return 0;
         skip_blanks(&q, eol);
         if (!take_number(&q, eol, 10, &ino) || (q < eol && *q != ' '))
-            goto none;
+            return 0;
         int want = wanted(inodes, ino);
         if (want < 0)
-            goto fail;
+            return -1;
         if (want) {
-            PyObject *state, *path;
-            if (flags & (1ULL << 16)) { /* include/linux/net.h __SO_ACCEPTCON */
+            PyObject *state;
+            if (flags & (1ULL << 16)) /* include/linux/net.h __SO_ACCEPTCON */
                 state = str_listen;
-                Py_INCREF(state);
-            } else if (st < 5) {
+            else if (st < 5)
                 state = unix_states[st];
-                Py_INCREF(state);
-            } else {
-                goto none; /* an unnamed state: the Python parser spells it */
-            }
-            if (q < eol && eol - q > 1) {
-                path = PyUnicode_Substring(text, (q + 1) - p, eol - p);
-            } else {
-                path = Py_None;
-                Py_INCREF(path);
-            }
-            if (path == NULL) {
-                Py_DECREF(state);
-                goto fail;
-            }
-            if (k->cls != NULL) {
-                Py_INCREF(str_unix);
-                Py_INCREF(Py_None);
-                Py_INCREF(Py_None);
-                Py_INCREF(Py_None);
-                PyObject *items[6] = {str_unix, state, path, Py_None, Py_None, Py_None};
-                int share = path != Py_None ? -1 : state == str_listen ? 5 : (int)st;
-                if (sink_info(k, ino, items, share) < 0)
-                    goto fail;
-            } else if (append_steal(k->out, Py_BuildValue("(KONNOOO)", ino, str_unix, state,
-                                                          path, Py_None, Py_None,
-                                                          Py_None)) < 0) {
-                goto fail;
-            }
+            else
+                return 0;
+            Py_INCREF(state);
+            PyObject *path = q < eol && eol - q > 1 ?
+                PyUnicode_Substring(text, (q + 1) - p, eol - p) : Py_NewRef(Py_None);
+            if (add_row(rows, ino, str_unix, state, path, Py_NewRef(Py_None),
+                        Py_NewRef(Py_None), Py_NewRef(Py_None)) < 0)
+                return -1;
         }
         line = eol + 1;
     }
     return 1;
-none:
-    return 0;
-fail:
-    return -1;
 }
 
-/* A parser's result for a Python caller: k->out (1), None (0: the caller's Python code
- * decides) or NULL (-1, an exception set). */
+static int inet_parse(PyObject *rows, PyObject *proto, PyObject *inodes, const char *p,
+                      const char *end);
+
+/* net_rows(table, text, inodes) -> [(inode, proto, state, local, remote, recv_q, send_q)]
+ * | None: the rows of /proc/PID/net/TABLE (unix, tcp, tcp6, udp, udp6, raw, raw6) for the
+ * inodes in the set `inodes` (None: every row), in table order, as
+ * fdscope.parse.net.socket_rows gives them; None for another table or any line these parsers
+ * do not take. */
 static PyObject *
-sink_result(Sink *k, int r)
+net_rows(PyObject *self, PyObject *args)
 {
-    for (int i = 0; i < 6; i++)
-        Py_CLEAR(k->unbound[i]);
+    PyObject *table, *text, *inodes;
+    if (!PyArg_ParseTuple(args, "UUO:net_rows", &table, &text, &inodes))
+        return NULL;
+    if (inodes != Py_None && !PyAnySet_Check(inodes)) {
+        PyErr_SetString(PyExc_TypeError, "inodes must be a set or None");
+        return NULL;
+    }
+    static const char *const inet[] = {"tcp", "tcp6", "udp", "udp6", "raw", "raw6"};
+    int is_unix = PyUnicode_CompareWithASCIIString(table, "unix") == 0, is_inet = 0;
+    for (int i = 0; i < 6 && !is_unix && !is_inet; i++)
+        is_inet = PyUnicode_CompareWithASCIIString(table, inet[i]) == 0;
+    if ((!is_unix && !is_inet) || PyUnicode_KIND(text) != PyUnicode_1BYTE_KIND)
+        Py_RETURN_NONE;
+    const char *p = (const char *)PyUnicode_DATA(text), *end = p + PyUnicode_GET_LENGTH(text);
+    PyObject *rows = PyList_New(0);
+    if (rows == NULL)
+        return NULL;
+    int r = is_unix ? unix_parse(rows, text, inodes, p, end) : inet_parse(rows, table, inodes, p,
+                                                                          end);
     if (r > 0)
-        return k->out;
-    Py_DECREF(k->out);
+        return rows;
+    Py_DECREF(rows);
     if (r < 0)
         return NULL;
     Py_RETURN_NONE;
-}
-
-static int inet_parse(Sink *k, PyObject *inodes, const char *p, const char *end);
-
-/* A unix (is_unix) or inet table's rows into k: the parser's 1, 0 or -1. */
-static int
-parse_table(Sink *k, int is_unix, PyObject *text, PyObject *inodes, const char *p,
-            const char *end)
-{
-    return is_unix ? unix_parse(k, text, inodes, p, end) : inet_parse(k, inodes, p, end);
-}
-
-/* unix_rows and inet_rows: (text, inodes) -> the list of row tuples, or None. */
-static PyObject *
-table_rows(PyObject *args, const char *format, int is_unix)
-{
-    PyObject *text, *inodes;
-    const char *p, *end;
-    int ok = table_args(args, format, &text, &inodes, &p, &end);
-    if (ok <= 0) {
-        if (ok < 0)
-            return NULL;
-        Py_RETURN_NONE;
-    }
-    Sink k = {PyList_New(0), NULL, NULL, {NULL}};
-    if (k.out == NULL)
-        return NULL;
-    return sink_result(&k, parse_table(&k, is_unix, text, inodes, p, end));
-}
-
-static PyObject *
-unix_rows(PyObject *self, PyObject *args)
-{
-    return table_rows(args, "UO:unix_rows", 1);
 }
 
 /* "127.0.0.1:8080" or "[::1]:8080" from a table's hex address: each 32-bit word printed
@@ -868,21 +630,20 @@ format_inet(const char *hex, Py_ssize_t len, unsigned long long port, char out[6
     return 0;
 }
 
-/* The columns of /proc/PID/net/{tcp,tcp6,udp,udp6,raw,raw6} rows (net/ipv4/tcp_ipv4.c
- * get_tcp4_sock and its siblings: "sl local rem st tx_queue:rx_queue tr:tm->when retrnsmt uid
- * timeout inode ...") for the inodes in `inodes` (None: every row), as
- * (inode, local, remote | None, st, tx_queue, rx_queue, uid) with the addresses formatted as
- * fdscope.parse.net.inet_fields formats them; fdscope.parse.net.inet_state names st.
- * None when a row differs from that form. */
+/* Rows of /proc/PID/net/{tcp,tcp6,udp,udp6,raw,raw6} (net/ipv4/tcp_ipv4.c get_tcp4_sock and
+ * its siblings: "sl local rem st tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode ...")
+ * for the inodes in `inodes` (None: every row), appended to `rows` with the addresses and
+ * states as fdscope.parse.net.inet_fields gives them. 1, 0 when a row differs from that form,
+ * -1 on error. */
 static int
-inet_parse(Sink *k, PyObject *inodes, const char *p, const char *end)
+inet_parse(PyObject *rows, PyObject *proto, PyObject *inodes, const char *p, const char *end)
 {
     skip_blanks(&p, end); /* "  sl  local_address ..." */
     const char *line = after_header(p, end, "sl ");
     if (line == NULL)
         return 0;
-    int is_tcp = k->proto != NULL && (PyUnicode_CompareWithASCIIString(k->proto, "tcp") == 0 ||
-                                      PyUnicode_CompareWithASCIIString(k->proto, "tcp6") == 0);
+    int is_tcp = PyUnicode_CompareWithASCIIString(proto, "tcp") == 0 ||
+                 PyUnicode_CompareWithASCIIString(proto, "tcp6") == 0;
     while (line < end) {
         const char *eol = memchr(line, '\n', (size_t)(end - line));
         if (eol == NULL)
@@ -952,40 +713,19 @@ inet_parse(Sink *k, PyObject *inodes, const char *p, const char *end)
             int unset = rport == 0;
             for (Py_ssize_t i = 0; unset && i < rlen; i++)
                 unset = ra[i] == '0';
-            if (k->cls != NULL) {
-                /* fdscope.parse.states.inet_state: a TCP LISTEN row's tx_queue is not the
-                 * backlog (send_q None); UDP and raw TCP_CLOSE (7) is "UNCONN", as ss(8) shows
-                 * it; a state without a name is left to the Python code. */
-                PyObject *state = !is_tcp && st == 7 ? str_unconn :
-                                  st >= 1 && st <= 13 ? tcp_states[st] : NULL;
-                if (state == NULL)
-                    goto none;
-                Py_INCREF(state);
-                PyObject *items[6] = {k->proto, state, PyUnicode_FromString(local),
-                                      unset ? Py_None : PyUnicode_FromString(remote),
-                                      PyLong_FromUnsignedLongLong(rx),
-                                      is_tcp && st == 10 ? Py_None :
-                                      PyLong_FromUnsignedLongLong(tx)};
-                Py_INCREF(k->proto);
-                if (unset)
-                    Py_INCREF(Py_None);
-                if (is_tcp && st == 10)
-                    Py_INCREF(Py_None);
-                if (items[2] == NULL || items[3] == NULL || items[4] == NULL ||
-                    items[5] == NULL) {
-                    for (int i = 0; i < 6; i++)
-                        Py_XDECREF(items[i]);
-                    goto fail;
-                }
-                if (sink_info(k, ino, items, -1) < 0)
-                    goto fail;
-                line = eol + 1;
-                continue;
-            }
-            PyObject *row = unset ?
-                Py_BuildValue("(KsOKKKK)", ino, local, Py_None, st, tx, rx, uid) :
-                Py_BuildValue("(KssKKKK)", ino, local, remote, st, tx, rx, uid);
-            if (append_steal(k->out, row) < 0)
+            /* fdscope.parse.states.inet_state: a TCP LISTEN row's tx_queue is not the
+             * backlog (send_q None); UDP and raw TCP_CLOSE (7) is "UNCONN", as ss(8) shows it;
+             * a state without a name is left to the Python twin. */
+            PyObject *state = !is_tcp && st == 7 ? str_unconn :
+                              st >= 1 && st <= 13 ? tcp_states[st] : NULL;
+            if (state == NULL)
+                goto none;
+            Py_INCREF(state);
+            if (add_row(rows, ino, proto, state, PyUnicode_FromString(local),
+                        unset ? Py_NewRef(Py_None) : PyUnicode_FromString(remote),
+                        PyLong_FromUnsignedLongLong(rx),
+                        is_tcp && st == 10 ? Py_NewRef(Py_None)
+                                           : PyLong_FromUnsignedLongLong(tx)) < 0)
                 goto fail;
         }
         line = eol + 1;
@@ -997,252 +737,10 @@ fail:
     return -1;
 }
 
-static PyObject *
-inet_rows(PyObject *self, PyObject *args)
-{
-    return table_rows(args, "UO:inet_rows", 0);
-}
-
-/* sockets(table, text, inodes, cls) -> {inode: cls(proto, state, local, remote, recv_q,
- * send_q)} | None: the rows of /proc/PID/net/TABLE (unix, tcp, tcp6, udp, udp6, raw, raw6)
- * for `inodes` (None: every row), as fdscope.inspect._socket_infos makes them from
- * _net_rows; None for another table or a row these parsers do not take. */
-static PyObject *
-sockets(PyObject *self, PyObject *args)
-{
-    PyObject *table, *text, *inodes;
-    PyTypeObject *cls;
-    if (!PyArg_ParseTuple(args, "UUOO!:sockets", &table, &text, &inodes, &PyType_Type, &cls))
-        return NULL;
-    if (!PyType_IsSubtype(cls, &PyTuple_Type)) {
-        PyErr_SetString(PyExc_TypeError, "sockets: cls must be a NamedTuple class");
-        return NULL;
-    }
-    if (inodes != Py_None && !PyAnySet_Check(inodes)) {
-        PyErr_SetString(PyExc_TypeError, "inodes must be a set or None");
-        return NULL;
-    }
-    static const char *const inet[] = {"tcp", "tcp6", "udp", "udp6", "raw", "raw6"};
-    int is_unix = PyUnicode_CompareWithASCIIString(table, "unix") == 0, is_inet = 0;
-    for (int i = 0; i < 6 && !is_unix && !is_inet; i++)
-        is_inet = PyUnicode_CompareWithASCIIString(table, inet[i]) == 0;
-    if ((!is_unix && !is_inet) || PyUnicode_KIND(text) != PyUnicode_1BYTE_KIND)
-        Py_RETURN_NONE;
-    const char *p = (const char *)PyUnicode_DATA(text), *end = p + PyUnicode_GET_LENGTH(text);
-    Sink k = {PyDict_New(), cls, table, {NULL}};
-    if (k.out == NULL)
-        return NULL;
-    return sink_result(&k, parse_table(&k, is_unix, text, inodes, p, end));
-}
-
-/* ---------------------------------------------------------------- registrations */
-
-static PyObject *str_ok;
-
-#define MAX_FIELDS 16 /* of a NamedTuple row: FdEntry has 8 */
-
-/* A `cls` instance (a NamedTuple class) holding the n values of `items`, which it steals. */
-static PyObject *
-named(PyTypeObject *cls, PyObject **items, Py_ssize_t n)
-{
-    PyObject *obj = cls->tp_alloc(cls, n);
-    if (obj == NULL) {
-        for (Py_ssize_t i = 0; i < n; i++)
-            Py_XDECREF(items[i]);
-        return NULL;
-    }
-    for (Py_ssize_t i = 0; i < n; i++)
-        PyTuple_SET_ITEM(obj, i, items[i]);
-    return obj;
-}
-
-/* The common case of fdscope.inspect._Scan._epoll_sets, one registration after another: the
- * registered fd is open, its link names the watched inode, no other fd of the process holds
- * that inode, and the watched device is its type's (sockfs, pipefs) device. Then the result
- * is Registration(tfd, mask, events, data, ino, sdev, "ok", (tfd,), True); every other
- * registration gets None and the Python code decides its status.
- *   regs: [(tfd, mask, data, ino, sdev)]; types, inodes: the type and inode of each open fd,
- *   in rows; index: {fd: row}, or None when fd i is row i; ino_count: {ino: n};
- *   type_dev: {type: st_dev}; events: {mask: tuple of names} for every mask in regs. */
-static PyObject *
-registrations(PyObject *self, PyObject *args)
-{
-    PyObject *regs, *types, *inodes, *index, *ino_count, *type_dev, *events;
-    PyTypeObject *cls;
-    if (!PyArg_ParseTuple(args, "O!O!O!OO!O!O!O!:registrations", &PyList_Type, &regs,
-                          &PyList_Type, &types, &PyList_Type, &inodes, &index, &PyDict_Type,
-                          &ino_count, &PyDict_Type, &type_dev, &PyDict_Type, &events,
-                          &PyType_Type, &cls))
-        return NULL;
-    if (!PyType_IsSubtype(cls, &PyTuple_Type) || (index != Py_None && !PyDict_Check(index)) ||
-        PyList_GET_SIZE(types) != PyList_GET_SIZE(inodes)) {
-        PyErr_SetString(PyExc_TypeError, "registrations: a NamedTuple class, columns of one "
-                                         "length and a dict or None index");
-        return NULL;
-    }
-    Py_ssize_t rows = PyList_GET_SIZE(types);
-    Py_ssize_t n = PyList_GET_SIZE(regs);
-    PyObject *out = PyList_New(n);
-    if (out == NULL)
-        return NULL;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *reg = PyList_GET_ITEM(regs, i), *result = Py_None;
-        Py_INCREF(Py_None);
-        if (!PyTuple_Check(reg) || PyTuple_GET_SIZE(reg) != 5)
-            goto bad;
-        PyObject *tfd = PyTuple_GET_ITEM(reg, 0), *ino = PyTuple_GET_ITEM(reg, 3);
-        PyObject *sdev = PyTuple_GET_ITEM(reg, 4);
-        PyObject *at = tfd;
-        if (index != Py_None) {
-            at = PyDict_GetItemWithError(index, tfd);
-            if (at == NULL) {
-                if (PyErr_Occurred())
-                    goto fail;
-                goto next; /* not open */
-            }
-        }
-        Py_ssize_t row = PyLong_Check(at) ? PyLong_AsSsize_t(at) : -1;
-        if (row == -1 && PyErr_Occurred())
-            PyErr_Clear(); /* too wide for a row: not open */
-        if (row < 0 || row >= rows)
-            goto next;
-        PyObject *typ = PyList_GET_ITEM(types, row);
-        int same = PyObject_RichCompareBool(PyList_GET_ITEM(inodes, row), ino, Py_EQ);
-        if (same < 0)
-            goto fail;
-        PyObject *count = same ? PyDict_GetItemWithError(ino_count, ino) : NULL;
-        if (count == NULL && PyErr_Occurred())
-            goto fail;
-        if (count == NULL || !PyLong_Check(count) || PyLong_AsLong(count) != 1)
-            goto next;
-        PyObject *dev = PyDict_GetItemWithError(type_dev, typ);
-        if (dev == NULL && PyErr_Occurred())
-            goto fail;
-        if (dev == NULL || (same = PyObject_RichCompareBool(dev, sdev, Py_EQ)) != 1) {
-            if (same < 0)
-                goto fail;
-            goto next;
-        }
-        PyObject *names = PyDict_GetItemWithError(events, PyTuple_GET_ITEM(reg, 1));
-        if (names == NULL) {
-            if (!PyErr_Occurred())
-                PyErr_SetString(PyExc_KeyError, "registrations: a mask missing from events");
-            goto fail;
-        }
-        PyObject *open_as = PyTuple_Pack(1, tfd);
-        if (open_as == NULL)
-            goto fail;
-        PyObject *items[9] = {tfd, PyTuple_GET_ITEM(reg, 1), names, PyTuple_GET_ITEM(reg, 2),
-                              ino, sdev, str_ok, open_as, Py_True};
-        for (int k = 0; k < 9; k++)
-            if (k != 7)
-                Py_INCREF(items[k]);
-        Py_DECREF(result);
-        result = named(cls, items, 9);
-        if (result == NULL)
-            goto fail_nores;
-    next:
-        PyList_SET_ITEM(out, i, result);
-        continue;
-    bad:
-        PyErr_SetString(PyExc_TypeError, "registrations: rows are (tfd, mask, data, ino, sdev)");
-    fail:
-        Py_DECREF(result);
-    fail_nores:
-        Py_DECREF(out);
-        return NULL;
-    }
-    return out;
-}
-
-/* named_rows(cls, columns) -> [cls(*row) for row in zip(*columns)] for a NamedTuple class,
- * without the intermediate tuples (what map(partial(tuple.__new__, cls), zip(...)) does). */
-static PyObject *
-named_rows(PyObject *self, PyObject *args)
-{
-    PyTypeObject *cls;
-    PyObject *cols;
-    if (!PyArg_ParseTuple(args, "O!O!:named_rows", &PyType_Type, &cls, &PyTuple_Type, &cols))
-        return NULL;
-    Py_ssize_t k = PyTuple_GET_SIZE(cols);
-    if (!PyType_IsSubtype(cls, &PyTuple_Type) || k == 0 || k > MAX_FIELDS) {
-        PyErr_SetString(PyExc_TypeError, "named_rows: a NamedTuple class and 1-16 columns");
-        return NULL;
-    }
-    Py_ssize_t n = -1;
-    for (Py_ssize_t c = 0; c < k; c++) {
-        PyObject *col = PyTuple_GET_ITEM(cols, c);
-        if (!PyList_Check(col) || (n >= 0 && PyList_GET_SIZE(col) != n)) {
-            PyErr_SetString(PyExc_ValueError, "named_rows: columns are lists of one length");
-            return NULL;
-        }
-        n = PyList_GET_SIZE(col);
-    }
-    PyObject *out = PyList_New(n);
-    if (out == NULL)
-        return NULL;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *items[MAX_FIELDS];
-        for (Py_ssize_t c = 0; c < k; c++) {
-            items[c] = PyList_GET_ITEM(PyTuple_GET_ITEM(cols, c), i);
-            Py_INCREF(items[c]);
-        }
-        PyObject *row = named(cls, items, k);
-        if (row == NULL) {
-            Py_DECREF(out);
-            return NULL;
-        }
-        PyList_SET_ITEM(out, i, row);
-    }
-    return out;
-}
-
-/* socket_column(n, at, inodes, sockets, default) -> a list of n Nones, except at each index in
- * `at` (the rows of the socket fds): sockets.get(inodes[i], default). fdscope.inspect's
- * _socket_column is its twin. */
-static PyObject *
-socket_column(PyObject *self, PyObject *args)
-{
-    Py_ssize_t n;
-    PyObject *at, *inodes, *sockets, *dflt;
-    if (!PyArg_ParseTuple(args, "nO!O!O!O:socket_column", &n, &PyList_Type, &at, &PyList_Type,
-                          &inodes, &PyDict_Type, &sockets, &dflt))
-        return NULL;
-    if (n < 0 || PyList_GET_SIZE(inodes) != n) {
-        PyErr_SetString(PyExc_ValueError, "socket_column: inodes must have n items");
-        return NULL;
-    }
-    PyObject *out = PyList_New(n);
-    if (out == NULL)
-        return NULL;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        Py_INCREF(Py_None);
-        PyList_SET_ITEM(out, i, Py_None);
-    }
-    for (Py_ssize_t j = 0; j < PyList_GET_SIZE(at); j++) {
-        Py_ssize_t i = PyLong_AsSsize_t(PyList_GET_ITEM(at, j));
-        if (i == -1 && PyErr_Occurred())
-            goto fail;
-        if (i < 0 || i >= n) {
-            PyErr_SetString(PyExc_IndexError, "socket_column: index out of range");
-            goto fail;
-        }
-        PyObject *v = PyDict_GetItemWithError(sockets, PyList_GET_ITEM(inodes, i));
-        if (v == NULL && PyErr_Occurred())
-            goto fail;
-        v = v != NULL ? v : dflt;
-        Py_INCREF(v);
-        PyObject *none = PyList_GET_ITEM(out, i);
-        PyList_SET_ITEM(out, i, v);
-        Py_DECREF(none);
-    }
-    return out;
-fail:
-    Py_DECREF(out);
-    return NULL;
-}
 
 /* ---------------------------------------------------------------- rows_json */
+
+#define MAX_FIELDS 16 /* of a NamedTuple row: FdEntry has 8 */
 
 typedef struct {
     char *buf;
@@ -1591,26 +1089,11 @@ static PyMethodDef methods[] = {
      "readlinkat_many(dir_fd, names) -> (texts, [(index, errno)])"},
     {"read_many", read_many, METH_VARARGS,
      "read_many(dir_fd, names) -> (texts, [(index, errno)])"},
-    {"readahead", read_ahead, METH_VARARGS,
-     "readahead(fd_dir, count) -> ((texts, [(index, errno)]), epfds)"},
-    {"split_links", split_links, METH_VARARGS,
-     "split_links(links, known) -> (types, inodes, socket indexes, other indexes)"},
     {"epoll_rows", epoll_rows, METH_O,
      "epoll_rows(fdinfo_text) -> [(tfd, mask, data, ino, st_dev)] | None"},
-    {"unix_rows", unix_rows, METH_VARARGS,
-     "unix_rows(text, inodes) -> [(inode, 'unix', state, path, None, None, None)] | None"},
-    {"inet_rows", inet_rows, METH_VARARGS,
-     "inet_rows(text, inodes) -> [(inode, local, remote, st, tx, rx, uid)] | None"},
-    {"sockets", sockets, METH_VARARGS,
-     "sockets(table, text, inodes, cls) -> {inode: cls(proto, state, local, remote, recv_q, "
-     "send_q)} | None"},
-    {"registrations", registrations, METH_VARARGS,
-     "registrations(regs, types, inodes, index, ino_count, type_dev, events, cls) -> "
-     "[Registration | None]"},
-    {"named_rows", named_rows, METH_VARARGS,
-     "named_rows(cls, columns) -> [cls(*row) for row in zip(*columns)]"},
-    {"socket_column", socket_column, METH_VARARGS,
-     "socket_column(n, at, inodes, sockets, default) -> [None | sockets.get(inodes[i], default)]"},
+    {"net_rows", net_rows, METH_VARARGS,
+     "net_rows(table, text, inodes) -> [(inode, proto, state, local, remote, recv_q, send_q)]"
+     " | None"},
     {"rows_json", rows_json, METH_VARARGS,
      "rows_json(rows, spec, sep) -> str | None: NamedTuple rows as JSON objects"},
     {NULL, NULL, 0, NULL},
@@ -1629,10 +1112,7 @@ PyInit__fdscope_speedups(void)
     for (int c = 0; c < 0x20; c++)
         json_escaped[c] = 1;
     json_escaped['"'] = json_escaped['\\'] = 1;
-    str_socket = PyUnicode_InternFromString("socket");
-    str_pipe = PyUnicode_InternFromString("pipe");
     str_unix = PyUnicode_InternFromString("unix");
-    str_ok = PyUnicode_InternFromString("ok");
     str_listen = PyUnicode_InternFromString("LISTEN");
     /* include/uapi/linux/net.h socket_state, as fdscope.parse.net.UNIX_STATES names them */
     static const char *const names[5] = {"FREE", "UNCONNECTED", "CONNECTING", "CONNECTED",
@@ -1655,8 +1135,7 @@ PyInit__fdscope_speedups(void)
     str_unconn = PyUnicode_InternFromString("UNCONN");
     if (str_unconn == NULL)
         return NULL;
-    if (str_socket == NULL || str_pipe == NULL || str_unix == NULL || str_listen == NULL ||
-        str_ok == NULL)
+    if (str_unix == NULL || str_listen == NULL)
         return NULL;
     PyObject *mod = PyModule_Create(&module);
     /* fdscope/speedups.py uses the module only when this matches its own API number: a build

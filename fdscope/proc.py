@@ -10,10 +10,9 @@ import errno
 import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from functools import partial
 
+from fdscope import speedups
 from fdscope.errors import AccessDenied, FdscopeError, NoSuchProcess, ProcGone
-from fdscope.speedups import C
 
 # typing costs ~4 ms to import, and this module is on the way to the inspect read-ahead's
 # start (fdscope.readahead): annotations only, never at run time.
@@ -22,6 +21,8 @@ if TYPE_CHECKING:
     from typing import Any
 
 DEFAULT_ROOT = "/proc"
+# errno of an fd or task that went away between a listing and the read (counted, not raised)
+VANISHED = frozenset({errno.ENOENT, errno.ESRCH})
 
 # What a reader needs for the per-process files that proc(5) guards with
 # PTRACE_MODE_READ_FSCREDS (fd/, fdinfo/, syscall, stack, environ): same uid and a
@@ -99,122 +100,34 @@ class Proc:
     def readlinks(
         self, *parts: object, names: Iterable[str], pid: int | None = None
     ) -> tuple[dict[str, str], int]:
-        """readlink() of each NAME in directory `parts` (e.g. PID, "fd") in one tight loop.
+        """readlink() of each NAME in directory `parts` (e.g. PID, "fd"), in one batch.
 
         Returns (name -> link text, how many vanished). An entry that vanishes meanwhile (an fd
         closed mid-scan) is counted, not raised, for the record-and-check-once race policy; other
-        errors translate as in readlink(). (Added by the inspect helper: per-call overhead
-        matters at 16,000 fds.)"""
-        names = list(names)
-        path = self.path(*parts)
-        links: dict[str, str] = {}
-        vanished = 0
-        # readlinkat() on a directory fd skips the path walk through /proc/PID/fd per entry
-        # (about 40% of the cost at 16,000 fds); map() keeps the loop in C. zip() pulls a name
-        # from `todo` and map() the same name from `again`, so after a failure both iterators
-        # stand at the next name and the loop resumes there.
-        try:
-            dir_fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-        except OSError:
-            dir_fd = None
-        if dir_fd is not None and C is not None:
-            return self._c_batch(C.readlinkat_many, self.readlink, dir_fd, parts, names, pid)
-        if dir_fd is not None:
-            todo, again = iter(names), iter(names)
-            readlink_at = partial(os.readlink, dir_fd=dir_fd)
-            try:
-                while True:
-                    try:
-                        links.update(zip(todo, map(readlink_at, again), strict=False))
-                        break
-                    except FileNotFoundError:
-                        vanished += 1
-                    except OSError:
-                        name = names[len(links) + vanished]
-                        try:
-                            links[name] = self.readlink(*parts, name, pid=pid)
-                        except ProcGone:
-                            vanished += 1
-            finally:
-                os.close(dir_fd)
-            return links, vanished
-        base = path + os.sep
-        readlink = os.readlink
-        for name in names:
-            try:
-                links[name] = readlink(base + name)
-            except FileNotFoundError:
-                vanished += 1
-            except OSError:
-                try:
-                    links[name] = self.readlink(*parts, name, pid=pid)
-                except ProcGone:
-                    vanished += 1
-        return links, vanished
-
-    def read_ahead(self, pid: int, count: int) -> Any:
-        """C.readahead (csrc/fdscope_speedups.c) on /proc/PID/fd: the links of fds
-        0..count-1 and which of them are epoll fds, in one call that holds no GIL. Its result
-        as raw as C gives it ((texts, [(index, errno)]), epfds: fdscope.readahead.stages
-        checks the errno numbers), or None without the C module or when the directory cannot
-        be opened (the scan then reads for itself and reports why)."""
-        if C is None:
-            return None
-        try:
-            dir_fd = os.open(self.path(pid, "fd"), os.O_RDONLY | os.O_DIRECTORY)
-        except OSError:
-            return None
-        try:
-            return C.readahead(dir_fd, count)
-        finally:
-            os.close(dir_fd)
+        errors translate as in readlink()."""
+        return self._batch(speedups.backend.readlinkat_many, self.readlink, parts, names, pid)
 
     def read_many(
         self, *parts: object, names: Iterable[str], pid: int | None = None
     ) -> tuple[dict[str, str], int]:
-        """Text of each small file NAME in directory `parts` (e.g. PID, "fdinfo"), as readlinks()
-        does it: open() relative to a directory fd, raw read()s, no Python file objects (a
-        third of the cost per file). Returns (name -> text, how many vanished); other errors
-        translate as in read_text(). (Added by the inspect helper for fdinfo of many fds.)"""
+        """The text of each small file NAME in directory `parts` (e.g. PID, "fdinfo"), in one
+        batch; names may reach into subdirectories ("net/tcp"). Returns (name -> text, how many
+        vanished); other errors translate as in read_text()."""
+        return self._batch(speedups.backend.read_many, self.read_text, parts, names, pid)
+
+    def _batch(self, batch: Any, one: Any, parts: tuple[object, ...], names: Iterable[str],
+               pid: int | None) -> tuple[dict[str, str], int]:
+        """`batch` (readlinkat_many, read_many: relative to a directory fd, the GIL released in
+        the C versions) over `names`. A name that failed with ENOENT or ESRCH (an fd closed, a
+        task died between open and read) counts as vanished; any other failure is retried with
+        `one` (readlink, read_text), which translates the errno into fdscope's errors."""
+        names = list(names)
         path = self.path(*parts)
         try:
-            dir_fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-        except OSError:
-            dir_fd = None
-        texts: dict[str, str] = {}
-        vanished = 0
-        if dir_fd is not None and C is not None:
-            return self._c_batch(C.read_many, self.read_text, dir_fd, parts, list(names), pid)
-        try:
-            for name in names:
-                if dir_fd is None:
-                    data = None
-                else:
-                    try:
-                        data = _read_at(dir_fd, name)
-                    except (FileNotFoundError, ProcessLookupError):
-                        vanished += 1  # the fd closed, or the task died between open and read
-                        continue
-                    except OSError:
-                        data = None  # let read_text() name the error
-                if data is None:
-                    try:
-                        texts[name] = self.read_text(*parts, name, pid=pid)
-                    except ProcGone:
-                        vanished += 1
-                    continue
-                texts[name] = data.decode("utf-8", "surrogateescape")
-        finally:
-            if dir_fd is not None:
-                os.close(dir_fd)
-        return texts, vanished
-
-    def _c_batch(self, batch: Any, one: Any, dir_fd: int, parts: tuple[object, ...],
-                 names: list[str], pid: int | None) -> tuple[dict[str, str], int]:
-        """A C batch call (readlinkat_many, read_many) on dir_fd, which it closes. A name that
-        failed with ENOENT or ESRCH (an fd closed, a task died between open and read) counts as
-        vanished; any other failure is retried with `one` (readlink, read_text), which
-        translates the errno into fdscope's errors."""
+            with self._errors(path, pid):
+                dir_fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        except ProcGone:
+            return {}, len(names)
         try:
             texts, errors = batch(dir_fd, names)
         finally:
@@ -223,7 +136,7 @@ class Proc:
         vanished = 0
         for i, err in errors:
             del out[names[i]]
-            if err in (errno.ENOENT, errno.ESRCH):
+            if err in VANISHED:
                 vanished += 1
                 continue
             try:
@@ -235,16 +148,3 @@ class Proc:
     def sysctl(self, name: str) -> str:
         """Text of /proc/sys/NAME, where NAME is 'fs/file-max' or 'fs.file-max'."""
         return self.read_text("sys", name.replace(".", "/"))
-
-
-def _read_at(dir_fd: int, name: str) -> bytes:
-    # To EOF: a short read ends a file only for single_open() seq_files such as fdinfo; the
-    # /proc/PID/net tables return whole records per read (fs/seq_file.c seq_read_iter).
-    fd = os.open(name, os.O_RDONLY, dir_fd=dir_fd)
-    try:
-        chunks = []
-        while data := os.read(fd, 1 << 16):
-            chunks.append(data)
-        return b"".join(chunks)
-    finally:
-        os.close(fd)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sys
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -28,28 +30,39 @@ def invoke(runner: CliRunner):
 
 
 def _use(monkeypatch: pytest.MonkeyPatch, module) -> None:
-    """Point every user of fdscope.speedups.C at `module` (None: the pure-Python code)."""
-    import fdscope.inspect
-    import fdscope.proc
-    import fdscope.readahead
-    import fdscope.render.inspect
+    """Make fdscope use the C module `module` (None: the pure-Python code) through its one seam."""
+    from fdscope import speedups
 
-    for mod in (fdscope.proc, fdscope.inspect, fdscope.readahead, fdscope.render.inspect):
-        monkeypatch.setattr(mod, "C", module)
+    backend = speedups.CBackend(module) if module is not None else speedups.Backend()
+    monkeypatch.setattr(speedups, "backend", backend)
 
 
 def require_speedups():
-    """The C accelerator, or skip. CI sets FDSCOPE_REQUIRE_SPEEDUPS=1: there a missing build
-    fails instead, so the C code cannot go untested."""
-    import os
+    """The C accelerator module, or skip. CI sets FDSCOPE_REQUIRE_SPEEDUPS=1: there a missing
+    build fails instead, so the C code cannot go untested."""
+    from fdscope.speedups import load_c
 
-    from fdscope.speedups import C
-
+    C = load_c()
     if C is None:
         if os.environ.get("FDSCOPE_REQUIRE_SPEEDUPS"):
             pytest.fail("the C accelerator _fdscope_speedups is not built")
         pytest.skip("the C accelerator _fdscope_speedups is not built")
     return C
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Refuse to test a stale build of the C accelerator: one left in the source tree (an
+    editable install or build_ext --inplace) that is older than its source."""
+    try:
+        import _fdscope_speedups
+    except ImportError:
+        return
+    root = Path(__file__).resolve().parent.parent
+    source = root / "csrc" / "fdscope_speedups.c"
+    built = Path(_fdscope_speedups.__file__).resolve()
+    if source.exists() and root in built.parents and built.stat().st_mtime < source.stat().st_mtime:
+        pytest.exit(f"{built.name} in the source tree is older than {source.relative_to(root)}: "
+                    "rebuild it (pip install -e .) or remove it", returncode=2)
 
 
 @pytest.fixture(params=["c", "python"])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -17,6 +18,8 @@ import textwrap
 import time
 from pathlib import Path
 from typing import Any
+
+from fdscope.proc import Proc
 
 ZOO = textwrap.dedent(
     r"""
@@ -78,6 +81,29 @@ ZOO = textwrap.dedent(
     time.sleep(600)
     """
 )
+
+# A process with N dense fds (no holes: the fd count from st_size needs no listing): unix pairs,
+# loopback TCP pairs, pipes, an epoll set over some of them.
+MANY = textwrap.dedent(
+    """
+    import json, os, resource, select, socket, sys, time
+    n = int(sys.argv[1])
+    resource.setrlimit(resource.RLIMIT_NOFILE, (n + 200, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+    ep = select.epoll()
+    keep = []
+    lst = socket.create_server(("127.0.0.1", 0))
+    for _ in range(50):
+        c = socket.create_connection(lst.getsockname()); s, _a = lst.accept(); keep += [c, s]
+        ep.register(c.fileno(), select.EPOLLIN | select.EPOLLET)
+    while len(os.listdir("/proc/self/fd")) < n - 4:
+        a, b = socket.socketpair(); r, w = os.pipe(); keep += [a, b, r, w]
+        ep.register(a.fileno(), select.EPOLLIN)
+        ep.register(r, select.EPOLLIN)
+    print(json.dumps({"fds": len(os.listdir("/proc/self/fd"))}), flush=True)
+    time.sleep(600)
+    """
+)
+
 
 ASYNCIO_SERVER = textwrap.dedent(
     """
@@ -144,15 +170,20 @@ BUSY_SERVER = textwrap.dedent(
 class Target:
     """A child python running `script`; `info` is the JSON line it printed when ready."""
 
-    def __init__(self, script: str, *args: str, timeout: float = 15.0) -> None:
+    def __init__(self, script: str, *args: str, timeout: float = 60.0) -> None:
         self.proc = subprocess.Popen([sys.executable, "-c", script, *args],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.pid = self.proc.pid
-        deadline = time.monotonic() + timeout
-        line = self.proc.stdout.readline()  # type: ignore[union-attr]
-        if not line or time.monotonic() > deadline:
+        # The ready line within `timeout`, even if the child never prints (a select() on its
+        # stdout, not a blocking readline()).
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        line = self.proc.stdout.readline() if ready else ""  # type: ignore[union-attr]
+        if not line:
+            self.proc.kill()
+            _out, err = self.proc.communicate(timeout=10)
             self.close()
-            raise RuntimeError(f"target did not start: {self.proc.stderr.read()}")  # type: ignore[union-attr]
+            why = "exited" if ready else f"printed nothing in {timeout:g} s"
+            raise RuntimeError(f"target {self.pid} {why}: {err.strip()[-2000:]}")
         self.info: dict[str, Any] = json.loads(line)
 
     def wait_sleeping(self, timeout: float = 5.0) -> None:
@@ -183,6 +214,17 @@ class Target:
         self.close()
 
 
+class CountingProc(Proc):
+    """A Proc that counts the listings of /proc/PID/fd."""
+
+    listed = 0
+
+    def listdir(self, *parts: object, pid: int | None = None) -> list[str]:
+        if parts[-1] == "fd":
+            self.listed += 1
+        return super().listdir(*parts, pid=pid)
+
+
 def wait_for(predicate: Any, timeout: float = 5.0, interval: float = 0.05) -> Any:
     """Poll `predicate()` until it returns something truthy (returned) or time runs out."""
     deadline = time.monotonic() + timeout
@@ -201,48 +243,6 @@ def connect(port: int, n: int) -> list[socket.socket]:
         assert s.recv(4) == b"ping"
         socks.append(s)
     return socks
-
-
-def run_as_nobody(argv: list[str], entry: bool = False) -> tuple[int, str]:
-    """Run the real fdscope CLI in a forked child that dropped to uid/gid nobody (65534).
-
-    Returns (exit status, stderr). The child inherits this interpreter and its imports, so it
-    needs no access to the (root-only) venv on disk. entry=True runs the console entry point
-    (fdscope.cli.entry: read-ahead, os._exit) instead of the click group."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child: never return into pytest
-        code = 99
-        try:
-            os.close(r)
-            os.dup2(w, 2)
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, 1)
-            sys.stdout = open(1, "w", closefd=False)  # pytest swapped the Python-level streams
-            sys.stderr = open(2, "w", closefd=False)
-            os.setgroups([])
-            os.setgid(65534)
-            os.setuid(65534)
-            from fdscope.cli.main import cli
-
-            if entry:
-                from fdscope.cli.entry import main
-
-                sys.argv = ["fdscope", *argv]
-                main()  # ends in os._exit
-            try:
-                cli.main(argv)
-                code = 0
-            except SystemExit as exc:
-                code = exc.code if isinstance(exc.code, int) else 1
-            sys.stderr.flush()
-        finally:
-            os._exit(code)
-    os.close(w)
-    with os.fdopen(r, "r") as f:
-        err = f.read()
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status), err
 
 
 def fake_proc(root: Path, pid: int, *, fds: dict[int, str], fdinfo: dict[int, str] | None = None,

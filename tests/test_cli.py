@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from privilege_support import run_as_nobody
 
 import fdscope
 from fdscope.errors import EXIT_ACCESS, EXIT_NO_PROCESS, EXIT_UNSUPPORTED, EXIT_USAGE
@@ -93,33 +94,6 @@ def test_installed_entry_point_subprocess() -> None:
     assert bad.returncode == EXIT_NO_PROCESS and "Traceback" not in bad.stderr
     mod = subprocess.run([sys.executable, "-m", "fdscope", "--version"], capture_output=True, text=True)
     assert mod.returncode == 0 and fdscope.__version__ in mod.stdout
-
-
-def run_as_nobody(args: list[str]) -> tuple[int, str]:
-    """Fork, drop to uid/gid 65534, run the CLI in-process; return (exit code, stderr)."""
-    from fdscope.cli.main import cli
-
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child
-        code = 99
-        try:
-            os.close(r)
-            sys.stderr = os.fdopen(w, "w")
-            os.setgroups([])
-            os.setgid(65534)
-            os.setuid(65534)
-            cli.main(args)
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-        finally:
-            sys.stderr.flush()
-            os._exit(code)
-    os.close(w)
-    with os.fdopen(r) as f:
-        err = f.read()
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status), err
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop to another user")

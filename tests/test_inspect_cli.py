@@ -12,9 +12,10 @@ import textwrap
 import time
 
 import pytest
-from inspect_support import ZOO, Target, fake_proc, run_as_nobody, wait_for
+from inspect_support import ZOO, Target, fake_proc, wait_for
+from privilege_support import run_as_nobody
 
-import fdscope.inspect as inspect_mod
+import fdscope.inspect.report as inspect_mod
 from fdscope.errors import EXIT_ACCESS, EXIT_NO_PROCESS, EXIT_USAGE, AccessDenied
 from fdscope.proc import Proc
 

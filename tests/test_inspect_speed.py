@@ -1,82 +1,38 @@
-"""The speed machinery of `inspect` gives the same answers as the plain path: the forked helper,
-readlinkat with holes, the fd count from st_size, the fast JSON rows (scripts/bench_inspect.py
-measures the speed itself)."""
+"""The speed machinery of `inspect` gives the same answers as the plain path: the read-ahead,
+the fd count from st_size with its listing fallback, the batch reads with holes, the fast JSON
+rows (scripts/bench_inspect.py measures the speed itself)."""
 
 from __future__ import annotations
 
 import json
 import os
 
-from inspect_support import ZOO, Target
+from inspect_support import MANY, ZOO, CountingProc, Target
 
-import fdscope.inspect as I
+from fdscope.inspect import gather, readahead
+from fdscope.inspect.report import inspect_process
 from fdscope.proc import Proc
 from fdscope.render.inspect import render_json, render_report_json
-from fdscope.scan import Helper
-
-# A process with N dense fds (no holes: exercises the st_size guess without the listdir
-# fallback): unix pairs, loopback TCP pairs, pipes, an epoll set over some of them.
-MANY = """
-import json, os, resource, select, socket, sys, time
-n = int(sys.argv[1])
-resource.setrlimit(resource.RLIMIT_NOFILE, (n + 200, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
-ep = select.epoll()
-keep = []
-lst = socket.create_server(("127.0.0.1", 0))
-for _ in range(50):
-    c = socket.create_connection(lst.getsockname()); s, _a = lst.accept(); keep += [c, s]
-    ep.register(c.fileno(), select.EPOLLIN | select.EPOLLET)
-while len(os.listdir("/proc/self/fd")) < n - 4:
-    a, b = socket.socketpair(); r, w = os.pipe(); keep += [a, b, r, w]
-    ep.register(a.fileno(), select.EPOLLIN)
-    ep.register(r, select.EPOLLIN)
-print(json.dumps({"fds": len(os.listdir("/proc/self/fd"))}), flush=True)
-time.sleep(600)
-"""
 
 
 def _without_cpu(doc):
     return {k: v for k, v in doc.items() if k != "cpu"}
 
 
-class CountingProc(Proc):
-    """Counts the listings of /proc/PID/fd."""
-
-    listed = 0
-
-    def listdir(self, *parts, pid=None):
-        if parts[-1] == "fd":
-            self.listed += 1
-        return super().listdir(*parts, pid=pid)
-
-
 def _both_ways(monkeypatch, pid):
-    """(report with the parallel reads and the st_size guess, report without either, how many
-    times the fast run listed the fd directory). With the C accelerator the parallel reads run
-    in threads, without it in the forked helper (the `speedups` fixture sets which)."""
-    forks = []
-    threads = []
-    monkeypatch.setattr("fdscope.scan.Helper.__init__", _spy(Helper.__init__, forks))
-    monkeypatch.setattr(I.Background, "__init__", _spy(I.Background.__init__, threads))
-    monkeypatch.setattr(I, "HELPER_MIN_FDS", 1)
+    """(report from the read-ahead's gather, report gathered in place, how many times the fd
+    directory was listed by a gather of that process)."""
+    monkeypatch.setattr(readahead, "_pending", {})
+    ahead = None
+    if readahead.start(["inspect", str(pid)]):
+        ahead = inspect_process(pid, sample=0)
+        assert not readahead.pending(pid, Proc())
     proc = CountingProc()
-    fast = I.inspect_process(pid, sample=0, proc=proc)
-    assert (len(forks), len(threads) > 0) == ((0, True) if I.C is not None else (1, False))
-    monkeypatch.setattr(I, "HELPER_MIN_FDS", 10**9)
-    plain = I.inspect_process(pid, sample=0)
-    assert len(forks) <= 1
-    return fast, plain, proc.listed
+    plain = inspect_process(pid, sample=0, proc=proc)
+    return ahead or plain, plain, proc.listed
 
 
-def _spy(func, calls):
-    def wrapper(*args, **kwargs):
-        calls.append(args)
-        return func(*args, **kwargs)
-
-    return wrapper
-
-
-def test_helper_path_matches_plain_path_on_the_zoo(tmp_path, monkeypatch, speedups):
+def test_read_ahead_matches_plain_path_on_the_zoo(tmp_path, monkeypatch, speedups):
     # The zoo has holes in its fd table (fd 27 was closed): the st_size guess must fall back
     # to listing the table and still find every fd, with nothing counted as vanished.
     with Target(ZOO, str(tmp_path)) as target:
@@ -88,7 +44,7 @@ def test_helper_path_matches_plain_path_on_the_zoo(tmp_path, monkeypatch, speedu
     assert not any("vanished" in n or "closed or exited" in n for n in fast.notes)
 
 
-def test_helper_path_matches_plain_path_on_many_fds(monkeypatch, speedups):
+def test_read_ahead_matches_plain_path_on_many_fds(monkeypatch, speedups):
     with Target(MANY, "3000") as target:
         target.wait_sleeping()
         count = os.stat(f"/proc/{target.pid}/fd").st_size
@@ -109,43 +65,20 @@ def test_helper_path_matches_plain_path_on_many_fds(monkeypatch, speedups):
         json.loads(json.dumps(doc))
 
 
-def test_helper_frames_roundtrip_and_a_failing_child_is_reported():
-    def work(base, recv):
-        yield {"x": base, "rows": [(1, "a", None)]}
-        got = recv()
-        yield got * 2
-
-    h = Helper(work, 21)
-    assert h.next() == {"x": 21, "rows": [(1, "a", None)]}
-    h.send(21)
-    assert h.next() == 42
-    assert h.next() is None  # the child finished: no more frames
-    h.close()
-    h.close()
-
-    def broken(recv):
-        yield 1
-        raise RuntimeError("boom")
-
-    h = Helper(broken)
-    assert h.next() == 1
-    assert h.next() is None and h.failed
-    h.close()
-
-
-def test_helper_failure_falls_back_to_the_parent(tmp_path, monkeypatch, no_speedups):
-    def dead(*_args):
-        raise RuntimeError("helper died")
-        yield  # pragma: no cover
-
-    with Target(ZOO, str(tmp_path)) as target:
+def test_flags_above_the_limit_are_read_where_findings_need_them(monkeypatch, speedups):
+    """Above FLAGS_ALL_MAX open fds, fdinfo is read for epoll fds, path fds and edge-triggered
+    targets only, and the report says so."""
+    monkeypatch.setattr(gather, "FLAGS_ALL_MAX", 1000)
+    with Target(MANY, "3000") as target:
         target.wait_sleeping()
-        monkeypatch.setattr(I, "HELPER_MIN_FDS", 1)
-        monkeypatch.setattr(I, "_helper_work", dead)
-        fast = I.inspect_process(target.pid, sample=0)
-        monkeypatch.setattr(I, "HELPER_MIN_FDS", 10**9)
-        plain = I.inspect_process(target.pid, sample=0)
-    assert _without_cpu(fast.to_json()) == _without_cpu(plain.to_json())
+        rep = inspect_process(target.pid, sample=0)
+        full = inspect_process(target.pid, sample=0, flags="all")
+    with_flags = {e.fd for e in rep.fds if e.flags is not None}
+    et = {r.tfd for s in rep.epoll for r in s.registrations if r.mask & (1 << 31)}
+    assert len(et) == 50 and et <= with_flags
+    assert {e.fd for e in rep.fds if e.type in ("epoll", "file", "chr")} <= with_flags
+    assert len(with_flags) < len(rep.fds) and any("flags/pos read for" in n for n in rep.notes)
+    assert all(e.flags is not None for e in full.fds)
 
 
 def test_readlinks_resumes_after_holes_and_counts_them(tmp_path, speedups):

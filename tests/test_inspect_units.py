@@ -1,5 +1,5 @@
-"""Pieces of inspect checked on their own: fast paths against the contract parsers, the net
-helper process against in-process parsing, sock_diag against ss, io_model and findings rules."""
+"""Pieces of inspect checked on their own: fast paths against the contract parsers, the reads
+a report makes, sock_diag against ss, io_model and findings rules, --watch."""
 
 from __future__ import annotations
 
@@ -13,12 +13,14 @@ import textwrap
 import pytest
 from inspect_support import Target
 
-import fdscope.inspect as I
+import fdscope.inspect.model as I
 from fdscope import netdiag
-from fdscope.findings import findings_for
-from fdscope.iomodel import classify
-from fdscope.parse.fdinfo import kernel_dev_to_userspace, parse_fdinfo
-from fdscope.parse.net import parse_inet, parse_unix
+from fdscope.inspect.findings import findings_for
+from fdscope.inspect.iomodel import classify
+from fdscope.inspect.report import inspect_process
+from fdscope.inspect.watch import iter_watch
+from fdscope.parse.fdinfo import epoll_rows, kernel_dev_to_userspace, parse_fdinfo
+from fdscope.parse.net import _only_inodes, _unix_rows, parse_inet, parse_unix, socket_rows
 from fdscope.proc import Proc
 
 UNIX_TEXT = (
@@ -35,15 +37,15 @@ def _contract_rows(rows):
 
 
 def test_unix_fast_path_matches_parse_unix():
-    assert sorted(I._unix_fast(UNIX_TEXT, None)) == _contract_rows(parse_unix(UNIX_TEXT))
+    assert sorted(_unix_rows(UNIX_TEXT, None)) == _contract_rows(parse_unix(UNIX_TEXT))
     with open("/proc/self/net/unix") as f:
         live = f.read()
-    assert sorted(I._unix_fast(live, None)) == _contract_rows(parse_unix(live))
-    assert [r[0] for r in I._unix_fast(UNIX_TEXT, {40002})] == [40002]
+    assert sorted(_unix_rows(live, None)) == _contract_rows(parse_unix(live))
+    assert [r[0] for r in _unix_rows(UNIX_TEXT, {40002})] == [40002]
     # a path holding a newline continues on the next line: the fast path defers to the parser
     broken = UNIX_TEXT + "0000000000000000: 00000002 00000000 00010000 0001 01 40005 /a\nb\n"
-    assert I._unix_fast(broken, None) is None
-    assert I._net_rows("unix", broken, {40005}) == [(40005, "unix", "LISTEN", "/a\nb", None,
+    assert _unix_rows(broken, None) is None
+    assert socket_rows("unix", broken, {40005}) == [(40005, "unix", "LISTEN", "/a\nb", None,
                                                       None, None)]
 
 
@@ -51,13 +53,13 @@ def test_epoll_fast_path_matches_parse_fdinfo():
     text = ("pos:\t0\nflags:\t02\nmnt_id:\t15\nino:\t1057\n"
             "tfd:        5 events:       19 data:     7f0000000005  pos:0 ino:1a2b sdev:9\n"
             "tfd:       12 events: 80002019 data: ffffffffffffffff  pos:0 ino:3 sdev:800003\n")
-    fast = I._epoll_fast(text)
+    fast = epoll_rows(text)
     slow = [(t.tfd, t.events, t.data, t.ino, kernel_dev_to_userspace(t.sdev))
             for t in parse_fdinfo(text).epoll]
     assert fast == slow
     assert fast[1][4] == os.makedev(8, 3)
     old = "pos:\t0\nflags:\t02\ntfd:        5 events:       19 data:                5\n"
-    assert I._epoll_fast(old) is None  # 3.8-4.x form: the contract parser handles it
+    assert epoll_rows(old) is None  # 3.8-4.x form: the contract parser handles it
     assert [t.tfd for t in parse_fdinfo(old).epoll] == [5]
 
 
@@ -65,10 +67,10 @@ def test_only_inodes_keeps_header_and_malformed_rows():
     with open("/proc/self/net/tcp") as f:
         text = f.read()
     head = text.splitlines()[0]
-    assert I._only_inodes(text, "tcp", set()) is None or \
-        I._only_inodes(text, "tcp", set()).splitlines() == [head]
+    assert _only_inodes(text, "tcp", set()) is None or \
+        _only_inodes(text, "tcp", set()).splitlines() == [head]
     bad = head + "\n   0: garbage\n"
-    assert I._only_inodes(bad, "tcp", {1}).splitlines() == [head, "   0: garbage"]
+    assert _only_inodes(bad, "tcp", {1}).splitlines() == [head, "   0: garbage"]
 
 
 def test_inet_rows_match_parser_for_a_live_listener():
@@ -76,7 +78,7 @@ def test_inet_rows_match_parser_for_a_live_listener():
         ino = os.fstat(s.fileno()).st_ino
         with open("/proc/self/net/tcp") as f:
             text = f.read()
-        rows = I._net_rows("tcp", text, {ino})
+        rows = socket_rows("tcp", text, {ino})
         assert rows == [r for r in _contract_rows(parse_inet(text, "tcp")) if r[0] == ino]
         assert rows[0][2:4] == ("LISTEN", f"127.0.0.1:{s.getsockname()[1]}")
 
@@ -100,7 +102,9 @@ HOLDER = textwrap.dedent(
 )
 
 
-class CountingProc(Proc):
+class ReadCountingProc(Proc):
+    """Records every file read, as (pid, directory, name) for files below /proc/PID."""
+
     def __init__(self) -> None:
         super().__init__()
         self.reads: list[tuple[object, ...]] = []
@@ -111,14 +115,16 @@ class CountingProc(Proc):
 
     def read_many(self, *parts, names, pid=None):
         names = list(names)
-        self.reads += [(*parts, int(name)) for name in names]
+        for name in names:
+            path = (*parts, *name.split("/"))
+            self.reads.append(path[:2] + (int(path[2]) if path[1] == "fdinfo" else path[2],))
         return super().read_many(*parts, names=names, pid=pid)
 
 
 def test_each_net_table_and_fdinfo_read_once():
     with Target(HOLDER) as t:
-        proc = CountingProc()
-        rep = I.inspect_process(t.pid, proc=proc, sample=0)
+        proc = ReadCountingProc()
+        rep = inspect_process(t.pid, proc=proc, sample=0)
         net_reads = [p[2] for p in proc.reads if len(p) == 3 and p[1] == "net"]
         assert len(net_reads) == len(set(net_reads)) and "unix" in net_reads and "tcp" in net_reads
         fdinfo_reads = [p[2] for p in proc.reads if len(p) == 3 and p[1] == "fdinfo"]
@@ -133,8 +139,8 @@ def test_each_net_table_and_fdinfo_read_once():
         assert doc["summary"]["socket_states"] == {"CONNECTED": 1400, "ESTABLISHED": 5,
                                                    "LISTEN": 1}
         assert all(e["flags"] is not None for e in doc["fds"])
-        needed = CountingProc()
-        small = I.inspect_process(t.pid, proc=needed, sample=0, flags="needed")
+        needed = ReadCountingProc()
+        small = inspect_process(t.pid, proc=needed, sample=0, flags="needed")
         fdinfo = {p[2] for p in needed.reads if len(p) == 3 and p[1] == "fdinfo"}
         et_targets = {r.tfd for r in small.epoll[0].registrations}
         assert fdinfo >= et_targets | {t.info["ep"], t.info["late"]}
@@ -290,9 +296,20 @@ def test_watch_iterator_with_fake_sleep(tmp_path):
         slept.append(seconds)
         os.symlink("pipe:[9]", base / "fd" / str(10 + len(slept)))
 
-    samples = list(I.iter_watch(4242, 2.0, proc=Proc(str(tmp_path)), count=3, sleep=sleep))
+    samples = list(iter_watch(4242, 2.0, proc=Proc(str(tmp_path)), count=3, sleep=sleep))
     assert slept == [2.0, 2.0]
     assert [s["open_fds"] for s in samples] == [2, 3, 4]
     assert [s["delta"] for s in samples] == [{}, {"pipe": 1}, {"pipe": 1}]
     assert samples[2]["by_type"] == {"pipe": 3, "socket": 1}
     json.dumps(samples)
+
+
+def test_target_start_times_out_when_the_child_never_prints():
+    import time
+
+    t0 = time.monotonic()
+    with pytest.raises(RuntimeError, match="printed nothing in 1 s"):
+        Target("import time; time.sleep(60)", timeout=1)
+    with pytest.raises(RuntimeError, match="exited: .*boom"):
+        Target("raise SystemExit('boom')")
+    assert time.monotonic() - t0 < 30

@@ -8,12 +8,11 @@ import sys
 def main() -> None:
     import gc
 
-    # A one-shot `inspect PID` allocates ~100,000 objects (16,000 fds) in no cycles worth
-    # collecting; the collector would walk them and the imported modules again and again
-    # (measured: ~40 ms of a 200 ms run). Off from the start; back on for every other command,
-    # and inspect --watch turns it on again.
+    # A one-shot `inspect PID` makes ~100,000 objects (16,000 fds) in no cycles worth
+    # collecting, and the collector would walk them and the imported modules again and again:
+    # off from the start. Every other command runs with it on (inspect --watch turns it on).
     gc.disable()
-    from fdscope import readahead
+    from fdscope.inspect import readahead
 
     if readahead.inspect_pid(sys.argv[1:]) is None:
         gc.enable()
@@ -21,11 +20,9 @@ def main() -> None:
 
         run()
         return
-    # Before click is imported: the read-ahead's kernel reads overlap those ~50 ms of imports
-    # (fdscope.readahead says what it reads and when its result is used).
+    # Before click is imported: the read-ahead's kernel reads overlap the imports
+    # (fdscope.inspect.readahead says what it reads and when its result is used).
     readahead.start(sys.argv[1:])
-    # At the end, skip the interpreter teardown (~8 ms of freeing): nothing of inspect's needs
-    # it, and the output is flushed first.
     import os
 
     from fdscope.cli.main import main as run
@@ -45,4 +42,6 @@ def main() -> None:
         sys.stderr.flush()
     except (BrokenPipeError, ValueError):
         code = code or 1
+    # No interpreter teardown (freeing every object of a large report one by one): the output
+    # is flushed, and nothing of inspect's needs it.
     os._exit(code)

@@ -48,7 +48,8 @@ def command(pid: int, as_json: bool, types: tuple[str, ...], sections: tuple[str
             sample: float | None, flags: str, watch: float | None, count: int | None) -> int:
     """Inspect process PID read-only: fds, sockets, epoll interest lists, threads, findings."""
     from fdscope.errors import FdscopeError, UsageError
-    from fdscope.inspect import inspect_process, normalize_sections, normalize_types
+    from fdscope.inspect.model import normalize_sections, normalize_types
+    from fdscope.inspect.report import inspect_process
 
     try:
         type_list = normalize_types(_split(types))
@@ -87,7 +88,7 @@ def command(pid: int, as_json: bool, types: tuple[str, ...], sections: tuple[str
 
 
 def _watch(pid: int, interval: float, count: int | None, as_json: bool) -> int:
-    from fdscope.inspect import iter_watch
+    from fdscope.inspect.watch import iter_watch
     from fdscope.proc import Proc
     from fdscope.render.inspect import render_watch_header, render_watch_row
     from fdscope.render.json import dumps_line

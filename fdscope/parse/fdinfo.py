@@ -158,3 +158,38 @@ def parse_fdinfo(text: str) -> FdInfo:
         fields=tuple(fields),
         unknown=tuple(unknown),
     )
+
+
+# The current kernel's epoll line (fs/eventpoll.c ep_show_fdinfo, Linux 3.19+), whole:
+# "tfd: %8d events: %8x data: %16llx  pos:%lli ino:%lx sdev:%x".
+_EPOLL_ROW = re.compile(r"^tfd:\s*(\d+) events:\s*([0-9a-f]+) data:\s*([0-9a-f]+)\s+pos:(-?\d+) "
+                        r"ino:([0-9a-f]+) sdev:([0-9a-f]+)$", re.MULTILINE | re.ASCII)
+# fs/proc/fd.c seq_show: every fdinfo starts "pos:\t%lli\nflags:\t0%o\n".
+_HEAD = re.compile(r"\Apos:\t(\d+)\nflags:\t([0-7]+)\n", re.ASCII)
+
+
+def epoll_rows(text: str) -> list[tuple[int, int, int, int, int]] | None:
+    """The registrations of an epoll fd's fdinfo in the current kernel form, as
+    [(tfd, mask, data, ino, sdev in os.stat's st_dev encoding)] sorted by tfd, stably (the
+    kernel lists them by file pointer, and a closed and a new registration may share a tfd);
+    None for any other form (older kernels, damage): parse_fdinfo then decides. The C
+    accelerator's epoll_rows is its twin."""
+    rows = _EPOLL_ROW.findall(text)
+    if len(rows) != text.count("tfd:") or _HEAD.match(text) is None:
+        return None
+    devs: dict[str, int] = {}
+    out = []
+    for tfd, mask, data, _pos, ino, sdev in rows:
+        dev = devs.get(sdev)
+        if dev is None:
+            dev = devs[sdev] = kernel_dev_to_userspace(int(sdev, 16))
+        out.append((int(tfd), int(mask, 16), int(data, 16), int(ino, 16), dev))
+    out.sort(key=lambda row: row[0])
+    return out
+
+
+def fdinfo_head(text: str) -> tuple[int, int] | None:
+    """(flags, pos) from the two lines every fdinfo starts with, or None when the text does not
+    start so (parse_fdinfo then reads it whole)."""
+    m = _HEAD.match(text)
+    return None if m is None else (int(m.group(2), 8), int(m.group(1)))

@@ -7,7 +7,7 @@ import re
 import socket
 import sys
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from fdscope.errors import ParseError
 from fdscope.parse.states import (  # noqa: F401 - re-exported: the state names live there
@@ -311,3 +311,77 @@ def parse_packet(text: str) -> list[NetSocket]:
             )
         )
     return sockets
+
+
+# The column holding the inode in each table (the inet tables': 9).
+_INODE_COLUMN = {"unix": 6, "netlink": 9, "packet": 8}
+# unix_seq_show rows whole, without a path holding a newline (then parse_unix decides).
+_UNIX_ROW = re.compile(r"^[0-9a-fA-F]+: [0-9A-F]+ [0-9A-F]+ ([0-9A-F]+) [0-9A-F]+ ([0-9A-F]+) +"
+                       r"([0-9]+)(?: (.*))?$", re.MULTILINE | re.ASCII)
+
+
+def socket_rows(table: str, text: str, inodes: set[int] | None) -> list[tuple[Any, ...]]:
+    """Rows of one /proc/PID/net table as (inode, proto, state, local, remote, recv_q, send_q),
+    only for `inodes` (None: every row), in table order. Raises ParseError for a malformed row.
+    The C accelerator's net_rows is its twin (for unix and the inet tables)."""
+    if table == "unix":
+        fast = _unix_rows(text, inodes)
+        if fast is not None:
+            return fast
+    sub = _only_inodes(text, table, inodes) if inodes is not None else text
+    if sub is None:
+        return []
+    if table == "unix":
+        rows = parse_unix(sub)
+    elif table == "netlink":
+        rows = parse_netlink(sub)
+    elif table == "packet":
+        rows = parse_packet(sub)
+    else:
+        rows = parse_inet(sub, table)
+    return [(r.inode, r.proto, r.state, r.local, r.remote, r.recv_q, r.send_q) for r in rows]
+
+
+def _unix_rows(text: str, inodes: set[int] | None) -> list[tuple[Any, ...]] | None:
+    """socket_rows of /proc/net/unix by one regex; None to fall back to parse_unix (unexpected
+    header, or a path holding a newline)."""
+    if not text.startswith("Num"):
+        return None
+    rows = _UNIX_ROW.findall(text)
+    if len(rows) != text.count("\n") - 1:
+        return None
+    out: list[tuple[Any, ...]] = []
+    for flags, st, ino_s, path in rows:
+        ino = int(ino_s)
+        if inodes is not None and ino not in inodes:
+            continue
+        if int(flags, 16) & SO_ACCEPTCON:
+            state = "LISTEN"
+        else:
+            state = UNIX_STATES.get(int(st, 16)) or f"{int(st, 16):#04x}"
+        out.append((ino, "unix", state, path or None, None, None, None))
+    return out
+
+
+def _only_inodes(text: str, table: str, inodes: set[int]) -> str | None:
+    """The table's header plus only the rows for `inodes` (a cheap filter before parsing)."""
+    head, _, body = text.partition("\n")
+    if not body.strip():
+        return None
+    col = _INODE_COLUMN.get(table, 9)
+    keep = [head]
+    kept = False
+    for line in body.splitlines():
+        parts = line.split(None, col + 1)
+        if len(parts) > col and parts[col].isascii() and parts[col].isdigit():
+            kept = int(parts[col]) in inodes
+            if kept:
+                keep.append(line)
+        elif table == "unix":
+            if kept:
+                keep.append(line)  # a unix path holding a newline continues on the next line
+        else:
+            keep.append(line)  # malformed: let the parser say so
+    if len(keep) == 1:
+        return None
+    return "\n".join(keep) + "\n"

@@ -7,12 +7,9 @@ blocking, signal_driven, idle, unknown.
 from __future__ import annotations
 
 from collections import Counter
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from fdscope.inspect import InspectReport, ThreadInfo
-
-from fdscope.inspect import IoModel
+from fdscope.inspect.model import InspectReport, IoModel, ThreadInfo
+from fdscope.parse.events import EPOLLET
 
 KINDS = ("epoll", "select", "poll", "threads", "busy_polling", "blocking", "signal_driven",
          "idle", "unknown")
@@ -183,8 +180,6 @@ def _threads_in(threads: list[ThreadInfo], calls: dict[int, str | None]) -> str:
 
 
 def _epoll_summary(rep: InspectReport, epoll_t: list[ThreadInfo]) -> str:
-    from fdscope.parse.events import EPOLLET
-
     epfds = sorted({call_args(t)["epfd"] for t in epoll_t if "epfd" in call_args(t)})
     sets = [s for s in rep.epoll if not epfds or s.epfd in epfds]
     targets = sum(len(s.registrations) for s in sets)

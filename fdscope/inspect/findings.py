@@ -1,6 +1,6 @@
 """Rules that turn an InspectReport into findings (level, stable code, message).
 
-Codes (documented in README, "fdscope inspect" section): epoll_closed_registration, epoll_reused_registration,
+Codes (documented in docs/inspect.md): epoll_closed_registration, epoll_reused_registration,
 epoll_oneshot_disarmed, epoll_et_blocking, epoll_multi_set, select_fd_setsize, fd_limit_near,
 close_wait_pile, listen_backlog_full, listen_backlog_filling, busy_polling, zombie, kernel_thread.
 """
@@ -8,23 +8,20 @@ close_wait_pile, listen_backlog_full, listen_backlog_filling, busy_polling, zomb
 from __future__ import annotations
 
 from collections import defaultdict
-from itertools import compress
-from operator import itemgetter, or_
-from typing import TYPE_CHECKING, Any
 
+from fdscope.inspect.iomodel import SELECT_CALLS, effective_call
+from fdscope.inspect.model import InspectReport
 from fdscope.model import Finding
-
-if TYPE_CHECKING:
-    from fdscope.inspect import InspectReport
+from fdscope.parse.events import EPOLLET, EPOLLEXCLUSIVE, is_disarmed
 
 FD_SETSIZE = 1024  # include/uapi/linux/posix_types.h __FD_SETSIZE
 FD_WARN_RATIO = 0.80
 FD_CRIT_RATIO = 0.95
 CLOSE_WAIT_PILE = 5
-MAX_LISTED = 6
+MAX_LISTED = 6  # fds named in one message before "..."
 # Types whose read() blocks without O_NONBLOCK (a regular file never does; epoll fds are skipped).
 ET_BLOCKING_TYPES = frozenset({"socket", "pipe", "chr", "eventfd", "timerfd", "signalfd",
-                               "inotify", "fanotify"})  # fds named in one message before "..."
+                               "inotify", "fanotify"})
 
 
 def _fds(fds: list[int]) -> str:
@@ -46,39 +43,20 @@ def findings_for(rep: InspectReport) -> list[Finding]:
 
 
 def _epoll(rep: InspectReport) -> list[Finding]:
-    from fdscope.parse.events import EPOLLET, EPOLLEXCLUSIVE, is_disarmed
-
     out: list[Finding] = []
     if not rep.epoll:
         return out
-    fdmap: dict[int, Any] = {}
-
-    def fd_entry(fd: int) -> Any:
-        if not fdmap:  # built on first use: 16,000 entries cost ~2 ms
-            fdmap.update(rep.fd_map())
-        return fdmap.get(fd)
-
+    fdmap = rep.fd_map()
     disarmed_masks: dict[int, bool] = {}
     sets_of: dict[tuple[int, int], list[tuple[int, int]]] = defaultdict(list)
-    multi_possible = len(rep.epoll) > 1
     disarmed: dict[int, list[int]] = defaultdict(list)
     et_blocking: dict[int, list[int]] = defaultdict(list)
     for s in rep.epoll:
-        regs = s.registrations
-        if multi_possible:
-            for r in regs:
-                if r.inode is not None and r.sdev is not None:
-                    sets_of[(r.inode, r.sdev)].append((s.epfd, r.mask))
-        # 8,000 registrations: pick out, at C speed, those a rule can fire on (a bad status,
-        # a mask that is disarmed or edge-triggered) and walk only those.
-        reg_masks = set(map(itemgetter(1), regs))
-        for mask in reg_masks - disarmed_masks.keys():
-            disarmed_masks[mask] = is_disarmed(mask)
-        masks = {mask for mask in reg_masks if disarmed_masks[mask] or mask & EPOLLET}
-        not_ok = map("ok".__ne__, map(itemgetter(6), regs))
-        pick = map(or_, not_ok, map(masks.__contains__, map(itemgetter(1), regs))) if masks \
-            else not_ok
-        for r in compress(regs, pick):
+        for r in s.registrations:
+            if r.inode is not None and r.sdev is not None:
+                sets_of[(r.inode, r.sdev)].append((s.epfd, r.mask))
+            if r.mask not in disarmed_masks:
+                disarmed_masks[r.mask] = is_disarmed(r.mask)
             if r.status == "closed":
                 held = (f"the file stays open as fd {_fds(list(r.open_as))}" if r.open_as else
                         "no fd of this process holds it (another process or an in-flight "
@@ -89,7 +67,7 @@ def _epoll(rep: InspectReport) -> list[Finding]:
                     "close() does not remove a registration while a dup keeps the file open, "
                     "so events keep arriving for a number the program no longer owns"))
             elif r.status == "reused":
-                now = fd_entry(r.tfd)
+                now = fdmap.get(r.tfd)
                 what = f" (now {now.type} {now.target})" if now is not None else ""
                 held = f"; the watched file is open as fd {_fds(list(r.open_as))}" if r.open_as else ""
                 out.append(Finding(
@@ -100,7 +78,7 @@ def _epoll(rep: InspectReport) -> list[Finding]:
             if disarmed_masks[r.mask]:
                 disarmed[s.epfd].append(r.tfd)
             if r.mask & EPOLLET and r.status == "ok":
-                e = fd_entry(r.tfd)
+                e = fdmap.get(r.tfd)
                 if (e is not None and e.flags is not None and "O_NONBLOCK" not in e.flags
                         and e.type in ET_BLOCKING_TYPES):
                     et_blocking[s.epfd].append(r.tfd)
@@ -132,8 +110,6 @@ def _epoll(rep: InspectReport) -> list[Finding]:
 
 
 def _select(rep: InspectReport) -> list[Finding]:
-    from fdscope.iomodel import SELECT_CALLS, effective_call
-
     out: list[Finding] = []
     sel = [t for t in rep.threads if effective_call(t) in SELECT_CALLS]
     if not sel:
