@@ -92,16 +92,22 @@ class OutOfFds(FdscopeError):
 def out_of_fds_message(errno_value: int, what: str | None = None) -> str:
     """One line naming the limit behind EMFILE or ENFILE (open(2) ERRORS)."""
     import errno
-    import resource
 
     doing = f" ({what})" if what else ""
     if errno_value == errno.ENFILE:
         return (f"out of file descriptors{doing}: the system-wide limit on open files "
                 "(fs.file-max) is reached (ENFILE); see `fdscope limits`")
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    hard_text = "unlimited" if hard == resource.RLIM_INFINITY else str(hard)
-    return (f"out of file descriptors{doing}: fdscope reached its soft RLIMIT_NOFILE of {soft} "
-            f"(EMFILE); raise it with `ulimit -n` (hard limit {hard_text}) and retry")
+    try:
+        import resource  # an extension module: importing it needs an fd, which may be missing
+    except (ImportError, OSError):
+        soft_text, hard_text = "", ""
+    else:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        soft_text = f" of {soft}"
+        hard_text = " (hard limit " + \
+            ("unlimited" if hard == resource.RLIM_INFINITY else str(hard)) + ")"
+    return (f"out of file descriptors{doing}: fdscope reached its soft RLIMIT_NOFILE{soft_text} "
+            f"(EMFILE); raise it with `ulimit -n`{hard_text} and retry")
 
 
 def is_out_of_fds(err: BaseException) -> bool:
