@@ -263,25 +263,31 @@ class BaseServer:
         """Model facts added to the `listening` event (e.g. which selector was picked)."""
         return {}
 
-    def serve_forever(self, announce: Callable[[], None] = lambda: None) -> Stats:
+    def serve_forever(self, announce: Callable[[], None] = lambda: None,
+                      stopped: Callable[[Stats], None] = lambda stats: None) -> Stats:
         """Install the stop handlers, `announce` (the listening event: a client may act on it at
-        once, so handlers come first), run until SIGINT/SIGTERM, close every connection and
-        return the totals."""
-        _stop_requested.clear()
-        previous = {s: signal.signal(s, raise_shutdown) for s in STOP_SIGNALS}
+        once, so handlers come first), run until SIGINT/SIGTERM, close every connection, hand
+        the totals to `stopped` (the stopped event) and return them. The handlers stay until
+        then: a second stop signal during the shutdown is recorded, not fatal."""
+        previous = install_stop_handlers()
         previous[TICK_SIGNAL] = signal.signal(TICK_SIGNAL, _tick)
         signal.setitimer(signal.ITIMER_REAL, STOP_CHECK_S, STOP_CHECK_S)
         try:
-            announce()
-            self.run()
-        except Shutdown:
-            pass
+            try:
+                try:
+                    announce()
+                    self.run()
+                finally:
+                    begin_shutdown()  # first: from here on a stop signal raises nothing
+            except Shutdown:
+                pass  # also one that landed before begin_shutdown() ran
+            finally:
+                self.stopping = True
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                self.close_all()
+            stopped(self.stats)
         finally:
-            self.stopping = True
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            for s, handler in previous.items():
-                signal.signal(s, handler)
-            self.close_all()
+            restore_handlers(previous)
         return self.stats
 
     def run(self) -> None:
@@ -509,23 +515,46 @@ def start_worker(target: Callable[..., None], *args: Any, name: str) -> threadin
     return t
 
 
-# The stop signal taken, kept beside the Shutdown its handler raises: Python runs a pending
+# The stop signals taken, kept beside the Shutdown their handler raises: Python runs a pending
 # handler at any bytecode of the main thread, also inside a finalizer (a generator closed by
 # the garbage collector, a __del__), and an exception raised there is only printed ("Exception
 # ignored in ...") and lost. The next SIGALRM tick raises it again (_tick), at most a second
 # later.
 _stop_requested: list[str] = []
+# Set once the shutdown has begun: closing the clients and printing the totals must not be cut
+# short, so a further stop signal (a second Ctrl-C, a supervisor's repeated SIGTERM) is only
+# recorded in _stop_requested. The default action, restored too early, would kill the process
+# before it prints its totals.
+_shutdown_begun = threading.Event()
+
+
+def install_stop_handlers() -> dict[int, Any]:
+    """Our SIGINT/SIGTERM handler (raise_shutdown), fresh state; returns the previous handlers."""
+    _stop_requested.clear()
+    _shutdown_begun.clear()
+    return {s: signal.signal(s, raise_shutdown) for s in STOP_SIGNALS}
+
+
+def begin_shutdown() -> None:
+    _shutdown_begun.set()
+
+
+def restore_handlers(previous: dict[int, Any]) -> None:
+    for s, handler in previous.items():
+        signal.signal(s, handler)
 
 
 def raise_shutdown(signum: int, frame: Any) -> None:
     _stop_requested.append(signal.Signals(signum).name)
+    if _shutdown_begun.is_set():
+        return  # recorded; the shutdown under way goes on
     raise Shutdown(_stop_requested[-1])
 
 
 def _tick(signum: int, frame: Any) -> None:
     """SIGALRM every STOP_CHECK_S: being called interrupts the blocking call, so a pending stop
     handler runs; and a stop whose Shutdown was lost (see _stop_requested) is raised again."""
-    if _stop_requested:
+    if _stop_requested and not _shutdown_begun.is_set():
         raise Shutdown(_stop_requested[-1])
 
 
