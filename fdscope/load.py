@@ -120,7 +120,16 @@ class LoadRun:
         ep = select.epoll()
         clients: dict[int, _Client] = {}
         for i in range(cfg.connections):
-            sock = socket.socket(family, socket.SOCK_STREAM)
+            try:
+                sock = socket.socket(family, socket.SOCK_STREAM)
+            except OSError as err:
+                for c in clients.values():
+                    c.sock.close()
+                ep.close()
+                if err.errno in (errno.EMFILE, errno.ENFILE):
+                    raise
+                raise FdscopeError(f"cannot create a socket for {format_inet(cfg.host, cfg.port)}: "
+                                   f"{err.strerror or err}") from err
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             rc = sock.connect_ex(addr)
