@@ -4,6 +4,8 @@ digits with a usage error (exit 2), and a property test drives every option of e
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import os
 import socket
 
@@ -50,6 +52,13 @@ def stubbed(monkeypatch: pytest.MonkeyPatch) -> None:
     import fdscope.servers.run
 
     def reached(*args: object, **kw: object) -> None:
+        # A value the option types should have refused must not get this far.
+        for value in (*args, *kw.values()):
+            if dataclasses.is_dataclass(value):
+                for f in dataclasses.fields(value):
+                    v = getattr(value, f.name)
+                    if isinstance(v, float) and not math.isfinite(v):
+                        raise ValueError(f"{f.name}={v} reached {type(value).__name__}")
         raise Reached("stub reached")
 
     monkeypatch.setattr(fdscope.servers, "serve", reached)
@@ -169,7 +178,7 @@ def _value_strategy(param: object, pid: str, target: str) -> st.SearchStrategy[s
                         st.floats(0, 3).map(lambda f: f"{f:.3f}"))
     junk = st.text(max_size=8)
     ptype = getattr(param, "type", None)
-    choices: list[st.SearchStrategy[str]] = [nasty, numbers, junk]
+    choices: list[st.SearchStrategy[str]] = [nasty, nasty, numbers, junk]
     if isinstance(ptype, click.Choice):
         choices.append(st.sampled_from(list(ptype.choices)))
     if isinstance(ptype, PidType):

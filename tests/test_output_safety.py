@@ -15,8 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from fdscope.render.escape import escape
-from fdscope.render.json import dumps, dumps_line
+
+def escape(text: str) -> str:
+    from fdscope.render.escape import escape as render_escape
+
+    return render_escape(text)
 
 # A target with hostile text everywhere fdscope shows it: a comm that sets the window title and
 # clears the screen, arguments with colour codes, a newline and bytes that are not UTF-8, files
@@ -66,6 +69,9 @@ def test_escape_rules() -> None:
 
 
 def test_json_is_valid_utf8_and_keeps_the_bytes() -> None:
+    from fdscope.render.json import dumps, dumps_line
+
+
     raw = b"bad\xff\xfename \x1b[31m"
     doc = {"schema": "t/1", "path": os.fsdecode(raw), "text": "é中"}
     for text in (dumps(doc), dumps_line(doc)):

@@ -37,15 +37,15 @@ def in_child(argv: list[str], *, proc_options: str | None = None, uid: int | Non
     capabilities `drop_caps` in its effective and permitted sets. Returns (exit code, stdout,
     stderr). The child already has this interpreter's imports, so it reads no module from the
     root-only venv after it dropped privileges."""
-    import fdscope.cli.inspect  # noqa: F401 - imported before the child drops privileges
-    import fdscope.cli.limits  # noqa: F401
-    import fdscope.limits  # noqa: F401
-    import fdscope.parse.mountinfo  # noqa: F401
-    import fdscope.parse.status  # noqa: F401
-    import fdscope.render.escape  # noqa: F401
-    import fdscope.render.limits  # noqa: F401
-    import fdscope.render.style  # noqa: F401
-    import fdscope.render.table  # noqa: F401
+    import importlib
+
+    for name in ("fdscope.cli.inspect", "fdscope.cli.limits", "fdscope.limits",
+                 "fdscope.parse.mountinfo", "fdscope.parse.status", "fdscope.render.escape",
+                 "fdscope.render.limits", "fdscope.render.style", "fdscope.render.table"):
+        try:  # before the child drops privileges
+            importlib.import_module(name)
+        except ImportError:
+            pass
     from fdscope.cli.main import cli
 
     out_r, out_w = os.pipe()
