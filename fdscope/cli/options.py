@@ -88,6 +88,8 @@ class FiniteFloat(click.ParamType):
             number = float(value)
         else:
             text = str(value).strip()
+            if text.lower().lstrip("+-") in ("nan", "inf", "infinity"):
+                self.fail(f"{value!r} is not a finite number ({self._range()})", param, ctx)
             if not _FLOAT.fullmatch(text):
                 self.fail(f"{value!r} is not a number (ASCII digits, e.g. 0.5)", param, ctx)
             number = float(text)
