@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
 
 import click
 
-from fdscope.cli.options import CONNECTIONS, COUNT, SEED, SIZE, out, seconds
+from fdscope.cli.options import CONNECTIONS, COUNT, SEED, SIZE, ParsedType, out, seconds
 
 HELP = """Load an upper-case echo server at HOST:PORT and verify every reply byte.
 
@@ -23,22 +22,14 @@ Examples:
 """
 
 
-class _TargetType(click.ParamType):
-    name = "HOST:PORT"
+def _parse_target(text: str) -> tuple[str, int]:
+    from fdscope.load import parse_target
 
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        if isinstance(value, tuple):
-            return value
-        from fdscope.load import parse_target
-
-        try:
-            return parse_target(str(value))
-        except ValueError as err:
-            self.fail(str(err), param, ctx)
+    return parse_target(text)
 
 
 @click.command("load", help=HELP)
-@click.argument("target", type=_TargetType())
+@click.argument("target", type=ParsedType("HOST:PORT", _parse_target))
 @click.option("--connections", "-c", type=CONNECTIONS, default=10, show_default=True,
               help="Concurrent connections (the soft fd limit is raised as needed).")
 @click.option("--messages", "-m", type=COUNT, default=100, show_default=True,

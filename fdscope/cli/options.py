@@ -130,24 +130,32 @@ class PidType(click.ParamType):
         return pid
 
 
-class SizeType(click.ParamType):
-    """A message size in bytes or a MIN-MAX range, k/m suffixes (fdscope.load.parse_size)."""
+class ParsedType(click.ParamType):
+    """A value `parse(text)` turns into what the command takes; its ValueError is the usage
+    error's message."""
 
-    name = "B|MIN-MAX"
+    def __init__(self, name: str, parse: Callable[[str], Any]) -> None:
+        self.name = name
+        self.parse = parse
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        if isinstance(value, tuple):
+        if isinstance(value, tuple):  # a default already converted
             return value
-        from fdscope.load import parse_size
-
         try:
-            return parse_size(str(value))
+            return self.parse(str(value))
         except ValueError as err:
             self.fail(str(err), param, ctx)
 
 
+def _parse_size(text: str) -> tuple[int, int]:
+    from fdscope.load import parse_size
+
+    return parse_size(text)
+
+
 PID = PidType()
-SIZE = SizeType()
+# A message size in bytes or a MIN-MAX range, k/m suffixes (fdscope.load.parse_size).
+SIZE = ParsedType("B|MIN-MAX", _parse_size)
 PORT = AsciiInt(0, 65535, metavar="PORT")
 # Seeds are handed to random.Random, which takes any int; 64 bits are plenty.
 SEED = AsciiInt(-(2**63), 2**64 - 1, metavar="SEED")
