@@ -76,3 +76,41 @@ class UsageError(FdscopeError):
     """Bad arguments detected after click parsed them."""
 
     exit_code = EXIT_USAGE
+
+
+class OutOfFds(FdscopeError):
+    """fdscope itself could not get a file descriptor: its own RLIMIT_NOFILE (EMFILE) or the
+    system's file table (ENFILE) is exhausted. The message names the limit."""
+
+    exit_code = EXIT_FAILURE
+
+    def __init__(self, errno_value: int, what: str | None = None) -> None:
+        super().__init__(out_of_fds_message(errno_value, what))
+        self.errno = errno_value
+
+
+def out_of_fds_message(errno_value: int, what: str | None = None) -> str:
+    """One line naming the limit behind EMFILE or ENFILE (open(2) ERRORS)."""
+    import errno
+
+    doing = f" ({what})" if what else ""
+    if errno_value == errno.ENFILE:
+        return (f"out of file descriptors{doing}: the system-wide limit on open files "
+                "(fs.file-max) is reached (ENFILE); see `fdscope limits`")
+    try:
+        import resource  # an extension module: importing it needs an fd, which may be missing
+    except (ImportError, OSError):
+        soft_text, hard_text = "", ""
+    else:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        soft_text = f" of {soft}"
+        hard_text = " (hard limit " + \
+            ("unlimited" if hard == resource.RLIM_INFINITY else str(hard)) + ")"
+    return (f"out of file descriptors{doing}: fdscope reached its soft RLIMIT_NOFILE{soft_text} "
+            f"(EMFILE); raise it with `ulimit -n`{hard_text} and retry")
+
+
+def is_out_of_fds(err: BaseException) -> bool:
+    import errno
+
+    return isinstance(err, OSError) and err.errno in (errno.EMFILE, errno.ENFILE)

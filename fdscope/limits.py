@@ -11,10 +11,11 @@ import fcntl
 import os
 import resource
 import select
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from fdscope.errors import ProcGone
+from fdscope.errors import AccessDenied, ProcGone
 from fdscope.model import Finding
 from fdscope.parse.limits import parse_limits
 from fdscope.parse.sysctl import FileNr, parse_file_nr, parse_int
@@ -79,6 +80,11 @@ class LimitsReport:
     def findings(self) -> list[Finding]:
         return [f for fs in self.verdicts.values() for f in fs]
 
+    def _unread(self, name: str) -> bool:
+        if name == "file_nr":
+            return self.file_nr is None
+        return name in self.sysctls and self.sysctls[name] is None
+
     def to_json(self) -> dict[str, Any]:
         p = self.process
         return {
@@ -105,8 +111,10 @@ class LimitsReport:
             "open_fds": p.open_fds,
             "highest_fd": p.highest_fd,
             "headroom": p.headroom,
+            # null: the figure could not be read (the notes say why), so it has no verdict.
             "verdicts": {
-                name: (max((f.level for f in fs), key=_LEVEL_ORDER.index) if fs else "ok")
+                name: None if self._unread(name) else
+                (max((f.level for f in fs), key=_LEVEL_ORDER.index) if fs else "ok")
                 for name, fs in self.verdicts.items()
             },
             "findings": [f.to_json() for f in self.findings],
@@ -212,23 +220,64 @@ def _own_fd_open(fd: int) -> bool:
 
 
 def gather_limits(pid: int | None = None, proc: Proc | None = None) -> LimitsReport:
+    """Everything `fdscope limits` shows. A figure that cannot be read (no /proc/sys under
+    `subset=pid`, a sysctl this kernel lacks) is None, with a note saying why; a thread id is
+    taken as its process, with a note (limits and fds belong to the process)."""
     proc = proc or Proc()
     notes: list[str] = []
-    process = process_fds(pid if pid is not None else os.getpid(), proc)
-    kernel = proc.sysctl("kernel/osrelease").strip()
+    if pid is None:
+        pid = os.getpid()
+    else:
+        try:
+            leader = proc.thread_group_leader(pid)
+        except ProcGone:  # a copied tree without status files
+            leader = pid
+        if leader != pid:
+            notes.append(f"{pid} is a thread of process {leader}; showing the process "
+                         "(threads share its fd table and limits)")
+            pid = leader
+    process = process_fds(pid, proc)
+    system = _sysctl_reader(proc, notes)
+    kernel = system("kernel/osrelease")
+    kernel = os.uname().release if kernel is None else kernel.strip()  # uname(2): the same
     sysctls: dict[str, int | None] = {}
     for key, name in SYSCTLS.items():
-        try:
-            sysctls[key] = parse_int(proc.sysctl(name), name.replace("/", "."))
-        except ProcGone:
-            sysctls[key] = None
-            notes.append(f"{name.replace('/', '.')} is not available on this kernel")
-    file_nr = parse_file_nr(proc.sysctl("fs/file-nr"))
+        text = system(name)
+        sysctls[key] = None if text is None else parse_int(text, name.replace("/", "."))
+    text = system("fs/file-nr")
+    file_nr = None if text is None else parse_file_nr(text)
     fd_setsize = verify_fd_setsize()
     report = LimitsReport(kernel, fd_setsize, sysctls, file_nr, process, notes=tuple(notes))
     return LimitsReport(
         kernel, fd_setsize, sysctls, file_nr, process, verdicts(report), tuple(notes)
     )
+
+
+def _sysctl_reader(proc: Proc, notes: list[str]) -> Callable[[str], str | None]:
+    """read(name) -> the text of /proc/sys/NAME, or None with a note. Without /proc/sys at all
+    (procfs mounted with subset=pid) one note covers every system figure."""
+    if not os.path.isdir(proc.path("sys")):
+        mount = proc.mount()
+        why = f"{proc.root} is mounted with subset=pid" if mount is not None and \
+            mount.subset_pid else f"{proc.path('sys')} does not exist"
+        notes.append(f"system-wide figures are not available: {why} (no /proc/sys); "
+                     "the kernel release is from uname(2)")
+
+        def absent(name: str) -> str | None:
+            return None
+
+        return absent
+
+    def read(name: str) -> str | None:
+        try:
+            return proc.sysctl(name)
+        except ProcGone:
+            notes.append(f"{name.replace('/', '.')} is not available on this kernel")
+        except AccessDenied as err:
+            notes.append(f"{name.replace('/', '.')} is not readable: {err}")
+        return None
+
+    return read
 
 
 def verdicts(r: LimitsReport) -> dict[str, list[Finding]]:

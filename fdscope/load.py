@@ -10,6 +10,7 @@ checking costs a memoryview comparison and no per-message allocation.
 from __future__ import annotations
 
 import errno
+import math
 import random
 import resource
 import select
@@ -20,7 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from fdscope.errors import FdscopeError
+from fdscope.errors import FdscopeError, UsageError
+from fdscope.parse.net import format_inet
 from fdscope.servers.core import error_kind, transform
 
 RECV_CHUNK = 262144
@@ -68,8 +70,13 @@ class LoadRun:
                  stop: threading.Event | None = None) -> None:
         if cfg.connections < 1:
             raise FdscopeError("--connections must be at least 1")
-        if not 1 <= cfg.size_min <= cfg.size_max:
-            raise FdscopeError("message sizes must satisfy 1 <= MIN <= MAX")
+        if not 1 <= cfg.size_min <= cfg.size_max <= MAX_MESSAGE:
+            raise UsageError(f"message sizes must satisfy 1 <= MIN <= MAX <= {MAX_MESSAGE}")
+        # A nan deadline or stall timeout compares False with everything: the loop would never
+        # end. The CLI's types refuse them; this guards every other caller.
+        for name, value in (("duration", cfg.duration), ("stall timeout", cfg.stall_timeout)):
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise UsageError(f"the {name} must be a finite number of seconds > 0, not {value}")
         self.cfg = cfg
         self.progress = progress
         self.stop = stop or threading.Event()
@@ -85,6 +92,8 @@ class LoadRun:
         self.bytes_sent = 0
         self.bytes_verified = 0
         self.bytes_lost = 0
+        self.bytes_extra = 0
+        self.bytes_in_flight = 0
         self.connections_ok = 0
         self.rlimit: dict[str, int] | None = None
 
@@ -105,16 +114,25 @@ class LoadRun:
 
     # -- the loop ----------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
-        self._raise_nofile()
         cfg = self.cfg
+        family, addr = resolve(cfg.host, cfg.port)
+        self._raise_nofile()
         ep = select.epoll()
         clients: dict[int, _Client] = {}
-        family = socket.AF_INET6 if ":" in cfg.host else socket.AF_INET
         for i in range(cfg.connections):
-            sock = socket.socket(family, socket.SOCK_STREAM)
+            try:
+                sock = socket.socket(family, socket.SOCK_STREAM)
+            except OSError as err:
+                for c in clients.values():
+                    c.sock.close()
+                ep.close()
+                if err.errno in (errno.EMFILE, errno.ENFILE):
+                    raise
+                raise FdscopeError(f"cannot create a socket for {format_inet(cfg.host, cfg.port)}: "
+                                   f"{err.strerror or err}") from err
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            rc = sock.connect_ex((cfg.host, cfg.port))
+            rc = sock.connect_ex(addr)
             if rc not in (0, errno.EINPROGRESS):
                 self._error(errno.errorcode.get(rc, str(rc)))
                 sock.close()
@@ -159,6 +177,8 @@ class LoadRun:
                     self.deadline = now
         finally:
             for c in clients.values():
+                if c.msg is not None:
+                    self.bytes_in_flight += c.sent - c.recvd
                 c.sock.close()
             ep.close()
         self.elapsed = time.perf_counter() - self.start
@@ -187,7 +207,6 @@ class LoadRun:
                     return False
                 if c.msg is not None and c.recvd == len(c.msg):
                     self.latencies.append(time.perf_counter_ns() - c.t0)
-                    self.bytes_verified += c.recvd
                     c.done += 1
                     c.msg = None
                     return self._next_message(ep, c)
@@ -231,37 +250,56 @@ class LoadRun:
         return True
 
     def _verify(self, c: _Client, data: bytes) -> bool:
-        if c.msg is None or c.recvd + len(data) > len(c.msg):
-            # Bytes nobody asked for: the server replied more than it was sent.
-            expected_len = 0 if c.msg is None else len(c.msg) - c.recvd
-            self._integrity(c, "extra bytes", c.recvd + expected_len, None, None)
+        """Check one chunk of a reply as it arrives: the part within the message byte for byte
+        (a wrong byte is reported at its offset in the message), then anything beyond the
+        message as extra bytes. Verified bytes are counted at once, so bytes_sent = verified +
+        lost + in flight holds at every moment a connection can end."""
+        if c.msg is None:
+            self.bytes_extra += len(data)
+            self._integrity(c, "extra bytes", 0, None, None)
             return False
         assert c.expected is not None
-        want = c.expected[c.recvd:c.recvd + len(data)]
-        if want != data:
-            at = next(i for i in range(len(data)) if want[i] != data[i])
-            self._integrity(c, "corrupted byte", c.recvd + at, want[at], data[at])
+        room = len(c.msg) - c.recvd
+        within = memoryview(data)[:room]
+        want = c.expected[c.recvd:c.recvd + len(within)]
+        if want != within:
+            at = next(i for i in range(len(within)) if want[i] != within[i])
+            c.recvd += at  # the bytes before the wrong one were right
+            self.bytes_verified += at
+            self._integrity(c, "corrupted byte", c.recvd, want[at], within[at])
             return False
-        c.recvd += len(data)
+        c.recvd += len(within)
+        self.bytes_verified += len(within)
+        if len(data) > room:
+            # The whole message came back right, and then more: the server replied more bytes
+            # than it was sent.
+            self.bytes_extra += len(data) - room
+            self._integrity(c, "extra bytes", len(c.msg), None, None)
+            return False
         return True
 
     def _integrity(self, c: _Client, kind: str, offset: int, expected: int | None,
                    got: int | None) -> None:
+        """A reply that differs from the message: recorded, and the connection ends. Sent bytes
+        of the message without a verified reply count as lost."""
         self.integrity_failures += 1
         if len(self.failures) < MAX_FAILURE_DETAILS:
             self.failures.append({
                 "connection": c.idx, "message": c.done, "kind": kind, "offset": offset,
                 "size": len(c.msg) if c.msg is not None else 0, "expected": expected, "got": got,
             })
+        if c.msg is not None:
+            self.bytes_lost += c.sent - c.recvd
         c.msg = None
 
     def _fail_inflight(self, c: _Client, kind: str) -> bool:
-        """The connection ended; bytes of an unfinished message are lost."""
+        """The connection ended; sent bytes of an unfinished message that never came back
+        verified are lost."""
         if c.state == _CONNECTING:
             self._error(kind)
         elif c.msg is not None:
             self._error(kind)
-            self.bytes_lost += len(c.msg) - c.recvd
+            self.bytes_lost += c.sent - c.recvd
             if len(self.failures) < MAX_FAILURE_DETAILS:
                 self.failures.append({
                     "connection": c.idx, "message": c.done, "kind": f"lost ({kind})",
@@ -289,6 +327,8 @@ class LoadRun:
         problems = []
         if self.integrity_failures:
             problems.append(f"{self.integrity_failures} replies differ from the upper-cased message")
+        if self.bytes_extra:
+            problems.append(f"{self.bytes_extra} extra bytes (replies longer than the message)")
         if self.bytes_lost:
             problems.append(f"{self.bytes_lost} bytes lost")
         if self.errors:
@@ -298,7 +338,7 @@ class LoadRun:
             problems.append(f"{missing} of {expected} messages not completed")
         return {
             "schema": "fdscope.load/1",
-            "target": f"{cfg.host}:{cfg.port}",
+            "target": format_inet(cfg.host, cfg.port),
             "connections": cfg.connections,
             "connections_ok": self.connections_ok,
             "messages_per_connection": cfg.messages,
@@ -310,6 +350,8 @@ class LoadRun:
             "bytes_sent": self.bytes_sent,
             "bytes_verified": self.bytes_verified,
             "bytes_lost": self.bytes_lost,
+            "bytes_in_flight": self.bytes_in_flight,
+            "bytes_extra": self.bytes_extra,
             "duration_s": round(self.elapsed, 6),
             "msgs_per_s": round(n / elapsed, 1),
             "mb_per_s": round(self.bytes_verified / elapsed / 1e6, 3),
@@ -330,8 +372,14 @@ def run_load(cfg: LoadConfig, progress: Callable[[int], None] | None = None,
     return LoadRun(cfg, progress, stop).run()
 
 
+# Largest message: the load keeps two pools of random bytes (the messages and their expected
+# replies) a little larger than the largest message.
+MAX_MESSAGE = 64 * 1024 * 1024
+
+
 def parse_size(text: str) -> tuple[int, int]:
-    """"4096" -> (4096, 4096); "1-65536" -> (1, 65536); suffixes k/K (1024) and m/M allowed."""
+    """"4096" -> (4096, 4096); "1-65536" -> (1, 65536); suffixes k/K (1024) and m/M allowed.
+    ASCII digits only; sizes from 1 to MAX_MESSAGE (64m)."""
 
     def one(part: str) -> int:
         part = part.strip().lower()
@@ -340,8 +388,10 @@ def parse_size(text: str) -> tuple[int, int]:
             mult, part = 1024, part[:-1]
         elif part.endswith("m"):
             mult, part = 1024 * 1024, part[:-1]
-        if not part.isdigit():
+        if not (part.isascii() and part.isdigit()):
             raise ValueError(f"not a size: {text!r}")
+        if len(part) > 12:
+            raise ValueError(f"sizes must be at most 64m ({MAX_MESSAGE} bytes), not {text!r}")
         return int(part) * mult
 
     lo, sep, hi = text.partition("-")
@@ -349,16 +399,49 @@ def parse_size(text: str) -> tuple[int, int]:
     b = one(hi) if sep else a
     if a < 1 or b < a:
         raise ValueError(f"sizes must satisfy 1 <= MIN <= MAX, not {text!r}")
+    if b > MAX_MESSAGE:
+        raise ValueError(f"sizes must be at most 64m ({MAX_MESSAGE} bytes), not {text!r}")
     return a, b
 
 
 def parse_target(text: str) -> tuple[str, int]:
-    """"HOST:PORT" or "[V6]:PORT" -> (host, port)."""
+    """"HOST:PORT" or "[V6]:PORT" -> (host, port). An IPv6 address needs its brackets (a bare
+    "::1:80" is ambiguous), and a dotted-quad must be a valid IPv4 address: ValueError (a usage
+    error) otherwise. Host names are resolved later (resolve())."""
+    import ipaddress
+
     host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not host:
+    if not sep or not host or not (port.isascii() and port.isdigit()) or len(port) > 5:
         raise ValueError(f"expected HOST:PORT, not {text!r}")
-    host = host.strip("[]")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"not an IPv6 address in brackets: {text!r}") from None
+    elif ":" in host:
+        raise ValueError(f"an IPv6 address needs brackets, as in [::1]:80, not {text!r}")
+    elif all(c.isascii() and (c.isdigit() or c == ".") for c in host):
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            raise ValueError(f"not a valid IPv4 address: {text!r}") from None
+    elif not host.isascii() or not host.isprintable() or " " in host:
+        raise ValueError(f"not a host name: {text!r}")
     p = int(port)
     if not 0 < p < 65536:
         raise ValueError(f"port out of range in {text!r}")
     return host, p
+
+
+def resolve(host: str, port: int) -> tuple[int, tuple[Any, ...]]:
+    """(address family, socket address) of HOST:PORT, resolved once before connecting; a name
+    that does not resolve is a one-line FdscopeError with the resolver's reason."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                   proto=socket.IPPROTO_TCP)
+    except (socket.gaierror, UnicodeError) as err:
+        reason = err.strerror if isinstance(err, socket.gaierror) and err.strerror else str(err)
+        raise FdscopeError(f"cannot resolve {host}: {reason}") from err
+    family, _type, _proto, _name, addr = infos[0]
+    return family, addr

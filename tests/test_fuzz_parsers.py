@@ -456,3 +456,37 @@ def test_cmdline_round_trip(args):
 @given(st.binary(max_size=200))
 def test_cmdline_total(data):
     parse_cmdline(data)
+
+
+# -- /proc/PID/mountinfo (fs/proc_namespace.c show_mountinfo) -----------------------------------
+
+mount_words = st.sampled_from(["-", "proc", "rw", "hidepid=2", "hidepid=invisible", "gid=5",
+                               "subset=pid", "/proc", "\\040", "0:21", "shared:1", ",", "="])
+mountinfo_text = st.lists(st.one_of(mount_words, PROC_ALPHABET, st.just(" ")),
+                          max_size=60).map("".join)
+
+
+@FUZZ
+@given(st.one_of(any_text, mountinfo_text))
+def test_mountinfo_random_text(text):
+    from fdscope.parse.mountinfo import mount_at, parse_mountinfo
+
+    mounts = parse_mountinfo(text)  # never raises: malformed lines are skipped
+    for m in mounts:
+        assert m.hidepid is None or isinstance(m.hidepid, str)
+        assert mount_at(mounts, m.mount_point) is not None
+
+
+@FUZZ
+@given(st.text(st.characters(blacklist_categories=["Cs"], blacklist_characters=" \n\\"),
+               min_size=1, max_size=30),
+       st.sampled_from(["0", "1", "2", "4", "off", "noaccess", "invisible", "ptraceable"]))
+def test_mountinfo_round_trip(point, hidepid):
+    from fdscope.parse.mountinfo import HIDEPID_NAMES, parse_mountinfo
+
+    # seq_path_root escapes " \t\n\\" as octal (fs/proc_namespace.c, mangle()).
+    escaped = "".join("\\%03o" % ord(c) if c in " \t\n\\" else c for c in "/" + point)
+    line = "66 46 0:40 / %s rw,relatime - proc proc rw,hidepid=%s\n" % (escaped, hidepid)
+    (mount,) = parse_mountinfo(line)
+    assert mount.mount_point == "/" + point and mount.fstype == "proc"
+    assert mount.hidepid == HIDEPID_NAMES.get(hidepid, hidepid)

@@ -123,6 +123,8 @@ def test_extra_bytes_are_an_integrity_failure(invoke) -> None:  # type: ignore[n
 
 def test_truncated_reply_counts_lost_bytes(invoke) -> None:  # type: ignore[no-untyped-def]
     # Reply to the first 500 bytes, then hang up: the rest of a 1000-byte message is lost.
+    # Verified bytes are counted as they arrive: the correct first half is verified, and
+    # sent = verified + lost + in flight.
     def reply(offset: int, data: bytes) -> bytes | tuple[bytes] | None:
         if offset + len(data) >= 500:
             return (transform(data[: max(0, 500 - offset)]),)
@@ -132,6 +134,7 @@ def test_truncated_reply_counts_lost_bytes(invoke) -> None:  # type: ignore[no-u
         r, doc = load_json(invoke, port, "-c", "1", "-m", "1", "--size", "1000")
     assert r.exit_code == 1
     assert doc["bytes_lost"] == 500
+    assert doc["bytes_sent"] == 1000 and doc["bytes_verified"] == 500 and _balanced(doc)
     assert doc["errors"] == {"eof": 1}
     assert "500 bytes lost" in doc["verdict"]
 
@@ -195,3 +198,99 @@ def test_parse_size_and_target() -> None:
     for bad in ("host", ":80", "h:0", "h:70000", "h:x"):
         with pytest.raises(ValueError):
             parse_target(bad)
+
+
+def _balanced(doc: dict) -> bool:
+    return doc["bytes_sent"] == doc["bytes_verified"] + doc["bytes_lost"] + doc["bytes_in_flight"]
+
+
+def test_a_correct_run_balances(invoke) -> None:  # type: ignore[no-untyped-def]
+    with server("epoll") as srv:
+        r, doc = load_json(invoke, srv.port, "-c", "3", "-m", "10", "--size", "1-5000")
+    assert r.exit_code == 0
+    assert doc["bytes_in_flight"] == doc["bytes_extra"] == doc["bytes_lost"] == 0
+    assert _balanced(doc)
+
+
+def test_a_long_garbage_reply_is_a_corrupted_byte_at_its_offset(invoke) -> None:  # type: ignore[no-untyped-def]
+    """A reply longer than the message is checked within the message first: garbage is a
+    corrupted byte at offset 0, not "extra bytes" at the message's end."""
+    with bad_server(lambda off, data: b"\x00" * (len(data) + 5)) as port:
+        r, doc = load_json(invoke, port, "-c", "1", "-m", "1", "--size", "100")
+    assert r.exit_code == 1
+    f = doc["failures"][0]
+    assert f["kind"] == "corrupted byte" and f["offset"] == 0 and f["got"] == 0
+    assert doc["bytes_verified"] == 0 and _balanced(doc)
+
+
+def test_extra_bytes_after_a_correct_reply_are_counted(invoke) -> None:  # type: ignore[no-untyped-def]
+    with bad_server(lambda off, data: transform(data) + b"!!") as port:
+        r, doc = load_json(invoke, port, "-c", "1", "-m", "1", "--size", "100")
+    assert r.exit_code == 1
+    f = doc["failures"][0]
+    assert f["kind"] == "extra bytes" and f["offset"] == 100 and f["size"] == 100
+    assert doc["bytes_verified"] == 100 and doc["bytes_extra"] == 2
+    assert "2 extra bytes" in doc["verdict"] and _balanced(doc)
+
+
+def test_a_corrupted_byte_mid_message_balances(invoke) -> None:  # type: ignore[no-untyped-def]
+    with bad_server(flip_at(150)) as port:
+        r, doc = load_json(invoke, port, "-c", "1", "-m", "1", "--size", "300")
+    assert r.exit_code == 1
+    assert doc["bytes_verified"] == 150 and doc["bytes_lost"] == 150 and _balanced(doc)
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["127.0.0.1:80", "--size", "256m"], "at most 64m"),
+    (["127.0.0.1:80", "--size", "1-99999999999999999999"], "at most 64m"),
+    (["256.0.0.1:80"], "not a valid IPv4 address"),
+    (["::1:80"], "needs brackets"),
+    (["[nope]:80"], "not an IPv6 address"),
+    (["host\x1b:80"], "not a host name"),
+    (["127.0.0.1:٨٠"], "expected HOST:PORT"),
+])
+def test_malformed_targets_and_sizes_are_usage_errors(invoke, args: list[str], needle: str) -> None:  # type: ignore[no-untyped-def]
+    r = invoke("load", *args)
+    assert r.exit_code == 2, r.stderr
+    assert r.stderr.count("\n") == 1 and needle in r.stderr
+
+
+def test_an_unresolvable_host_is_one_line_exit_1(invoke) -> None:  # type: ignore[no-untyped-def]
+    """.invalid never resolves (RFC 6761): the resolver's reason, not "internal error"."""
+    r = invoke("load", "nosuch.invalid:80", "-c", "1", "-m", "1")
+    assert r.exit_code == 1, r.stderr
+    assert r.stderr.startswith("fdscope: cannot resolve nosuch.invalid: ")
+    assert r.stderr.count("\n") == 1 and "internal error" not in r.stderr
+
+
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback here")
+def test_ipv6_targets_are_printed_in_brackets(invoke) -> None:  # type: ignore[no-untyped-def]
+    s = socket.socket(socket.AF_INET6)
+    s.bind(("::1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens there
+    r = invoke("load", f"[::1]:{port}", "-c", "1", "-m", "1", "--json")
+    assert json.loads(r.stdout)["target"] == f"[::1]:{port}"
+    text = invoke("load", f"[::1]:{port}", "-c", "1", "-m", "1")
+    assert f"[::1]:{port}" in text.stdout
+
+
+@pytest.mark.parametrize("field", ["duration", "stall_timeout"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), 0.0, -1.0])
+def test_load_refuses_endless_time_limits(field: str, value: float) -> None:
+    """nan compares False with everything: a nan deadline or stall timeout never ended the
+    loop. The CLI types refuse it; LoadRun does too, for every other caller."""
+    from fdscope.errors import UsageError
+    from fdscope.load import LoadConfig, LoadRun
+
+    with pytest.raises(UsageError):
+        LoadRun(LoadConfig(host="127.0.0.1", port=1, **{field: value}))

@@ -290,7 +290,7 @@ def test_help_has_examples(invoke, name: str) -> None:  # type: ignore[no-untype
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model", ["epoll", "epoll-et", "select", "threads"])
+@pytest.mark.parametrize("model", ["epoll", "epoll-et", "select", "threads", "asyncio"])
 def test_out_of_fds_sheds_clients_without_spinning(model: str) -> None:
     """accept() failing with EMFILE leaves the connection queued and the listener readable: a
     level-triggered loop that just retries spins at 100% CPU. The server must shed the client
@@ -361,6 +361,7 @@ def test_out_of_fds_sheds_clients_without_spinning(model: str) -> None:
     # may also have arrived before the server saw the closes, hence >=).
     shed = err.count("EMFILE (out of file descriptors)")
     assert shed >= 30 - sum(served)
+    assert "Traceback" not in err and len(err.splitlines()) == shed, err[:2000]
     stopped = json.loads(out.splitlines()[-1])
     assert stopped["rejected_by"] == {"EMFILE": shed}
 
@@ -472,3 +473,76 @@ def test_a_lost_shutdown_still_stops_the_loop() -> None:
         core._tick(signal.SIGALRM, None)
     core._stop_requested.clear()
     core._tick(signal.SIGALRM, None)  # nothing pending: no exception
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ALL_MODELS)
+def test_a_second_stop_signal_keeps_the_totals(model: str) -> None:
+    """A supervisor that repeats SIGTERM, or a second Ctrl-C: the shutdown under way must still
+    close every client and print the stopped event with the totals. The handlers used to be
+    reset to the default first, so the second signal killed the server mid-shutdown."""
+    import subprocess
+    import sys
+
+    from fdscope.servers.run import stopped_event
+    from tests.servers_support import readline_timeout
+
+    proc = subprocess.Popen([sys.executable, "-m", "fdscope", "serve", model, "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    clients: list[socket.socket] = []
+    try:
+        import json
+
+        port = json.loads(readline_timeout(proc, 10))["port"]
+        n = 1 if model == "blocking" else 40  # blocking serves one client at a time
+        for _ in range(n):
+            c = socket.create_connection(("127.0.0.1", port), timeout=5)
+            c.sendall(b"abc")
+            assert recv_exactly(c, 3) == b"ABC"
+            clients.append(c)
+        # Repeated SIGTERMs until it exits: some land while it shuts down.
+        deadline = time.monotonic() + 10
+        while proc.poll() is None and time.monotonic() < deadline:
+            proc.send_signal(signal.SIGTERM)
+            time.sleep(0.0005)
+        out, err = proc.communicate(timeout=10)
+    finally:
+        for c in clients:
+            c.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    stopped = stopped_event(out)
+    assert stopped is not None, (proc.returncode, err)
+    assert stopped["clients"] == n and stopped["bytes_in"] == 3 * n
+    assert stopped["closed"] == {"shutdown": n}, stopped
+    if model != "blocking":  # see fdscope.servers.core._COUNTING
+        assert stopped["bytes_out"] == 3 * n, stopped
+    assert "Traceback" not in err
+    # Once the totals are out the default action is back: a late SIGTERM may end the process.
+    assert proc.returncode in (0, -signal.SIGTERM)
+
+
+def test_stdout_closed_then_sigterm_exits_quietly() -> None:
+    """`serve --json | head -1`, then SIGTERM: the stopped event meets a closed pipe. That is
+    not "cannot serve on ...": the server exits quietly (exit 1, nothing on stderr)."""
+    import subprocess
+    import sys
+
+    r, w = os.pipe()
+    proc = subprocess.Popen([sys.executable, "-m", "fdscope", "serve", "epoll", "--json"],
+                            stdout=w, stderr=subprocess.PIPE)
+    os.close(w)
+    try:
+        first = b""
+        while not first.endswith(b"\n"):
+            first += os.read(r, 4096)
+        os.close(r)  # `head -1` has its line and exits
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert b'"event":"listening"' in first
+    assert proc.returncode == 1 and err == b"", err

@@ -6,6 +6,30 @@ import sys
 
 
 def main() -> None:
+    """The console script: _main() with two last resorts no command can provide itself."""
+    # Text is escaped before it is printed (fdscope.render.escape); should anything slip
+    # through, a strict UTF-8 stdout (PYTHONIOENCODING=utf-8) prints \xNN instead of failing.
+    try:
+        sys.stdout.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
+    except (AttributeError, ValueError):
+        pass
+    try:
+        _main()
+    except OSError as err:
+        # Out of fds before the click group's error boundary exists: while importing, or in
+        # the inspect read-ahead (a read-ahead dir fd under `ulimit -n 5`).
+        import errno
+
+        if err.errno not in (errno.EMFILE, errno.ENFILE):
+            raise
+        from fdscope.errors import out_of_fds_message  # imported already, by the read-ahead
+
+        sys.stderr.write(f"fdscope: {out_of_fds_message(err.errno, 'while starting')}\n")
+        sys.stderr.flush()
+        sys.exit(1)
+
+
+def _main() -> None:
     import gc
 
     # A one-shot `inspect PID` makes ~100,000 objects (16,000 fds) in no cycles worth

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from fdscope.cli.options import PID, json_option
+from fdscope.cli.options import COUNT, PID, json_option, seconds
 
 SECTION_NAMES = ("summary", "findings", "fds", "epoll", "threads", "io_model")
 EPILOG = """\b
@@ -33,16 +33,16 @@ def _split(values: tuple[str, ...]) -> list[str]:
               help="Only list fds of these types (comma-separated: socket,epoll,pipe,file,...).")
 @click.option("--section", "sections", multiple=True, metavar="SECTIONS",
               help="Only these sections (comma-separated): " + ", ".join(SECTION_NAMES) + ".")
-@click.option("--sample", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
+@click.option("--sample", type=seconds(0), default=None, metavar="SECONDS",
               help="Measure CPU over SECONDS. Default: only when a thread is on CPU and none "
                    "waits (0.25 s, to confirm busy polling); 0 never samples.")
 @click.option("--flags", "flags", type=click.Choice(["auto", "all", "needed"]), default="auto",
               show_default=True,
               help="Which fds get flags/pos from fdinfo: auto = all up to 4096 open fds, else "
                    "only epoll fds, path fds and edge-triggered targets.")
-@click.option("--watch", type=click.FloatRange(min=0.05), default=None, metavar="SECONDS",
+@click.option("--watch", type=seconds(0.05), default=None, metavar="SECONDS",
               help="Re-count fds by type every SECONDS until Ctrl-C (deltas, growth per minute).")
-@click.option("--count", type=click.IntRange(min=1), default=None, hidden=True,
+@click.option("--count", type=COUNT, default=None, hidden=True,
               help="With --watch: stop after N samples.")
 def command(pid: int, as_json: bool, types: tuple[str, ...], sections: tuple[str, ...],
             sample: float | None, flags: str, watch: float | None, count: int | None) -> int:

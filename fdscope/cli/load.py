@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
 
 import click
+
+from fdscope.cli.options import CONNECTIONS, COUNT, SEED, SIZE, ParsedType, out, seconds
 
 HELP = """Load an upper-case echo server at HOST:PORT and verify every reply byte.
 
@@ -21,47 +22,25 @@ Examples:
 """
 
 
-class _SizeType(click.ParamType):
-    name = "B|MIN-MAX"
+def _parse_target(text: str) -> tuple[str, int]:
+    from fdscope.load import parse_target
 
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        if isinstance(value, tuple):
-            return value
-        from fdscope.load import parse_size
-
-        try:
-            return parse_size(str(value))
-        except ValueError as err:
-            self.fail(str(err), param, ctx)
-
-
-class _TargetType(click.ParamType):
-    name = "HOST:PORT"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        if isinstance(value, tuple):
-            return value
-        from fdscope.load import parse_target
-
-        try:
-            return parse_target(str(value))
-        except ValueError as err:
-            self.fail(str(err), param, ctx)
+    return parse_target(text)
 
 
 @click.command("load", help=HELP)
-@click.argument("target", type=_TargetType())
-@click.option("--connections", "-c", type=click.IntRange(1), default=10, show_default=True,
+@click.argument("target", type=ParsedType("HOST:PORT", _parse_target))
+@click.option("--connections", "-c", type=CONNECTIONS, default=10, show_default=True,
               help="Concurrent connections (the soft fd limit is raised as needed).")
-@click.option("--messages", "-m", type=click.IntRange(1), default=100, show_default=True,
+@click.option("--messages", "-m", type=COUNT, default=100, show_default=True,
               help="Messages per connection (ignored with --duration).")
-@click.option("--size", "-s", type=_SizeType(), default="1-4096", show_default=True,
+@click.option("--size", "-s", type=SIZE, default="1-4096", show_default=True,
               help="Message size in bytes, or a MIN-MAX range (k and m suffixes allowed).")
-@click.option("--duration", "-d", type=click.FloatRange(0, min_open=True), default=None,
+@click.option("--duration", "-d", type=seconds(0, min_open=True), default=None,
               help="Send for S seconds instead of a fixed number of messages.")
-@click.option("--timeout", type=click.FloatRange(0, min_open=True), default=10.0,
+@click.option("--timeout", type=seconds(0, min_open=True), default=10.0,
               show_default=True, help="Give up when nothing moves for this many seconds.")
-@click.option("--seed", type=int, default=None, help="Seed for reproducible payloads.")
+@click.option("--seed", type=SEED, default=None, help="Seed for reproducible payloads.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document (fdscope.load/1).")
 def command(target: tuple[str, int], connections: int, messages: int, size: tuple[int, int],
             duration: float | None, timeout: float, seed: int | None, as_json: bool) -> int:
@@ -81,7 +60,7 @@ def command(target: tuple[str, int], connections: int, messages: int, size: tupl
     if as_json:
         from fdscope.render.json import dumps
 
-        click.echo(dumps(doc))
+        out(dumps(doc))
     else:
-        click.echo(render_load(doc), nl=False)
+        out(render_load(doc), nl=False)
     return 0 if doc["ok"] else 1

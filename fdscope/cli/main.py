@@ -11,7 +11,14 @@ from typing import Any
 import click
 
 from fdscope import __version__
-from fdscope.errors import EXIT_FAILURE, EXIT_USAGE, FdscopeError, Unsupported
+from fdscope.errors import (
+    EXIT_FAILURE,
+    EXIT_USAGE,
+    FdscopeError,
+    Unsupported,
+    is_out_of_fds,
+    out_of_fds_message,
+)
 
 # command name -> module exposing `command`; loaded on use so `fdscope limits` stays quick.
 COMMANDS = {
@@ -37,8 +44,24 @@ Examples:
 
 
 def fail(message: str, code: int) -> None:
-    click.echo(f"fdscope: {message}", err=True)
+    """The one-line error: `fdscope: MESSAGE` on stderr, then exit with `code`. Target text
+    inside a message (a path, a name) is escaped like every other text output."""
+    from fdscope.render.escape import escape
+
+    click.echo(f"fdscope: {escape(message)}", err=True, color=True)
     sys.exit(code)
+
+
+def _out_of_fds_cause(err: BaseException) -> OSError | None:
+    """The EMFILE/ENFILE behind `err`, if running out of fds is what it comes from."""
+    seen: set[int] = set()
+    cur: BaseException | None = err
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if is_out_of_fds(cur):
+            return cur  # type: ignore[return-value]
+        cur = cur.__cause__ or cur.__context__
+    return None
 
 
 class FdscopeGroup(click.Group):
@@ -79,17 +102,33 @@ class FdscopeGroup(click.Group):
             fail("interrupted", 130)
         except BrokenPipeError:
             # stdout closed by a pager or `head`: exit quietly, as coreutils do.
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
+            quiet_stdout()
             sys.exit(EXIT_FAILURE)
         except Exception as err:  # noqa: BLE001 - last resort: never a traceback for users
             if os.environ.get("FDSCOPE_DEBUG"):
                 raise
+            cause = _out_of_fds_cause(err)
+            if cause is not None:
+                fail(out_of_fds_message(cause.errno or 0), EXIT_FAILURE)
             fail(
                 f"internal error: {type(err).__name__}: {err} (set FDSCOPE_DEBUG=1 for a traceback)",
                 EXIT_FAILURE,
             )
         sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def quiet_stdout() -> None:
+    """Point fd 1 at /dev/null, so the interpreter's final flush of a closed pipe stays quiet."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+    except OSError:
+        return
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
+    finally:
+        os.close(devnull)
 
 
 @click.group(cls=FdscopeGroup, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from fdscope.cli.options import CONNECTIONS, SEED, SIZE, out, seconds
 from fdscope.servers import MODELS
 
 HELP = """Start a reference server (MODEL, default epoll) as a child process, drive
@@ -22,30 +23,25 @@ Examples:
 @click.command("run", help=HELP)
 @click.argument("model", type=click.Choice(list(MODELS)), default="epoll", required=False,
                 metavar="[MODEL]")
-@click.option("--connections", "-c", type=click.IntRange(1), default=20, show_default=True,
+@click.option("--connections", "-c", type=CONNECTIONS, default=20, show_default=True,
               help="Concurrent client connections.")
-@click.option("--duration", "-d", type=click.FloatRange(0.2), default=3.0, show_default=True,
+@click.option("--duration", "-d", type=seconds(0.2), default=3.0, show_default=True,
               help="Seconds of load.")
-@click.option("--size", "-s", default="1-4096", show_default=True,
+@click.option("--size", "-s", type=SIZE, default="1-4096", show_default=True,
               help="Message size in bytes or MIN-MAX (k, m suffixes).")
-@click.option("--seed", type=int, default=None, help="Seed for reproducible payloads.")
+@click.option("--seed", type=SEED, default=None, help="Seed for reproducible payloads.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document (fdscope.run/1).")
-def command(model: str, connections: int, duration: float, size: str, seed: int | None,
-            as_json: bool) -> int:
-    from fdscope.errors import UsageError
-    from fdscope.load import parse_size
+def command(model: str, connections: int, duration: float, size: tuple[int, int],
+            seed: int | None, as_json: bool) -> int:
     from fdscope.servers.run import RunConfig, inspection_sections, run_job
 
-    try:
-        lo, hi = parse_size(size)
-    except ValueError as err:
-        raise UsageError(f"--size: {err}") from err
+    lo, hi = size
     doc = run_job(RunConfig(model=model, connections=connections, duration=duration,
                             size_min=lo, size_max=hi, seed=seed))
     if as_json:
         from fdscope.render.json import dumps
 
-        click.echo(dumps(doc))
+        out(dumps(doc))
     else:
         from fdscope.render.servers import render_run
 
@@ -54,5 +50,5 @@ def command(model: str, connections: int, duration: float, size: str, seed: int 
             from fdscope.render.inspect import render_text
 
             text = render_text(doc["inspection"], sections=inspection_sections(doc["inspection"]))
-        click.echo(render_run(doc, text), nl=False)
+        out(render_run(doc, text), nl=False)
     return 0 if doc["ok"] else 1

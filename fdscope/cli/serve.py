@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from fdscope.cli.options import CONNECTIONS, PORT, AsciiInt, out, seconds
 from fdscope.servers import MODELS
 
 HELP = """Run a reference upper-case echo server using one I/O MODEL.
@@ -30,7 +31,7 @@ def _emitter(as_json: bool) -> Callable[[str, dict[str, Any]], None]:
 
     def emit(event: str, fields: dict[str, Any]) -> None:
         line = dumps_line({"event": event, **fields}) if as_json else render_event(event, fields)
-        click.echo(line)
+        out(line)
         sys.stdout.flush()
 
     return emit
@@ -39,16 +40,16 @@ def _emitter(as_json: bool) -> Callable[[str, dict[str, Any]], None]:
 @click.command("serve", help=HELP)
 @click.argument("model", type=click.Choice(list(MODELS)), metavar="MODEL")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
-@click.option("--port", default=0, show_default=True, type=click.IntRange(0, 65535),
+@click.option("--port", default=0, show_default=True, type=PORT,
               help="Port to bind; 0 picks a free one (printed at startup).")
 @click.option("--json", "as_json", is_flag=True, help="Print events as JSON lines.")
-@click.option("--max-clients", type=click.IntRange(1), default=None,
+@click.option("--max-clients", type=CONNECTIONS, default=None,
               help="Refuse (close at once) clients beyond N concurrent ones.")
-@click.option("--pool", type=click.IntRange(1), default=None,
+@click.option("--pool", type=AsciiInt(1, 10_000, metavar="N"), default=None,
               help="threads: a bounded pool of N worker threads instead of one per client.")
-@click.option("--idle-sleep", type=click.FloatRange(0), default=0.0, show_default=True,
+@click.option("--idle-sleep", type=seconds(0), default=0.0, show_default=True,
               help="nonblocking: seconds to sleep after a pass that found nothing to do.")
-@click.option("--out-cap", type=click.IntRange(1), default=None,
+@click.option("--out-cap", type=AsciiInt(1, 2**30, metavar="BYTES"), default=None,
               help="Pending reply bytes per client above which it is not read (default 262144).")
 def command(model: str, host: str, port: int, as_json: bool, max_clients: int | None,
             pool: int | None, idle_sleep: float, out_cap: int | None) -> None:
@@ -60,9 +61,18 @@ def command(model: str, host: str, port: int, as_json: bool, max_clients: int | 
         raise UsageError("--pool applies only to the threads model")
     if idle_sleep and model != "nonblocking":
         raise UsageError("--idle-sleep applies only to the nonblocking model")
+    if not host.strip() or not host.isprintable():
+        # bind("") would mean every interface: binding beyond loopback must be asked for by
+        # name (0.0.0.0 or ::).
+        raise UsageError(f"--host must name an address (0.0.0.0 for every interface), not {host!r}")
     cfg = ServeConfig(model=model, host=host, port=port, json=as_json, max_clients=max_clients,
                       pool=pool, idle_sleep=idle_sleep, out_cap=out_cap or OUT_CAP)
     try:
         serve(cfg, _emitter(as_json))
+    except BrokenPipeError:
+        raise  # stdout closed (`| head -1`): the CLI exits quietly; not a failure to serve
     except OSError as err:
-        raise FdscopeError(f"cannot serve on {host}:{port}: {err.strerror or err}") from err
+        from fdscope.parse.net import format_inet
+
+        raise FdscopeError(f"cannot serve on {format_inet(host, port)}: "
+                           f"{err.strerror or err}") from err

@@ -146,6 +146,14 @@ def run_probes(runs: Sequence[Plan], kernel: str | None = None) -> ProbeReport:
     t0 = time.perf_counter()
     for p in runs:
         spec = PROBES[p.name]
-        report.results.append(timed(lambda spec=spec, p=p: spec.run(p.transport, p.mode, report.kernel)))
+        try:
+            report.results.append(timed(lambda spec=spec, p=p: spec.run(p.transport, p.mode,
+                                                                        report.kernel)))
+        except OSError as err:
+            from fdscope.errors import OutOfFds, is_out_of_fds
+
+            if is_out_of_fds(err):
+                raise OutOfFds(err.errno or 0, f"probe {p.name} on {p.transport}") from err
+            raise
     report.elapsed_ms = round((time.perf_counter() - t0) * 1000, 1)
     return report

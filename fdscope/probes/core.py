@@ -242,6 +242,17 @@ def error_text(err: BaseException) -> str:
     return f"{type(err).__name__}: {err}"
 
 
+def stopped(obs: Observation, err: OSError, part: str = "Stopped") -> None:
+    """An observation cut short by `err`: the note says where and why (the steps it did not
+    reach show as not observed). Running out of fds is no observation of the kernel's epoll
+    or select: it is raised on, and the command reports the limit."""
+    from fdscope.errors import is_out_of_fds
+
+    if is_out_of_fds(err):
+        raise err
+    obs.notes.append(f"{part}: {error_text(err)}.")
+
+
 def kernel_release() -> str:
     return os.uname().release
 

@@ -32,6 +32,7 @@ from fdscope.probes.core import (
     judge,
     kernel_release,
     open_channel,
+    stopped,
     wait_events,
     write_bytes,
 )
@@ -83,7 +84,7 @@ def observe(transport: str) -> Observation:
             rec("rearmed", wait_events(ep, ch.rx))
             rec("after_rearmed", wait_events(ep, ch.rx))
         except OSError as err:
-            obs.notes.append(f"Stopped: {error_text(err)}.")
+            stopped(obs, err)
     return obs
 
 

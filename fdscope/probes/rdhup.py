@@ -36,6 +36,7 @@ from fdscope.probes.core import (
     kernel_release,
     open_channel,
     skipped,
+    stopped,
     wait_events,
     write_bytes,
 )
@@ -83,7 +84,7 @@ def observe(transport: str) -> Observation:
             ch.rx_socket.shutdown(socket.SHUT_WR)
             rec("both_shut", wait_events(ep, ch.rx))
         except OSError as err:
-            obs.notes.append(f"Stopped: {error_text(err)}.")
+            stopped(obs, err)
     return obs
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import resource
 import select
 from contextlib import ExitStack
 
@@ -32,11 +33,14 @@ from fdscope.probes.core import (
     Expect,
     Observation,
     ProbeResult,
+    Skip,
     StepSkip,
     error_text,
     judge,
     kernel_release,
     open_channel,
+    skipped,
+    stopped,
     wait_fds,
     write_bytes,
 )
@@ -101,10 +105,31 @@ def _lowest_free() -> int:
     return fd
 
 
+# fds the inspection of our own process may hold at once (dir fds, /proc files, a netlink
+# socket) above the probe's own.
+INSPECT_FDS = 32
+
+
+def _room_for(top: int, stack: ExitStack) -> None:
+    """F_DUPFD to a number at or above the soft RLIMIT_NOFILE fails with EINVAL (fcntl(2)), and
+    the inspection needs fds of its own: raise the soft limit for the probe (restored when
+    `stack` unwinds), or skip when the hard limit does not allow it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    need = top + 1 + INSPECT_FDS
+    if soft == resource.RLIM_INFINITY or soft >= need:
+        return
+    if hard != resource.RLIM_INFINITY and hard < need:
+        raise Skip(f"needs fd numbers up to {need - 1} (fd {top} and room for the inspection), "
+                   f"but the hard RLIMIT_NOFILE is {hard}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
+    stack.callback(resource.setrlimit, resource.RLIMIT_NOFILE, (soft, hard))
+
+
 def observe(transport: str) -> Observation:
     obs = Observation(ctx={"transport": transport})
     rec = obs.record
     with ExitStack() as stack:
+        _room_for(_lowest_free() + GAP + 1, stack)
         ch = open_channel(transport, stack)
         ep = select.epoll()
         stack.callback(ep.close)
@@ -144,12 +169,13 @@ def observe(transport: str) -> Observation:
             rec("all_closed", wait_fds(ep))
             rec("fdinfo_after", _fdinfo_tfds(ep.fileno()))
         except OSError as err:
-            obs.notes.append(f"Stopped: {error_text(err)}.")
+            stopped(obs, err)
     return obs
 
 
 def expectations(ctx: dict, kernel: str) -> list[Expect]:
-    orig, dup, epfd = ctx["orig"], ctx["dup"], ctx["epfd"]
+    # "?" where the observation stopped before the fds existed (its note says why).
+    orig, dup, epfd = ctx.get("orig", "?"), ctx.get("dup", "?"), ctx.get("epfd", "?")
     return [
         Expect("closed_reports", f"register fd {orig}; dup it to {dup}; close {orig}; peer writes; wait",
                [f"{orig}:EPOLLIN"], Q6 + "; the entry reports its registered data"),
@@ -181,7 +207,10 @@ NOTE = (
 
 
 def run(transport: str = "socketpair", kernel: str | None = None) -> ProbeResult:
-    obs = observe(transport)
+    try:
+        obs = observe(transport)
+    except Skip as why:
+        return skipped(NAME, str(why), transport=transport)
     note = NOTE
     if transport == "pipe":
         note += (" On a pipe, inspect's open_as also lists the write end: both ends share one "

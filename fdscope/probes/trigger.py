@@ -32,7 +32,6 @@ from fdscope.probes.core import (
     ProbeResult,
     Skip,
     drain,
-    error_text,
     fill_to_eagain,
     judge,
     kernel_version,
@@ -40,6 +39,7 @@ from fdscope.probes.core import (
     read_some,
     read_to_eagain,
     skipped,
+    stopped,
     wait_events,
     write_bytes,
 )
@@ -83,7 +83,7 @@ def _observe_epollin(obs: Observation, flag: int, transport: str, stack: ExitSta
         rec("in.drained_bytes", read_to_eagain(ch.rx))
         rec("in.drained", wait_events(ep, ch.rx))
     except OSError as err:
-        obs.notes.append(f"EPOLLIN part stopped: {error_text(err)}.")
+        stopped(obs, err, "EPOLLIN part stopped")
 
 
 def _observe_epollout(obs: Observation, flag: int, transport: str, stack: ExitStack) -> None:
@@ -110,7 +110,7 @@ def _observe_epollout(obs: Observation, flag: int, transport: str, stack: ExitSt
         rec("out.drained", wait_events(ep, ch.tx))
         rec("out.drained_again", wait_events(ep, ch.tx))
     except OSError as err:
-        obs.notes.append(f"EPOLLOUT part stopped: {error_text(err)}.")
+        stopped(obs, err, "EPOLLOUT part stopped")
 
 
 def expectations(ctx: dict, kernel: str) -> list[Expect]:

@@ -7,6 +7,8 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from fdscope import speedups
+from fdscope.render.escape import escape
+from fdscope.render.json import utf8_safe
 from fdscope.render.style import heading, level
 
 SECTIONS = ("summary", "findings", "fds", "epoll", "threads", "io_model")
@@ -28,7 +30,13 @@ _Chunks = Callable[[], Iterator[str]]
 def _iter_items(doc: dict[str, Any], prerendered: dict[str, _Chunks]) -> Iterator[str]:
     if "schema" not in doc:
         raise ValueError("JSON documents must carry a schema field")
-    enc = json.JSONEncoder(ensure_ascii=False).encode
+    # Strings from the target may hold lone surrogates (bytes that are not UTF-8): utf8_safe
+    # writes them as \udcXX escapes, so the document is valid UTF-8 (fdscope.render.json).
+    raw_enc = json.JSONEncoder(ensure_ascii=False).encode
+
+    def enc(v: Any) -> str:
+        return utf8_safe(raw_enc(v))
+
     yield "{\n"
     keys = list(doc)
     for i, key in enumerate(keys):
@@ -42,7 +50,7 @@ def _iter_items(doc: dict[str, Any], prerendered: dict[str, _Chunks]) -> Iterato
             yield from _epoll_json([(s["epfd"], [enc(r) for r in s["registrations"]])
                                     for s in value])
         else:
-            yield json.dumps(value, indent=2, ensure_ascii=False).replace("\n", "\n  ")
+            yield utf8_safe(json.dumps(value, indent=2, ensure_ascii=False)).replace("\n", "\n  ")
         yield ",\n" if i < len(keys) - 1 else "\n"
     yield "}\n"
 
@@ -71,7 +79,8 @@ def render_text(doc: dict[str, Any], sections: Iterable[str] | None = None,
     out = [_header(doc, colour)]
     if doc.get("notes"):
         tag = "partial report" if doc.get("partial") else "notes"
-        out.append(section(f"{tag}:", "\n".join(f"  - {n}" for n in doc["notes"]), colour))
+        out.append(section(f"{tag}:", "\n".join(f"  - {escape(n)}" for n in doc["notes"]),
+                           colour))
     for name in shown:
         out.append(_SECTION_RENDERERS[name](doc, colour))
     return "\n".join(out)
@@ -80,14 +89,15 @@ def render_text(doc: dict[str, Any], sections: Iterable[str] | None = None,
 def _header(doc: dict[str, Any], colour: bool) -> str:
     from fdscope.render.table import fmt
 
+    name = escape(str(doc.get("name")))
     cmd = " ".join(doc.get("cmdline") or []) or f"[{doc.get('name')}]"
-    cmd = " ".join(cmd.split())  # a `python -c` script spans lines
+    cmd = escape(" ".join(cmd.split()))  # a `python -c` script spans lines
     if len(cmd) > 100:
         cmd = cmd[:97] + "..."
     state = doc.get("state")
     st = f"{state} ({_STATE_NAMES.get(state, '?')})" if state else "?"
     uid = doc.get("uid")
-    return heading(f"pid {doc['pid']} ({doc.get('name')}): {cmd}", colour) + \
+    return heading(f"pid {doc['pid']} ({name}): {cmd}", colour) + \
         f"\nstate {st}, uid {fmt(uid)}\n"
 
 
@@ -128,14 +138,14 @@ def _fds(doc: dict[str, Any], colour: bool) -> str:
         sock = e.get("socket")
         if sock:
             what = f"{sock['proto']} {sock['state']}"
-            addr = fmt(sock["local"])
+            addr = escape(fmt(sock["local"]))
             if sock.get("remote"):
-                addr += f" -> {sock['remote']}"
+                addr += f" -> {escape(sock['remote'])}"
             q = f"{fmt(sock['recv_q'])}/{fmt(sock['send_q'])}"
             target = f"{what} {addr}"
         else:
             q = ""
-            target = e["target"]
+            target = escape(e["target"])
         flags = e.get("flags")
         rows.append((e["fd"], e["type"], _short_flags(flags), fmt(e.get("pos")), q,
                      fmt(e.get("inode")), target))
@@ -184,8 +194,9 @@ def _threads(doc: dict[str, Any], colour: bool) -> str:
     rows = []
     sampled = any(t.get("cpu_percent") is not None for t in doc["threads"])
     for t in doc["threads"]:
-        args = " ".join(f"{k}={v}" for k, v in (t.get("args") or {}).items())
-        row = [t["tid"], t["name"], t["state"], fmt(t["syscall"]), args or "-", fmt(t["wchan"])]
+        args = escape(" ".join(f"{k}={v}" for k, v in (t.get("args") or {}).items()))
+        row = [t["tid"], escape(t["name"]), t["state"], fmt(t["syscall"]), args or "-",
+               escape(fmt(t["wchan"]))]
         if sampled:
             row.append(fmt(t.get("cpu_percent")))
         rows.append(row)
@@ -211,7 +222,7 @@ _SECTION_RENDERERS = {"summary": _summary, "findings": _findings, "fds": _fds, "
 
 
 def render_watch_header(pid: int, name: str, interval: float) -> str:
-    return f"watching pid {pid} ({name}) every {interval:g} s; Ctrl-C stops\n"
+    return f"watching pid {pid} ({escape(name)}) every {interval:g} s; Ctrl-C stops\n"
 
 
 def render_watch_row(sample: dict[str, Any]) -> str:
@@ -245,7 +256,7 @@ def iter_report_json(report: Any, sections: Iterable[str] | None = None,
         for start in range(0, len(entries), batch):
             part = entries[start:start + batch]
             text = speedups.backend.rows_json(part, FD_KEYS, ",\n    ")
-            if text is None:
+            if text is None:  # the Python backend, or lone surrogates (C leaves those rows)
                 text = ",\n    ".join(_fd_rows(part, *caches))
             yield "[\n    " if start == 0 else ",\n    "
             yield text
@@ -303,7 +314,15 @@ def _fd_rows(entries: Iterable[Any], socks: dict[Any, str],
         append(f'{{"fd": {fd}, "type": "{typ}", "target": {js(target)}, '
                f'"inode": {"null" if inode is None else inode}, "flags": {fl}, '
                f'"pos": {"null" if pos is None else pos}, "socket": {sock}}}')
-    return out
+    return _utf8_rows(out)
+
+
+def _utf8_rows(rows: list[str]) -> list[str]:
+    """Rows with lone surrogates written as \\udcXX escapes (fdscope.render.json.utf8_safe);
+    all-ASCII rows, the usual case, are checked in C (str.isascii is O(1))."""
+    if all(map(str.isascii, rows)):
+        return rows
+    return list(map(utf8_safe, rows))
 
 
 def _reg_rows(regs: Iterable[Any]) -> list[str]:
@@ -319,4 +338,4 @@ def _reg_rows(regs: Iterable[Any]) -> list[str]:
                f'"inode": {"null" if inode is None else inode}, '
                f'"sdev": {"null" if sdev is None else sdev}, "status": {_jstr(status)}, '
                f'"open_as": {list(open_as)}, "verified": {"true" if verified else "false"}}}')
-    return out
+    return _utf8_rows(out)

@@ -1,20 +1,43 @@
-"""JSON output: one document per command run, with a "schema" field (a public contract)."""
+"""JSON output: one document per command run, with a "schema" field (a public contract).
+
+Every document is valid UTF-8. Strings read from a target keep the bytes that are not UTF-8 as
+lone surrogates (fdscope.proc decodes with surrogateescape); they are written as the JSON escape
+`\\udcXX` (XX: the byte), so `os.fsencode(json.loads(text)[...])` gives the exact bytes back.
+Everything else stays as UTF-8 text.
+"""
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _escape_surrogate(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
+
+
+def utf8_safe(text: str) -> str:
+    """JSON text (from json.dumps(..., ensure_ascii=False)) with every lone surrogate written as
+    a \\uXXXX escape. Outside strings JSON text is ASCII, so they can only be inside strings."""
+    if text.isascii():  # O(1) in CPython: the usual case costs nothing
+        return text
+    return _SURROGATE.sub(_escape_surrogate, text)
 
 
 def dumps(doc: dict[str, Any]) -> str:
     if "schema" not in doc:
         raise ValueError("JSON documents must carry a schema field")
-    return json.dumps(doc, indent=2, sort_keys=False, default=_default)
+    return utf8_safe(json.dumps(doc, indent=2, sort_keys=False, ensure_ascii=False,
+                                default=_default))
 
 
 def dumps_line(doc: dict[str, Any]) -> str:
     """One-line JSON, for streams of events (serve, watch)."""
-    return json.dumps(doc, separators=(",", ":"), default=_default)
+    return utf8_safe(json.dumps(doc, separators=(",", ":"), ensure_ascii=False,
+                                default=_default))
 
 
 def _default(obj: Any) -> Any:

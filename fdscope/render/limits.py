@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from fdscope.render.escape import escape
 from fdscope.render.style import heading, level
 from fdscope.render.table import findings_table, fmt, table
 
@@ -40,13 +41,14 @@ def _value(doc: dict[str, Any], name: str) -> str:
 
 
 def render_text(doc: dict[str, Any], colour: bool = False) -> str:
-    who = f"pid {doc['pid']} ({doc['process_name']})"
+    who = f"pid {doc['pid']} ({escape(str(doc['process_name']))})"
     if doc["pid_is_self"]:
         who += " - fdscope's own process; use --pid PID for another"
     rows = []
     for name, (label, meaning) in _LABELS.items():
         verdict = doc["verdicts"].get(name, "ok")
-        rows.append((label, _value(doc, name), level(verdict, verdict, colour), meaning))
+        shown = "-" if verdict is None else level(verdict, verdict, colour)
+        rows.append((label, _value(doc, name), shown, meaning))
     out = [
         heading(f"fd limits - kernel {doc['kernel']} - {who}", colour),
         table(rows, ("figure", "value", "verdict", "meaning")),
@@ -58,7 +60,7 @@ def render_text(doc: dict[str, Any], colour: bool = False) -> str:
         findings_table(_findings(doc), colour),
     ]
     for note in doc.get("notes", []):
-        out.append(f"note: {note}")
+        out.append(f"note: {escape(note)}")
     return "\n".join(out) + "\n"
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from fdscope.parse.net import format_inet
 from fdscope.render.table import section, table
 
 
@@ -14,8 +15,7 @@ def _n(count: int, word: str) -> str:
 def render_event(event: str, fields: dict[str, Any]) -> str:
     """One line for a `serve` event (listening, stopped)."""
     if event == "listening":
-        host = fields["host"]
-        addr = f"[{host}]:{fields['port']}" if ":" in host else f"{host}:{fields['port']}"
+        addr = format_inet(fields["host"], fields["port"])
         extra = ""
         if fields.get("selector"):
             extra += f", selector {fields['selector']}"
@@ -56,7 +56,9 @@ def render_load(doc: dict[str, Any]) -> str:
         ("latency ms", f"p50 {_ms(lat['p50'])}  p90 {_ms(lat['p90'])}  p99 {_ms(lat['p99'])}  "
                        f"max {_ms(lat['max'])}"),
         ("bytes", f"{doc['bytes_sent']} sent, {doc['bytes_verified']} verified, "
-                  f"{doc['bytes_lost']} lost"),
+                  f"{doc['bytes_lost']} lost"
+                  + (f", {doc['bytes_in_flight']} in flight" if doc.get("bytes_in_flight") else "")
+                  + (f"; {doc['bytes_extra']} extra received" if doc.get("bytes_extra") else "")),
         ("integrity failures", str(doc["integrity_failures"])),
         ("connection errors", ", ".join(f"{k} {v}" for k, v in sorted(doc["errors"].items())) or "none"),
         ("verdict", "OK: every reply byte verified" if doc["ok"] else "FAILED: " + doc["verdict"]),
@@ -74,7 +76,7 @@ def render_run(doc: dict[str, Any], inspection_text: str | None) -> str:
     """The `run` report: the server, what inspection saw mid-load, the load, the server's totals."""
     srv = doc["server"]
     parts = [table([
-        ("model", srv["model"]), ("pid", srv["pid"]), ("address", f"{srv['host']}:{srv['port']}"),
+        ("model", srv["model"]), ("pid", srv["pid"]), ("address", format_inet(srv["host"], srv["port"])),
         ("exit code", srv.get("exit_code")),
     ], ("server", "")) + "\n"]
     if inspection_text is not None:

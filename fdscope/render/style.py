@@ -1,4 +1,7 @@
-"""Colour only on a TTY and never when NO_COLOR is set (https://no-color.org)."""
+"""Colour only on a TTY and never when NO_COLOR is set to a non-empty value (https://no-color.org:
+"when present and not an empty string"). The decision is made here only: off a terminal fdscope
+writes no colour codes, and it writes its output with click.echo(color=True), so click never
+strips anything from it (a name that holds escape codes is escaped, not stripped)."""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ _LEVEL_COLOURS = {"info": "cyan", "warn": "yellow", "crit": "red", "ok": "green"
 
 
 def colour_enabled(stream: TextIO | None = None) -> bool:
-    if "NO_COLOR" in os.environ:
+    if os.environ.get("NO_COLOR"):
         return False
     stream = stream if stream is not None else sys.stdout
     try:

@@ -8,6 +8,7 @@ from typing import Any
 from tabulate import tabulate
 
 from fdscope.model import Finding
+from fdscope.render.escape import escape
 from fdscope.render.style import heading, level
 
 
@@ -23,7 +24,9 @@ def section(title: str, body: str, colour: bool = False) -> str:
 
 
 def findings_table(findings: Iterable[Finding], colour: bool = False) -> str:
-    rows = [(level(f.level.upper(), f.level, colour), f.code, f.message) for f in findings]
+    # Messages quote target text (names, paths): escaped, never raw (fdscope.render.escape).
+    rows = [(level(f.level.upper(), f.level, colour), f.code, escape(f.message))
+            for f in findings]
     if not rows:
         return "no findings"
     return table(rows, ("level", "code", "message"))

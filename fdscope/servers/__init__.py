@@ -35,8 +35,7 @@ def serve(cfg: ServeConfig, emit: Emit) -> Stats:
     """Bind, announce (`listening` event), serve until SIGINT/SIGTERM, announce `stopped`."""
     server = server_class(cfg.model)(cfg, emit)
     host, port = server.bind()
-    stats = server.serve_forever(lambda: emit("listening", {
-        "model": cfg.model, "host": host, "port": port, "pid": os.getpid(),
-        **server.listening_extra()}))
-    emit("stopped", {"model": cfg.model, **stats.to_json()})
-    return stats
+    return server.serve_forever(
+        lambda: emit("listening", {"model": cfg.model, "host": host, "port": port,
+                                   "pid": os.getpid(), **server.listening_extra()}),
+        lambda stats: emit("stopped", {"model": cfg.model, **stats.to_json()}))

@@ -5,6 +5,7 @@ pause_writing() stops reading this client, resume_writing() resumes it."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import selectors
 import signal
 from collections.abc import Callable
@@ -15,8 +16,13 @@ from fdscope.servers.core import (
     BaseServer,
     Shutdown,
     Stats,
+    begin_shutdown,
+    install_stop_handlers,
     raise_shutdown,
+    restore_handlers,
+    signals_deferred,
     transform,
+    warn,
 )
 
 
@@ -89,20 +95,43 @@ class AsyncioServer(BaseServer):
         # admit() closes refused sockets itself; here the transport owns it, so only account.
         return self.admit(_Borrowed(sock), peer)
 
-    def serve_forever(self, announce: Callable[[], None] = lambda: None) -> Stats:
+    def serve_forever(self, announce: Callable[[], None] = lambda: None,
+                      stopped: Callable[[Stats], None] = lambda stats: None) -> Stats:
         loop = asyncio.SelectorEventLoop(selectors.DefaultSelector())
-        previous = {s: signal.signal(s, raise_shutdown) for s in STOP_SIGNALS}
+        loop.set_exception_handler(self._loop_error)
+        previous = install_stop_handlers()
         try:
-            announce()
-            loop.run_until_complete(self._main(loop))
-        except Shutdown:
-            pass
+            try:
+                try:
+                    announce()
+                    loop.run_until_complete(self._main(loop))
+                finally:
+                    begin_shutdown()  # a further stop signal is recorded, not raised
+            except Shutdown:
+                pass
+            finally:
+                with signals_deferred():
+                    loop.close()  # removes any asyncio signal handler left (SIG_DFL) ...
+                    for s in STOP_SIGNALS:  # ... so ours go back before a signal can land
+                        signal.signal(s, raise_shutdown)
+                super().close_all()
+            stopped(self.stats)
         finally:
-            for s, handler in previous.items():
-                signal.signal(s, handler)
-            loop.close()
-            super().close_all()
+            restore_handlers(previous)
         return self.stats
+
+    def _loop_error(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        """asyncio's accept loop, out of fds, reports "socket.accept() out of system resource"
+        with a traceback and retries a second later, while the client waits in the backlog.
+        Shed the waiting clients as the other models do (BaseServer._shed_one: one line each)
+        and let asyncio retry; anything else asyncio reports becomes one line too."""
+        exc = context.get("exception")
+        if isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE):
+            while self._shed_one(exc):
+                pass
+            return
+        what = f": {type(exc).__name__}: {exc}" if exc is not None else ""
+        warn(f"{self.model}: {context.get('message', 'event loop error')}{what}")
 
     async def _main(self, loop: asyncio.AbstractEventLoop) -> None:
         assert self.listener is not None
@@ -113,13 +142,18 @@ class AsyncioServer(BaseServer):
         try:
             await stop
         finally:
+            begin_shutdown()
             self.stopping = True
             server.close()
             for t in list(self.transports):
                 t.abort()
             await asyncio.sleep(0)
-            for s in STOP_SIGNALS:
-                loop.remove_signal_handler(s)
+            with signals_deferred():
+                for s in STOP_SIGNALS:
+                    # remove_signal_handler() puts back SIG_DFL: ours follow at once, while
+                    # the signals are held.
+                    loop.remove_signal_handler(s)
+                    signal.signal(s, raise_shutdown)
 
 
 class _Borrowed:

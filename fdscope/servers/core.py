@@ -263,25 +263,31 @@ class BaseServer:
         """Model facts added to the `listening` event (e.g. which selector was picked)."""
         return {}
 
-    def serve_forever(self, announce: Callable[[], None] = lambda: None) -> Stats:
+    def serve_forever(self, announce: Callable[[], None] = lambda: None,
+                      stopped: Callable[[Stats], None] = lambda stats: None) -> Stats:
         """Install the stop handlers, `announce` (the listening event: a client may act on it at
-        once, so handlers come first), run until SIGINT/SIGTERM, close every connection and
-        return the totals."""
-        _stop_requested.clear()
-        previous = {s: signal.signal(s, raise_shutdown) for s in STOP_SIGNALS}
+        once, so handlers come first), run until SIGINT/SIGTERM, close every connection, hand
+        the totals to `stopped` (the stopped event) and return them. The handlers stay until
+        then: a second stop signal during the shutdown is recorded, not fatal."""
+        previous = install_stop_handlers()
         previous[TICK_SIGNAL] = signal.signal(TICK_SIGNAL, _tick)
         signal.setitimer(signal.ITIMER_REAL, STOP_CHECK_S, STOP_CHECK_S)
         try:
-            announce()
-            self.run()
-        except Shutdown:
-            pass
+            try:
+                try:
+                    announce()
+                    self.run()
+                finally:
+                    begin_shutdown()  # first: from here on a stop signal raises nothing
+            except Shutdown:
+                pass  # also one that landed before begin_shutdown() ran
+            finally:
+                self.stopping = True
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                self.close_all()
+            stopped(self.stats)
         finally:
-            self.stopping = True
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            for s, handler in previous.items():
-                signal.signal(s, handler)
-            self.close_all()
+            restore_handlers(previous)
         return self.stats
 
     def run(self) -> None:
@@ -432,6 +438,7 @@ class EventServer(BaseServer):
         drain = self.drain
         handle = self.handle
         while True:
+            raise_deferred_stop()
             for conn, readable, writable in self.wait():
                 if conn is None:
                     self.on_accept()
@@ -509,24 +516,71 @@ def start_worker(target: Callable[..., None], *args: Any, name: str) -> threadin
     return t
 
 
-# The stop signal taken, kept beside the Shutdown its handler raises: Python runs a pending
+# The stop signals taken, kept beside the Shutdown their handler raises: Python runs a pending
 # handler at any bytecode of the main thread, also inside a finalizer (a generator closed by
 # the garbage collector, a __del__), and an exception raised there is only printed ("Exception
 # ignored in ...") and lost. The next SIGALRM tick raises it again (_tick), at most a second
 # later.
 _stop_requested: list[str] = []
+# Set once the shutdown has begun: closing the clients and printing the totals must not be cut
+# short, so a further stop signal (a second Ctrl-C, a supervisor's repeated SIGTERM) is only
+# recorded in _stop_requested. The default action, restored too early, would kill the process
+# before it prints its totals.
+_shutdown_begun = threading.Event()
+
+
+def install_stop_handlers() -> dict[int, Any]:
+    """Our SIGINT/SIGTERM handler (raise_shutdown), fresh state; returns the previous handlers."""
+    _stop_requested.clear()
+    _shutdown_begun.clear()
+    return {s: signal.signal(s, raise_shutdown) for s in STOP_SIGNALS}
+
+
+def begin_shutdown() -> None:
+    _shutdown_begun.set()
+
+
+def restore_handlers(previous: dict[int, Any]) -> None:
+    for s, handler in previous.items():
+        signal.signal(s, handler)
 
 
 def raise_shutdown(signum: int, frame: Any) -> None:
     _stop_requested.append(signal.Signals(signum).name)
+    if _shutdown_begun.is_set():
+        return  # recorded; the shutdown under way goes on
+    if frame is not None and frame.f_code in _COUNTING:
+        # Between a send() and counting its bytes: raising here would lose them from the
+        # totals. The loop raises it at its next turn (raise_deferred_stop), the tick within
+        # STOP_CHECK_S.
+        return
     raise Shutdown(_stop_requested[-1])
+
+
+def raise_deferred_stop() -> None:
+    """Raise the Shutdown of a stop signal that landed while bytes were being counted."""
+    if _stop_requested and not _shutdown_begun.is_set():
+        raise Shutdown(_stop_requested[-1])
 
 
 def _tick(signum: int, frame: Any) -> None:
     """SIGALRM every STOP_CHECK_S: being called interrupts the blocking call, so a pending stop
-    handler runs; and a stop whose Shutdown was lost (see _stop_requested) is raised again."""
-    if _stop_requested:
-        raise Shutdown(_stop_requested[-1])
+    handler runs; and a stop whose Shutdown was lost or deferred (see _stop_requested) is
+    raised now."""
+    if frame is not None and frame.f_code in _COUNTING:
+        return
+    raise_deferred_stop()
+
+
+# Code that does non-blocking I/O and counts it in Stats: a Shutdown raised between the two
+# would leave the totals short, so raise_shutdown() defers it there (the handler runs in the
+# innermost Python frame, which it is given). Never blocking code: a deferred stop would wait
+# for it. (The blocking model's sendall() is not deferred: a stop must interrupt it when a
+# client stops reading, at the price of possibly missing that last write in bytes_out.)
+_COUNTING = {f.__code__ for f in (
+    Conn.on_readable, Conn._pause, Conn._send_direct, Conn.flush, Conn.resume,
+    Stats.opened, Stats.ended, Stats.reject,
+)}
 
 
 def _set_linger0(sock: socket.socket) -> None:
@@ -539,7 +593,9 @@ def _set_linger0(sock: socket.socket) -> None:
 
 def _peer(peer: Any) -> str:
     if isinstance(peer, tuple) and len(peer) >= 2:
-        return f"{peer[0]}:{peer[1]}"
+        from fdscope.parse.net import format_inet
+
+        return format_inet(peer[0], peer[1])  # [::1]:port for IPv6
     return str(peer)
 
 

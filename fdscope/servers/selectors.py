@@ -8,7 +8,7 @@ import selectors
 from collections.abc import Iterable
 from typing import Any
 
-from fdscope.servers.core import Conn, EventServer
+from fdscope.servers.core import Conn, EventServer, raise_deferred_stop
 
 _R, _W = selectors.EVENT_READ, selectors.EVENT_WRITE
 
@@ -57,6 +57,7 @@ class SelectorsServer(EventServer):
         self.watch_listener()
         conns, listener = self.conns, self.listener
         while True:
+            raise_deferred_stop()
             for key, mask in self._sel.select():
                 if key.fileobj is listener:
                     key.data(listener, mask)
