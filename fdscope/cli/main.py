@@ -21,6 +21,7 @@ COMMANDS = {
     "serve": "fdscope.cli.serve",
     "load": "fdscope.cli.load",
     "run": "fdscope.cli.run",
+    "bench": "fdscope.cli.bench",
 }
 
 EPILOG = """\b
