@@ -23,6 +23,8 @@ def render_event(event: str, fields: dict[str, Any]) -> str:
             extra += f", pool of {fields['pool']} threads"
         if fields.get("signal"):
             extra += f", readiness by {fields['signal']}"
+        if fields.get("loop"):
+            extra += f", loop {fields['loop']}"
         return (f"fdscope serve: {fields['model']} server listening on {addr} "
                 f"(pid {fields['pid']}{extra}); Ctrl-C or SIGTERM stops it")
     if event == "stopped":

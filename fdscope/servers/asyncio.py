@@ -8,7 +8,7 @@ import asyncio
 import selectors
 import signal
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from fdscope.servers.core import (
     STOP_SIGNALS,
@@ -28,7 +28,9 @@ class _Echo(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # A read-write transport; not isinstance-checked: uvloop's transports implement the
+        # interface without subclassing asyncio.Transport.
+        transport = cast(asyncio.Transport, transport)
         sock = transport.get_extra_info("socket")
         peer = transport.get_extra_info("peername")
         if not self.server.admit_async(sock, peer):
@@ -89,8 +91,12 @@ class AsyncioServer(BaseServer):
         # admit() closes refused sockets itself; here the transport owns it, so only account.
         return self.admit(_Borrowed(sock), peer)
 
+    def new_loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop the protocol runs on (the stdlib's selector loop here)."""
+        return asyncio.SelectorEventLoop(selectors.DefaultSelector())
+
     def serve_forever(self, announce: Callable[[], None] = lambda: None) -> Stats:
-        loop = asyncio.SelectorEventLoop(selectors.DefaultSelector())
+        loop = self.new_loop()
         previous = {s: signal.signal(s, raise_shutdown) for s in STOP_SIGNALS}
         try:
             announce()
