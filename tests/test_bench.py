@@ -55,7 +55,8 @@ def test_fit_recovers_an_exact_line() -> None:
     assert g.r2 == pytest.approx(1.0)
     assert g.ci95_per_1000 == pytest.approx(0.0, abs=1e-9)
     assert g.verdict == "grows"
-    assert [s[2] for s in g.steps] == pytest.approx([12.0] * 4)
+    assert [s[3] for s in g.steps] == pytest.approx([12.0] * 4)
+    assert [s[2] for s in g.steps] == pytest.approx([0.108, 1.08, 10.8, 108.0])
 
 
 def test_fit_calls_noise_flat() -> None:

@@ -65,7 +65,8 @@ class Growth:
     r2: float | None
     points: int
     verdict: str  # "grows", "flat" or "too few points"
-    steps: tuple[tuple[int, int, float], ...]  # (from, to, per 1,000) between adjacent sizes
+    # Between adjacent sizes: (from, to, change of the cost in µs, that change per 1,000 fds).
+    steps: tuple[tuple[int, int, float, float], ...]
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -75,8 +76,8 @@ class Growth:
             "r2": None if self.r2 is None else round(self.r2, 4),
             "points": self.points,
             "verdict": self.verdict,
-            "steps": [{"from": a, "to": b, "us_per_1000_idle": round(s, 4)}
-                      for a, b, s in self.steps],
+            "steps": [{"from": a, "to": b, "delta_us": round(d, 4),
+                       "us_per_1000_idle": round(s, 4)} for a, b, d, s in self.steps],
         }
 
 
@@ -95,7 +96,7 @@ def growth(sizes: Sequence[int], costs: Sequence[float]) -> Growth | None:
     rise = fit.slope * (hi - lo)
     significant = fit.slope > 0 if fit.slope_ci95 is None else fit.slope - fit.slope_ci95 > 0
     verdict = "grows" if significant and rise >= MIN_RISE * abs(base) else "flat"
-    steps = tuple((a, b, (cb - ca) / (b - a) * 1000)
+    steps = tuple((a, b, cb - ca, (cb - ca) / (b - a) * 1000)
                   for (a, ca), (b, cb) in zip(pairs, pairs[1:], strict=False) if b > a)
     return Growth(fit.slope * 1000, None if fit.slope_ci95 is None else fit.slope_ci95 * 1000,
                   fit.r2, fit.points, verdict, steps)

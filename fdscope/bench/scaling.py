@@ -34,8 +34,8 @@ class ScalingConfig:
     idle: tuple[int, ...] = DEFAULT_IDLE
     active: int = 1
     mechanisms: tuple[str, ...] = tuple(MECHANISMS)
-    seconds: float = 0.5
-    min_events: int = 100
+    seconds: float = 0.8
+    min_events: int = 150
     max_events: int = 200_000
     kind: str = "unix"
     active_high: bool = True

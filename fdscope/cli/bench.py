@@ -115,9 +115,9 @@ def command() -> None:
               help="Comma-separated subset of: select, poll, epoll, epoll-et, selectors, "
                    "asyncio, asyncio-uvloop [default: all].")
 @click.option("--seconds", type=click.FloatRange(0.01, 60), default=None,
-              help="Time per cell (at least --min-events events) [default: 0.5; --quick 0.05].")
+              help="Time per cell (at least --min-events events) [default: 0.8; --quick 0.05].")
 @click.option("--min-events", type=click.IntRange(10), default=None,
-              help="Events per cell at least [default: 100; --quick 30].")
+              help="Events per cell at least [default: 150; --quick 30].")
 @click.option("--idle-kind", type=click.Choice(["unix", "tcp"]), default="unix",
               show_default=True, help="Idle sockets: unix socketpairs or loopback TCP.")
 @click.option("--active-fds", type=click.Choice(["high", "low"]), default="high",

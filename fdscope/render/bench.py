@@ -46,7 +46,7 @@ def _growth_rows(growths: dict[str, Any], names: list[str]) -> list[tuple[str, .
             rows.append((name, "-", "-", "-", "-", "-"))
             continue
         ci = g["ci95_us_per_1000_idle"]
-        steps = ", ".join(f"{s['from']}→{s['to']}: {_signed(s['us_per_1000_idle'])}"
+        steps = ", ".join(f"{s['from']}→{s['to']}: {_signed(s['delta_us'])}"
                           for s in g["steps"])
         rows.append((name, _signed(g["us_per_1000_idle"]),
                      "-" if ci is None else f"{ci:.2f}",
@@ -75,7 +75,7 @@ def render_scaling(doc: dict[str, Any]) -> str:
         section("growth of the event cost (least squares of the p50 against idle fds)",
                 table(_growth_rows(doc["growth"], names), (
                     "mechanism", "µs per 1,000 idle", "±95%", "r²", "verdict",
-                    "between sizes (µs per 1,000)"))),
+                    "change between sizes (µs)"))),
         "\n".join(growth_line(n, doc["growth"].get(n)) for n in names if n in doc["growth"])
         + "\n",
     ]
