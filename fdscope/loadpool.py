@@ -15,6 +15,7 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import resource
+import signal
 from collections.abc import Callable
 from typing import Any
 
@@ -55,6 +56,8 @@ def _state(run: LoadRun) -> dict[str, Any]:
 
 def _child(cfg: LoadConfig, conn: multiprocessing.connection.Connection,
            counter: Any) -> None:
+    # Ctrl-C reaches the whole process group; the parent handles it and terminates us.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     progress = None
     if counter is not None:
         def progress(n: int) -> None:

@@ -343,3 +343,10 @@ def test_load_processes_usage(invoke) -> None:  # type: ignore[no-untyped-def]
     assert r.exit_code == 2 and "--processes 3 is more than --connections 2" in r.stderr
     r = invoke("load", "127.0.0.1:9", "--processes", "0")
     assert r.exit_code == 2
+
+
+@pytest.mark.parametrize("args", [["bench"], ["bench", "scaling"], ["bench", "register"]])
+def test_bench_help_has_examples(invoke, args: list[str]) -> None:  # type: ignore[no-untyped-def]
+    r = invoke(*args, "--help")
+    assert r.exit_code == 0
+    assert "Examples:" in r.stdout and "fdscope bench" in r.stdout
