@@ -47,6 +47,7 @@ def stubbed(monkeypatch: pytest.MonkeyPatch) -> None:
     """The back ends that run long or bind sockets raise Reached instead: the tests here check
     parsing and the commands' own validation, never a server or a load."""
     import fdscope.load
+    import fdscope.loadpool
     import fdscope.probes
     import fdscope.servers
     import fdscope.servers.run
@@ -63,6 +64,7 @@ def stubbed(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(fdscope.servers, "serve", reached)
     monkeypatch.setattr(fdscope.load, "run_load", reached)
+    monkeypatch.setattr(fdscope.loadpool, "run_load_processes", reached)
     monkeypatch.setattr(fdscope.servers.run, "run_job", reached)
     monkeypatch.setattr(fdscope.probes, "run_probes", reached)
 
@@ -137,12 +139,12 @@ def test_the_entry_point_refuses_unicode_pids(pid: str) -> None:
     ["load", "127.0.0.1:1", "--duration", "604800", "--timeout", "0.001", "--seed", "-5"],
 ])
 def test_numbers_in_range_are_accepted(invoke, stubbed, monkeypatch, args: list[str]) -> None:
-    import fdscope.inspect
+    import fdscope.inspect.report
 
     def reached(*a: object, **k: object) -> None:
         raise Reached("stub reached")
 
-    monkeypatch.setattr(fdscope.inspect, "inspect_process", reached)
+    monkeypatch.setattr(fdscope.inspect.report, "inspect_process", reached)
     monkeypatch.setattr("fdscope.cli.inspect._watch", reached)
     result = invoke(*args)
     assert result.exit_code == 0, result.stderr

@@ -187,7 +187,7 @@ def test_select_refuses_fds_beyond_fd_setsize_and_keeps_serving() -> None:
     assert "Traceback" not in err
 
 
-@pytest.mark.parametrize("model", ["epoll", "threads", "asyncio"])
+@pytest.mark.parametrize("model", ["epoll", "threads", "asyncio", "asyncio-uvloop"])
 def test_max_clients_refuses_the_extra_client(model: str) -> None:
     with server(model, "--max-clients", "2") as srv:
         a = socket.create_connection(srv.addr, timeout=5)

@@ -21,6 +21,7 @@ EXPECTED_KIND = {
     "epoll-et": "epoll",
     "selectors": "epoll",
     "asyncio": "epoll",
+    "asyncio-uvloop": "epoll",
     "sigio": "signal_driven",
 }
 EPOLLET = 1 << 31

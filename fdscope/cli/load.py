@@ -6,11 +6,21 @@ import sys
 
 import click
 
-from fdscope.cli.options import CONNECTIONS, COUNT, SEED, SIZE, ParsedType, out, seconds
+from fdscope.cli.options import (
+    CONNECTIONS,
+    COUNT,
+    SEED,
+    SIZE,
+    AsciiInt,
+    ParsedType,
+    out,
+    seconds,
+)
 
 HELP = """Load an upper-case echo server at HOST:PORT and verify every reply byte.
 
-N connections from one process (one epoll loop) each send M messages of random bytes
+N connections from one process (one epoll loop; --processes P spreads them over P) each
+send M messages of random bytes
 and random sizes, one at a time; each reply must equal the message upper-cased (ASCII),
 byte for byte. Exit 1 on any lost or corrupted byte or connection error.
 
@@ -19,6 +29,7 @@ Examples:
   fdscope load 127.0.0.1:9000
   fdscope load 127.0.0.1:9000 --connections 1000 --messages 20 --size 1-64k
   fdscope load 127.0.0.1:9000 --duration 5 --json
+  fdscope load 127.0.0.1:9000 --connections 200 --processes 2    # a client on 2 cores
 """
 
 
@@ -41,10 +52,14 @@ def _parse_target(text: str) -> tuple[str, int]:
 @click.option("--timeout", type=seconds(0, min_open=True), default=10.0,
               show_default=True, help="Give up when nothing moves for this many seconds.")
 @click.option("--seed", type=SEED, default=None, help="Seed for reproducible payloads.")
+@click.option("--processes", "-p", type=AsciiInt(1, 256), default=1, show_default=True,
+              help="Spread the connections over P client processes (each its own epoll loop).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document (fdscope.load/1).")
 def command(target: tuple[str, int], connections: int, messages: int, size: tuple[int, int],
-            duration: float | None, timeout: float, seed: int | None, as_json: bool) -> int:
-    from fdscope.load import LoadConfig, run_load
+            duration: float | None, timeout: float, seed: int | None, processes: int,
+            as_json: bool) -> int:
+    from fdscope.load import LoadConfig
+    from fdscope.loadpool import run_load_processes
     from fdscope.render.servers import render_load
 
     host, port = target
@@ -54,9 +69,9 @@ def command(target: tuple[str, int], connections: int, messages: int, size: tupl
     if sys.stderr.isatty() and not duration:
         with click.progressbar(length=connections * messages, label="messages",
                                file=sys.stderr) as bar:
-            doc = run_load(cfg, progress=bar.update)
+            doc = run_load_processes(cfg, processes, progress=bar.update)
     else:
-        doc = run_load(cfg)
+        doc = run_load_processes(cfg, processes)
     if as_json:
         from fdscope.render.json import dumps
 

@@ -28,6 +28,7 @@ COMMANDS = {
     "serve": "fdscope.cli.serve",
     "load": "fdscope.cli.load",
     "run": "fdscope.cli.run",
+    "bench": "fdscope.cli.bench",
 }
 
 EPILOG = """\b
@@ -40,6 +41,7 @@ Examples:
   fdscope inspect 1234           every fd, socket, epoll registration, thread of pid 1234
   fdscope probe --all            live epoll/select experiments on this kernel
   fdscope run epoll              start a reference server, load it, inspect it
+  fdscope bench scaling          select/poll/epoll cost per event vs idle fds, measured
 """
 
 

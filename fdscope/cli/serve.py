@@ -15,7 +15,8 @@ HELP = """Run a reference upper-case echo server using one I/O MODEL.
 
 \b
 Models: blocking, threads (--pool N), nonblocking (--idle-sleep S), select, poll,
-epoll, epoll-et, selectors, sigio, asyncio. See README, "Reference servers".
+epoll, epoll-et, selectors, sigio, asyncio, asyncio-uvloop (needs fdscope[uvloop]).
+See README, "Reference servers".
 
 \b
 Examples:

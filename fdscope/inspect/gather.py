@@ -117,12 +117,14 @@ def fd_links(proc: Proc, pid: int) -> tuple[list[int], list[str], int]:
     """(fds ascending, their link texts, how many vanished between the listing and the reads).
 
     open() takes the lowest free number, so fd tables are mostly dense: when the kernel gives
-    the count, fds 0..count-1 are read without listing the directory, which is listed only when
-    one of them is missing (a hole, so some fd sits above the count)."""
-    count = fd_count(proc, pid)
+    the count, fds 0..count-1 are read without listing the directory. The guess stands only
+    when every one of them was there and the count did not change meanwhile (an fd opened in a
+    hole would hide one above the count); else the directory is listed. fdscope's own table
+    changes as it reads (the directory fd takes a hole): it is always listed."""
+    count = fd_count(proc, pid) if pid != os.getpid() else 0
     if count:
         links, gone = proc.readlinks(pid, "fd", names=list(map(str, range(count))), pid=pid)
-        if not gone:
+        if not gone and fd_count(proc, pid) == count:
             return list(range(count)), list(links.values()), 0
         listed = proc.listdir(pid, "fd", pid=pid)
         more, gone = proc.readlinks(pid, "fd", names=[n for n in listed if n not in links],

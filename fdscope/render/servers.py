@@ -9,7 +9,7 @@ from fdscope.render.table import section, table
 
 
 def _n(count: int, word: str) -> str:
-    return f"{count} {word}{'' if count == 1 else 's'}"
+    return f"{count} {word}{'' if count == 1 else ('es' if word.endswith('s') else 's')}"
 
 
 def render_event(event: str, fields: dict[str, Any]) -> str:
@@ -23,6 +23,8 @@ def render_event(event: str, fields: dict[str, Any]) -> str:
             extra += f", pool of {fields['pool']} threads"
         if fields.get("signal"):
             extra += f", readiness by {fields['signal']}"
+        if fields.get("loop"):
+            extra += f", loop {fields['loop']}"
         return (f"fdscope serve: {fields['model']} server listening on {addr} "
                 f"(pid {fields['pid']}{extra}); Ctrl-C or SIGTERM stops it")
     if event == "stopped":
@@ -63,6 +65,13 @@ def render_load(doc: dict[str, Any]) -> str:
         ("connection errors", ", ".join(f"{k} {v}" for k, v in sorted(doc["errors"].items())) or "none"),
         ("verdict", "OK: every reply byte verified" if doc["ok"] else "FAILED: " + doc["verdict"]),
     ]
+    cpu = doc.get("client_cpu")
+    if cpu is not None:
+        n = doc["processes"]
+        rows.insert(-1, ("client", f"{_n(n, 'process')}, CPU {cpu['percent']:.0f}% of one core "
+                         f"({cpu['cores_usable']} usable)"
+                         + ("; SATURATED: the client may be the limit" if cpu["saturated"]
+                            else "")))
     out = table(rows, ("load", "result"))
     for f in doc.get("failures", []):
         out += (f"\n  conn {f['connection']} message {f['message']}: {f['kind']} at byte "

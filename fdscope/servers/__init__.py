@@ -21,6 +21,7 @@ MODELS: dict[str, tuple[str, str]] = {
     "selectors": ("fdscope.servers.selectors", "SelectorsServer"),
     "sigio": ("fdscope.servers.sigio", "SigioServer"),
     "asyncio": ("fdscope.servers.asyncio", "AsyncioServer"),
+    "asyncio-uvloop": ("fdscope.servers.asyncio_uvloop", "AsyncioUvloopServer"),
 }
 
 Emit = Callable[[str, dict[str, Any]], None]

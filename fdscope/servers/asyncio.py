@@ -9,7 +9,7 @@ import errno
 import selectors
 import signal
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from fdscope.servers.core import (
     STOP_SIGNALS,
@@ -34,7 +34,9 @@ class _Echo(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # A read-write transport; not isinstance-checked: uvloop's transports implement the
+        # interface without subclassing asyncio.Transport.
+        transport = cast(asyncio.Transport, transport)
         sock = transport.get_extra_info("socket")
         peer = transport.get_extra_info("peername")
         if not self.server.admit_async(sock, peer):
@@ -95,9 +97,13 @@ class AsyncioServer(BaseServer):
         # admit() closes refused sockets itself; here the transport owns it, so only account.
         return self.admit(_Borrowed(sock), peer)
 
+    def new_loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop the protocol runs on (the stdlib's selector loop here)."""
+        return asyncio.SelectorEventLoop(selectors.DefaultSelector())
+
     def serve_forever(self, announce: Callable[[], None] = lambda: None,
                       stopped: Callable[[Stats], None] = lambda stats: None) -> Stats:
-        loop = asyncio.SelectorEventLoop(selectors.DefaultSelector())
+        loop = self.new_loop()
         loop.set_exception_handler(self._loop_error)
         previous = install_stop_handlers()
         try:
