@@ -1,6 +1,7 @@
 /* _fdscope_speedups: optional C versions of fdscope's per-fd loops, with small data-only
  * contracts (fdscope/speedups.py lists them with their Python twins):
  *   readlinkat_many, read_many  batch reads below a directory fd, the GIL released throughout
+ *   kcmp_many                   batch kcmp(2) file comparisons, the GIL released throughout
  *   epoll_rows, net_rows        text -> rows parsers for epoll fdinfo and /proc/PID/net tables
  *   rows_json                   NamedTuple rows -> JSON objects
  * Every function has a pure-Python twin that stays the reference; the tests compare both on
@@ -11,7 +12,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 /* Raise with every change of a function's arguments or results (fdscope/speedups.py: API). */
-#define FDSCOPE_SPEEDUPS_API 9
+#define FDSCOPE_SPEEDUPS_API 10
 #include <Python.h>
 
 #include <errno.h>
@@ -22,6 +23,7 @@
 #include <string.h>
 #include <arpa/inet.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
@@ -230,6 +232,89 @@ static PyObject *
 read_many(PyObject *self, PyObject *args)
 {
     return run_batch(args, "iO!:read_many", "read_many", 0, step_read, 0);
+}
+
+/* ---------------------------------------------------------------- kcmp_many */
+
+/* include/uapi/linux/kcmp.h */
+enum { KCMP_FILE_ = 0, KCMP_EPOLL_TFD_ = 7 };
+struct kcmp_epoll_slot_ {
+    uint32_t efd, tfd, toff;
+};
+
+/* kcmp_many(pid, items) -> [int]: kcmp(2) between two fds of process pid, for each item, with
+ * the GIL released throughout. An item (fd1, fd2) compares the open files of both fds
+ * (KCMP_FILE); an item (fd, epfd, tfd, toff) compares the open file of fd with the file
+ * registered in epoll fd epfd as tfd, the toff-th such registration (KCMP_EPOLL_TFD, Linux
+ * 4.13). Each result is kcmp's: 0 equal, 1 or 2 ordered, 3 not equal; or -errno. */
+static PyObject *
+kcmp_many(PyObject *self, PyObject *args)
+{
+    long pid;
+    PyObject *items;
+    if (!PyArg_ParseTuple(args, "lO!:kcmp_many", &pid, &PyList_Type, &items))
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(items);
+    long (*in)[4] = PyMem_RawMalloc(sizeof *in * (size_t)(n ? n : 1));
+    long *out = PyMem_RawMalloc(sizeof *out * (size_t)(n ? n : 1));
+    char *epoll = PyMem_RawMalloc((size_t)(n ? n : 1));
+    PyObject *res = NULL;
+    if (in == NULL || out == NULL || epoll == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *item = PyList_GET_ITEM(items, i);
+        Py_ssize_t k = PyTuple_Check(item) ? PyTuple_GET_SIZE(item) : 0;
+        if (k != 2 && k != 4) {
+            PyErr_SetString(PyExc_TypeError, "kcmp_many: items are (fd1, fd2) or "
+                                             "(fd, epfd, tfd, toff)");
+            goto done;
+        }
+        epoll[i] = k == 4;
+        for (Py_ssize_t j = 0; j < k; j++) {
+            in[i][j] = PyLong_AsLong(PyTuple_GET_ITEM(item, j));
+            if (in[i][j] == -1 && PyErr_Occurred())
+                goto done;
+            if (in[i][j] < 0 || in[i][j] > 0x7fffffffL) {
+                PyErr_SetString(PyExc_ValueError, "kcmp_many: fd out of range");
+                goto done;
+            }
+        }
+    }
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < n; i++) {
+#ifdef SYS_kcmp
+        long r;
+        if (epoll[i]) {
+            struct kcmp_epoll_slot_ slot = {(uint32_t)in[i][1], (uint32_t)in[i][2],
+                                            (uint32_t)in[i][3]};
+            r = syscall(SYS_kcmp, (pid_t)pid, (pid_t)pid, KCMP_EPOLL_TFD_,
+                        (unsigned long)in[i][0], (unsigned long)&slot);
+        } else {
+            r = syscall(SYS_kcmp, (pid_t)pid, (pid_t)pid, KCMP_FILE_, (unsigned long)in[i][0],
+                        (unsigned long)in[i][1]);
+        }
+        out[i] = r < 0 ? -(long)errno : r;
+#else
+        out[i] = -ENOSYS;
+#endif
+    }
+    Py_END_ALLOW_THREADS
+    res = PyList_New(n);
+    for (Py_ssize_t i = 0; res != NULL && i < n; i++) {
+        PyObject *v = PyLong_FromLong(out[i]);
+        if (v == NULL) {
+            Py_CLEAR(res);
+            break;
+        }
+        PyList_SET_ITEM(res, i, v);
+    }
+done:
+    PyMem_RawFree(in);
+    PyMem_RawFree(out);
+    PyMem_RawFree(epoll);
+    return res;
 }
 
 /* ---------------------------------------------------------------- epoll_rows */
@@ -1089,6 +1174,8 @@ static PyMethodDef methods[] = {
      "readlinkat_many(dir_fd, names) -> (texts, [(index, errno)])"},
     {"read_many", read_many, METH_VARARGS,
      "read_many(dir_fd, names) -> (texts, [(index, errno)])"},
+    {"kcmp_many", kcmp_many, METH_VARARGS,
+     "kcmp_many(pid, [(fd1, fd2) | (fd, epfd, tfd, toff)]) -> [kcmp result or -errno]"},
     {"epoll_rows", epoll_rows, METH_O,
      "epoll_rows(fdinfo_text) -> [(tfd, mask, data, ino, st_dev)] | None"},
     {"net_rows", net_rows, METH_VARARGS,

@@ -317,7 +317,14 @@ def verdicts(r: LimitsReport) -> dict[str, list[Finding]]:
             f"highest fd {p.highest_fd} >= FD_SETSIZE {setsize}: any select() on it fails "
             "(or corrupts memory in C code without _FORTIFY_SOURCE)",
         ))
-    if p.soft:
+    if p.soft is not None and p.open_fds >= p.soft:
+        out["open_fds"].append(Finding(
+            "crit", "fd_limit_critical",
+            f"{p.open_fds} fds open with a soft limit of {p.soft}: at or over the limit (it was "
+            "lowered below the open count, e.g. by prlimit), every open()/accept() now fails "
+            "with EMFILE (\"Too many open files\")",
+        ))
+    elif p.soft:
         used = p.open_fds / p.soft
         if used >= 0.95:
             out["open_fds"].append(Finding(

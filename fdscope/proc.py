@@ -217,6 +217,12 @@ class Proc:
         with self._errors(path, pid):
             return os.stat(path, follow_symlinks=follow)
 
+    def getxattr(self, *parts: object, name: str, pid: int | None = None) -> bytes:
+        """The extended attribute `name` of the file at `parts` (following links)."""
+        path = self.path(*parts)
+        with self._errors(path, pid):
+            return os.getxattr(path, name)
+
     def readlinks(
         self, *parts: object, names: Iterable[str], pid: int | None = None
     ) -> tuple[dict[str, str], int]:

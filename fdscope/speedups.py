@@ -6,6 +6,7 @@ and never ask which one they got. Every C function has a Python twin of the same
 
   readlinkat_many(dir_fd, names) -> (texts, [(index, errno)])   Backend below
   read_many(dir_fd, names)       -> (texts, [(index, errno)])   Backend below
+  kcmp_many(pid, items)          -> [kcmp result or -errno]     Backend below (ctypes)
   epoll_rows(text)  -> [(tfd, mask, data, ino, st_dev)] | None  fdscope.parse.fdinfo.epoll_rows
   net_rows(table, text, inodes)
       -> [(inode, proto, state, local, remote, recv_q, send_q)] | None
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
 
 # The C module's FDSCOPE_SPEEDUPS_API this code is written against; a build from other sources
 # (a development venv not reinstalled after a C change) is left unused rather than miscalled.
-API = 9
+API = 10
 
 
 class Backend:
@@ -72,6 +73,15 @@ class Backend:
         return texts, errors
 
     @staticmethod
+    def kcmp_many(pid: int, items: list[tuple[int, ...]]) -> list[int]:
+        """kcmp(2) for each item of pid's fds: (fd1, fd2) compares two open files (KCMP_FILE);
+        (fd, epfd, tfd, toff) compares fd's file with the toff-th registration of tfd in epoll
+        fd epfd (KCMP_EPOLL_TFD). Each result: 0 equal, 1 or 2 ordered, 3 not equal, -errno."""
+        kcmp = _kcmp()
+        return [kcmp(pid, 7, item[0], item[1:]) if len(item) == 4 else
+                kcmp(pid, 0, item[0], item[1]) for item in items]
+
+    @staticmethod
     def epoll_rows(text: str) -> list[tuple[int, int, int, int, int]] | None:
         from fdscope.parse.fdinfo import epoll_rows
 
@@ -97,6 +107,7 @@ class CBackend(Backend):
         self.module = module
         self.readlinkat_many = module.readlinkat_many  # type: ignore[method-assign]
         self.read_many = module.read_many  # type: ignore[method-assign]
+        self.kcmp_many = module.kcmp_many  # type: ignore[method-assign]
 
     def epoll_rows(self, text: str) -> list[tuple[int, int, int, int, int]] | None:
         rows = self.module.epoll_rows(text)
@@ -108,6 +119,46 @@ class CBackend(Backend):
 
     def rows_json(self, rows: list[Any], keys: tuple[Any, ...], sep: str) -> str | None:
         return self.module.rows_json(rows, keys, sep)  # type: ignore[no-any-return]
+
+
+# kcmp(2)'s number: arch/x86/entry/syscalls/syscall_64.tbl 312, include/uapi/asm-generic/
+# unistd.h 272 (arm64, riscv, loongarch). Elsewhere ENOSYS: inspect then falls back to stat().
+_SYS_KCMP = {"x86_64": 312, "aarch64": 272, "riscv64": 272, "loongarch64": 272}.get(
+    os.uname().machine, -1)
+
+
+_ctypes_kcmp: Any = None
+
+
+def _kcmp() -> Any:
+    """kcmp(2) through libc's syscall() with ctypes, set up on first use: a function
+    (pid, type, idx1, idx2 | (efd, tfd, toff)) -> result or -errno."""
+    global _ctypes_kcmp
+    if _ctypes_kcmp is not None:
+        return _ctypes_kcmp
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    syscall = libc.syscall
+    syscall.restype = ctypes.c_long
+    syscall.argtypes = [ctypes.c_long, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_ulong,
+                        ctypes.c_ulong]
+
+    class Slot(ctypes.Structure):  # include/uapi/linux/kcmp.h struct kcmp_epoll_slot
+        _fields_ = [("efd", ctypes.c_uint32), ("tfd", ctypes.c_uint32),
+                    ("toff", ctypes.c_uint32)]
+
+    def kcmp(pid: int, kind: int, idx1: int, idx2: Any) -> int:
+        if _SYS_KCMP < 0:
+            return -38  # ENOSYS
+        if isinstance(idx2, tuple):
+            slot = Slot(*idx2)
+            idx2 = ctypes.addressof(slot)
+        r = syscall(_SYS_KCMP, pid, pid, kind, idx1, idx2)
+        return r if r >= 0 else -ctypes.get_errno()
+
+    _ctypes_kcmp = kcmp
+    return kcmp
 
 
 def _read_at(dir_fd: int, name: str) -> bytes:

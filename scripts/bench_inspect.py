@@ -4,7 +4,8 @@
 Builds a process holding 16,000 fds (unix socketpairs, loopback TCP connections and a listener,
 pipes, eventfds) with 8,000 of them registered in one epoll set, then times both commands
 alternately (ROUNDS each, output to /dev/null) and prints the medians and the ratio.
-Target (issue 3): fdscope <= 0.5 x lsof.
+Targets: fdscope <= 0.55 x lsof with the C accelerator, <= 0.90 x without it. --baseline TREE
+times another working tree alternated in the same run (before/after a change).
 
 fdscope is timed as users run it: a throwaway non-editable install of this working tree in a
 temporary venv (see install_copy), unless --fdscope PATH names an executable to time instead.
@@ -66,18 +67,21 @@ if __name__ == '__main__':
 """
 
 
-def build_speedups(site: str) -> None:
-    """Compile csrc/fdscope_speedups.c into `site` as setup.py's build_ext would (same flags)."""
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def build_speedups(site: str, root: str = ROOT) -> None:
+    """Compile csrc/fdscope_speedups.c of the tree `root` into `site` as setup.py's build_ext
+    would (same flags)."""
     import sysconfig
 
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     out = os.path.join(site, "_fdscope_speedups" + sysconfig.get_config_var("EXT_SUFFIX"))
     cc = (sysconfig.get_config_var("CC") or "cc").split()
     subprocess.run([*cc, "-shared", "-fPIC", "-O2", "-I", sysconfig.get_paths()["include"],
                     os.path.join(root, "csrc", "fdscope_speedups.c"), "-o", out], check=True)
 
 
-def install_copy(tmp: str, speedups: bool = True) -> str:
+def install_copy(tmp: str, speedups: bool = True, root: str = ROOT) -> str:
     """A throwaway non-editable install of this working tree, as `pip install .` lays it out:
     a venv, the fdscope package copied into its site-packages and byte-compiled, pip's console
     script. The development venv's editable install would add its import finder (~12 ms per
@@ -102,12 +106,12 @@ def install_copy(tmp: str, speedups: bool = True) -> str:
             os.symlink(os.path.join(deps, name), os.path.join(shadow, name))
     with open(os.path.join(site, "fdscope-bench-deps.pth"), "w") as f:
         f.write(shadow + "\n")
-    src = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fdscope")
+    src = os.path.join(root, "fdscope")
     shutil.copytree(src, os.path.join(site, "fdscope"),
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     compileall.compile_dir(os.path.join(site, "fdscope"), quiet=1)
     if speedups:
-        build_speedups(site)
+        build_speedups(site, root)
     script = os.path.join(env_dir, "bin", "fdscope")
     with open(script, "w") as f:
         f.write(SCRIPT.format(python=python))
@@ -121,61 +125,79 @@ def run_once(cmd: list[str]) -> float:
     return time.perf_counter() - t0
 
 
+# Targets (issue 10): fdscope at most these fractions of lsof's wall time.
+TARGETS = {True: 0.55, False: 0.90}  # with the C accelerator, without
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--fds", type=int, default=16000)
     ap.add_argument("--regs", type=int, default=8000)
     ap.add_argument("--no-speedups", action="store_true",
-                    help="install without the C accelerator (the pure-Python code paths)")
+                    help="time only the install without the C accelerator")
+    ap.add_argument("--speedups-only", action="store_true",
+                    help="time only the install with the C accelerator")
+    ap.add_argument("--baseline", metavar="TREE",
+                    help="also time installs of another working tree (e.g. a `git worktree` of "
+                         "an earlier commit), alternated with this one: before/after in one run")
     ap.add_argument("--fdscope", metavar="PATH",
-                    help="time this fdscope executable instead of a fresh install of the tree")
+                    help="time this fdscope executable instead of fresh installs of the tree")
     args = ap.parse_args()
     lsof = shutil.which("lsof")
     if lsof is None:
         print("needs lsof on PATH", file=sys.stderr)
         return 1
     with tempfile.TemporaryDirectory(prefix="fdscope-bench-") as tmp:
+        variants: list[tuple[str, str, bool | None]] = []
         if args.fdscope:
-            fdscope = args.fdscope
-            print(f"fdscope: {fdscope}")
+            variants.append((args.fdscope, args.fdscope, None))
         else:
-            fdscope = install_copy(tmp, speedups=not args.no_speedups)
-            print(f"fdscope: non-editable copy of this tree installed in {os.path.dirname(fdscope)}"
-                  " (venv + byte-compiled package + pip's console script, C accelerator "
-                  f"{'left out' if args.no_speedups else 'built'})")
-        return bench(lsof, fdscope, args)
+            modes = [False] if args.no_speedups else [True] if args.speedups_only else [True, False]
+            trees = [("this tree", ROOT)] + ([("baseline", args.baseline)] if args.baseline else [])
+            for label, root in trees:
+                for c in modes:
+                    where = os.path.join(tmp, f"{label.replace(' ', '-')}-{'c' if c else 'py'}")
+                    os.mkdir(where)
+                    variants.append((f"{label}, {'C' if c else 'no C'}",
+                                     install_copy(where, speedups=c, root=root), c))
+            print("fdscope: non-editable copies installed in temporary venvs (byte-compiled "
+                  "package + pip's console script)")
+        return bench(lsof, variants, args)
 
 
-def bench(lsof: str, fdscope: str, args: argparse.Namespace) -> int:
+def bench(lsof: str, variants: list[tuple[str, str, bool | None]],
+          args: argparse.Namespace) -> int:
     holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(args.fds), str(args.regs)],
                               stdout=subprocess.PIPE, text=True)
     try:
         info = json.loads(holder.stdout.readline())  # type: ignore[union-attr]
         pid = holder.pid
-        out = subprocess.run([fdscope, "inspect", str(pid), "--json"], capture_output=True,
-                             text=True, check=True).stdout
+        out = subprocess.run([variants[0][1], "inspect", str(pid), "--json"],
+                             capture_output=True, text=True, check=True).stdout
         doc = json.loads(out)
         regs = sum(len(s["registrations"]) for s in doc["epoll"])
         print(f"target pid {pid}: {info['fds']} fds, {info['regs']} epoll registrations; "
               f"fdscope saw {doc['summary']['open_fds']} fds, {regs} registrations, "
               f"{doc['summary']['by_type']}")
-        lsof_cmd = [lsof, "-n", "-P", "-p", str(pid)]
-        fd_cmd = [fdscope, "inspect", str(pid), "--json"]
-        run_once(lsof_cmd)
-        run_once(fd_cmd)
-        t_lsof, t_fd = [], []
+        cmds = [("lsof -n -P -p PID", [lsof, "-n", "-P", "-p", str(pid)])] + \
+            [(label, [exe, "inspect", str(pid), "--json"]) for label, exe, _c in variants]
+        for _label, cmd in cmds:
+            run_once(cmd)  # warm caches
+        times: dict[str, list[float]] = {label: [] for label, _ in cmds}
         for _ in range(args.rounds):
-            t_lsof.append(run_once(lsof_cmd))
-            t_fd.append(run_once(fd_cmd))
-        m_lsof, m_fd = statistics.median(t_lsof), statistics.median(t_fd)
-        runs_lsof = ", ".join(f"{t:.3f}" for t in t_lsof)
-        runs_fd = ", ".join(f"{t:.3f}" for t in t_fd)
-        print(f"lsof -n -P -p PID      : median {m_lsof:.3f} s  (runs: {runs_lsof})")
-        print(f"fdscope inspect --json : median {m_fd:.3f} s  (runs: {runs_fd})")
-        ratio = m_fd / m_lsof
-        print(f"ratio fdscope/lsof     : {ratio:.2f}  (target <= 0.50: "
-              f"{'met' if ratio <= 0.5 else 'NOT met'})")
+            for label, cmd in cmds:
+                times[label].append(run_once(cmd))
+        m_lsof = statistics.median(times[cmds[0][0]])
+        for label, _ in cmds:
+            runs = ", ".join(f"{t:.3f}" for t in times[label])
+            print(f"{label:24}: median {statistics.median(times[label]):.3f} s  (runs: {runs})")
+        for label, _exe, c in variants:
+            ratio = statistics.median(times[label]) / m_lsof
+            target = TARGETS.get(c) if c is not None else None
+            verdict = "" if target is None else \
+                f"  (target <= {target:.2f}: {'met' if ratio <= target else 'NOT met'})"
+            print(f"ratio {label:18}: {ratio:.2f}{verdict}")
         return 0
     finally:
         holder.kill()

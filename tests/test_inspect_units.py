@@ -214,9 +214,20 @@ def test_io_model_classification_rules():
     assert m.kind == "signal_driven" and "1 fd(s) with O_ASYNC (4)" in m.summary
     m = classify(_report([_t(1, None, wchan="do_epoll_wait")], epoll=[ep]))
     assert m.kind == "epoll"  # syscall unreadable: wchan tells
-    m = classify(_report([_t(1, "epoll_wait", state="R", args={"epfd": 3, "timeout": 0},
-                             cpu=99.0)], epoll=[ep], cpu=I.Cpu(99.0, 0.5, "sample")))
+    epfd = I.FdEntry(3, "epoll", "anon_inode:[eventpoll]", None, ("O_RDWR",), 0, None)
+    spin = _t(1, "epoll_wait", state="R", args={"epfd": 3, "timeout": 0}, cpu=99.0)
+    m = classify(_report([spin._replace(blocked=0)], fds=[epfd], epoll=[ep],
+                         cpu=I.Cpu(99.0, 0.5, "sample")))
     assert m.kind == "busy_polling" and "99% CPU" in m.summary
+    # a thread that slept during the sample waited at times: not a busy poll
+    m = classify(_report([spin._replace(blocked=40)], fds=[epfd], epoll=[ep],
+                         cpu=I.Cpu(99.0, 0.5, "sample")))
+    assert m.kind == "unknown" and "blocked 40 time(s)" in m.summary
+    # at full CPU without fds to poll, a process computes (sha256sum /dev/zero)
+    work = _t(1, "running", state="R", cpu=99.0)._replace(blocked=0)
+    chr_fd = I.FdEntry(3, "chr", "/dev/zero", 5, ("O_RDONLY",), 0, None)
+    m = classify(_report([work], fds=[chr_fd], cpu=I.Cpu(99.0, 0.5, "sample")))
+    assert m.kind == "cpu_bound" and findings_for(_report([work], fds=[chr_fd])) == []
     m = classify(_report([_t(1, "running", state="R")]))
     assert m.kind == "unknown" and "--sample" in m.summary
     assert classify(_report([_t(1, "clock_nanosleep")])).kind == "idle"
@@ -235,8 +246,9 @@ def test_io_model_from_waits_seen_during_a_sample():
     assert "1 thread in epoll_wait on fd 3 (1 target, 0 edge-triggered)" in m.summary
     polled = _t(1, "write", state="R")._replace(waits={"poll": 3}, wait_args={"nfds": 21})
     assert classify(_report([polled])).summary.startswith("poll() loop, nfds=21: 1 thread in poll")
-    never = _t(1, "running", state="R", cpu=90.0)
-    assert classify(_report([never], epoll=[ep], cpu=busy)).kind == "busy_polling"
+    never = _t(1, "running", state="R", cpu=90.0)._replace(blocked=0)
+    epfd = I.FdEntry(3, "epoll", "anon_inode:[eventpoll]", None, ("O_RDWR",), 0, None)
+    assert classify(_report([never], fds=[epfd], epoll=[ep], cpu=busy)).kind == "busy_polling"
 
 
 def test_io_model_thread_per_connection_under_gil_contention():
@@ -273,8 +285,14 @@ def test_findings_rules():
     assert findings_for(rep) == []
     lst = [_sock(3, "LISTEN", recv_q=9, send_q=10), _sock(4, "LISTEN", recv_q=11, send_q=10)]
     codes = {f.code: f for f in findings_for(_report([], fds=lst))}
-    assert codes["listen_backlog_filling"].level == "warn" and "fd 3" in codes["listen_backlog_filling"].message
-    assert codes["listen_backlog_full"].level == "crit" and "fd 4" in codes["listen_backlog_full"].message
+    assert codes["listen_backlog_filling"].level == "info" and "fd 3" in codes["listen_backlog_filling"].message
+    assert codes["listen_backlog_full"].level == "warn" and "fd 4" in codes["listen_backlog_full"].message
+    dropping = _report([], fds=lst)
+    dropping.listen_drops = {"overflows": 12, "drops": 12, "overflows_during_scan": 3,
+                             "drops_during_scan": 3}
+    full = {f.code: f for f in findings_for(dropping)}["listen_backlog_full"]
+    assert full.level == "crit" and "dropped 6 connection(s) during the scan" in full.message
+    assert full.fds == (4,)
     cw = [_sock(i, "CLOSE_WAIT") for i in range(3, 5)]
     (f,) = findings_for(_report([], fds=cw))
     assert f.code == "close_wait_pile" and f.level == "info"
@@ -282,6 +300,49 @@ def test_findings_rules():
     sets = [I.EpollSet(5, (excl,)), I.EpollSet(6, (excl,))]
     (f,) = findings_for(_report([], fds=[_sock(4)._replace(inode=50)], epoll=sets))
     assert f.code == "epoll_multi_set" and f.level == "info" and "EPOLLEXCLUSIVE" in f.message
+
+
+def test_findings_follow_impact():
+    """Levels: crit broken now, warn very likely a bug, info a design observation; nothing from
+    a coincidence of numbers."""
+    # a soft limit lowered to 0 or below the open count is at the limit, not "ok"
+    for soft in (0, 3):
+        (f,) = findings_for(_report([], fds=[_sock(i) for i in range(3, 8)], soft=soft))
+        assert f.code == "fd_limit_near" and f.level == "crit" and "at or over" in f.message
+    # a connection in two epoll sets: warn; a listener shared by per-thread loops: info
+    reg = I.Registration(4, 1, ("EPOLLIN",), 4, 104, 9, "ok", (4,), True)
+    sets = [I.EpollSet(5, (reg,)), I.EpollSet(6, (reg,))]
+    (f,) = findings_for(_report([], fds=[_sock(4)], epoll=sets))
+    assert (f.code, f.level, f.fds) == ("epoll_multi_set", "warn", (4,))
+    (f,) = findings_for(_report([], fds=[_sock(4, "LISTEN")], epoll=sets))
+    assert (f.code, f.level) == ("epoll_multi_set", "info")
+    # two different eventfds (one shared anon inode) in two sets are two files: nothing
+    efd = I.FdEntry(7, "eventfd", "anon_inode:[eventfd]", None, ("O_RDWR",), 0, None)
+    e1 = I.Registration(7, 1, ("EPOLLIN",), 7, 1038, 14, "ok", (7,), True)
+    e2 = e1._replace(tfd=8, data=8, open_as=(8,))
+    assert findings_for(_report([], fds=[efd, efd._replace(fd=8)],
+                                epoll=[I.EpollSet(5, (e1,)), I.EpollSet(6, (e2,))])) == []
+    # ... and unverified (kcmp refused) they cannot be told apart: still nothing
+    assert findings_for(_report([], fds=[efd, efd._replace(fd=8)], epoll=[
+        I.EpollSet(5, (e1._replace(verified=False),)),
+        I.EpollSet(6, (e2._replace(verified=False),))])) == []
+    # EPOLLET on a blocking eventfd: one read drains it, no stall; on a blocking socket: warn
+    et = e1._replace(mask=0x80000001)
+    assert findings_for(_report([], fds=[efd], epoll=[I.EpollSet(5, (et,))])) == []
+    (f,) = findings_for(_report([], fds=[_sock(7)], epoll=[I.EpollSet(5, (
+        et._replace(inode=107),))]))
+    assert (f.code, f.level) == ("epoll_et_blocking", "warn")
+    # a reused registration the kernel confirmed is crit; unconfirmed, info
+    reused = e1._replace(status="reused", open_as=(9,))
+    assert findings_for(_report([], fds=[efd], epoll=[I.EpollSet(5, (reused,))]))[0].level \
+        == "crit"
+    assert findings_for(_report([], fds=[efd], epoll=[I.EpollSet(5, (
+        reused._replace(verified=False),))]))[0].level == "info"
+    # reset TCP connections held open count with CLOSE_WAIT for the leak
+    held = [_sock(i, "CLOSE") for i in range(3, 6)] + [_sock(i, "CLOSE_WAIT") for i in (6, 7)]
+    (f,) = findings_for(_report([], fds=held))
+    assert (f.code, f.level, f.fds) == ("close_wait_pile", "warn", (3, 4, 5, 6, 7))
+    assert "2 in CLOSE_WAIT" in f.message and "3 TCP in CLOSE" in f.message
 
 
 def test_watch_iterator_with_fake_sleep(tmp_path):
@@ -313,3 +374,15 @@ def test_target_start_times_out_when_the_child_never_prints():
     with pytest.raises(RuntimeError, match="exited: .*boom"):
         Target("raise SystemExit('boom')")
     assert time.monotonic() - t0 < 30
+
+
+def test_a_malformed_registration_line_costs_only_itself():
+    from fdscope.inspect.epoll import parse_sets
+
+    good = "tfd:        {0} events:       19 data:                {0}  pos:0 ino:6{0} sdev:8\n"
+    text = ("pos:\t0\nflags:\t02\nmnt_id:\t15\nino:\t1\n" + good.format(4) + "tfd: garbage\n"
+            + good.format(5))
+    sets, errors = parse_sets({3: text})
+    assert [reg[0] for reg in sets[3]] == [4, 5]
+    assert errors == ["epoll fd 3: 1 registration line(s) unreadable, left out: cannot parse "
+                      "fdinfo: epoll tfd: 'garbage' is not a base-10 number"]

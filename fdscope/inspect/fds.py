@@ -4,6 +4,7 @@ its fdinfo, and the rows of the report."""
 from __future__ import annotations
 
 from collections import Counter
+from functools import partial
 from typing import NamedTuple
 
 from fdscope.errors import ParseError
@@ -12,6 +13,7 @@ from fdscope.parse.events import decode_open_flags
 from fdscope.parse.fdinfo import fdinfo_head, parse_fdinfo
 from fdscope.parse.fdlink import ANON_LINKS, classify_fd
 
+_new_entry = partial(tuple.__new__, FdEntry)
 # Types of fds opened by path (stat() of the link tells them apart).
 PATH_TYPES = frozenset({"file", "dir", "chr", "blk"})
 
@@ -37,6 +39,14 @@ class Table(NamedTuple):
             else:
                 hi = mid
         return lo if lo < len(fds) and fds[lo] == fd else None
+
+
+def without(table: Table, gone: set[int]) -> Table:
+    """The table without the fds in `gone` (closed while the scan read them)."""
+    if not gone:
+        return table
+    keep = [i for i, fd in enumerate(table.fds) if fd not in gone]
+    return Table(*([column[i] for i in keep] for column in table))
 
 
 def classify(fds: list[int], links: list[str],
@@ -116,13 +126,19 @@ def entries(table: Table, sockets: dict[int, SocketInfo],
             ) -> list[FdEntry]:
     """The report's rows: a socket fd missing from the net tables gets proto "unknown"."""
     unknown = SocketInfo("unknown", "UNKNOWN", None, None, None, None)
-    none = (None, None, None)
-    out = []
-    for fd, typ, link, ino in zip(table.fds, table.types, table.links, table.inodes, strict=True):
-        sock = sockets.get(ino, unknown) if typ == "socket" else None  # type: ignore[arg-type]
-        names, pos, raw = fd_flags.get(fd, none)
-        out.append(FdEntry(fd, typ, link, ino, names, pos, sock, raw))
-    return out
+    n = len(table.fds)
+    socks: list[SocketInfo | None] = [None] * n
+    for row in [i for i, typ in enumerate(table.types) if typ == "socket"]:
+        socks[row] = sockets.get(table.inodes[row], unknown)  # type: ignore[arg-type]
+    names: list[tuple[str, ...] | None] = [None] * n
+    pos: list[int | None] = [None] * n
+    raw: list[int | None] = [None] * n
+    for fd, (flag_names, offset, flags_raw) in fd_flags.items():
+        row = table.row(fd)
+        if row is not None:
+            names[row], pos[row], raw[row] = flag_names, offset, flags_raw
+    return list(map(_new_entry, zip(table.fds, table.types, table.links, table.inodes, names,
+                                    pos, socks, raw, strict=True)))
 
 
 def summarize(rows: list[FdEntry], summary: Summary) -> None:

@@ -1,8 +1,14 @@
-"""Rules that turn an InspectReport into findings (level, stable code, message).
+"""Rules that turn an InspectReport into findings (level, stable code, message, fds).
 
-Codes (documented in docs/inspect.md): epoll_closed_registration, epoll_reused_registration,
-epoll_oneshot_disarmed, epoll_et_blocking, epoll_multi_set, select_fd_setsize, fd_limit_near,
-close_wait_pile, listen_backlog_full, listen_backlog_filling, busy_polling, zombie, kernel_thread.
+Levels follow impact: crit = broken now (events delivered for the wrong file, connections being
+dropped, select() past FD_SETSIZE), warn = very likely a bug, info = a design observation. A
+rule never fires on a coincidence of numbers: where the kernel could not confirm a
+registration's status (verified: false), it is reported as info. Each rule, its level and the
+reason are in docs/inspect.md ("Findings").
+
+Codes: epoll_closed_registration, epoll_reused_registration, epoll_oneshot_disarmed,
+epoll_et_blocking, epoll_multi_set, select_fd_setsize, fd_limit_near, close_wait_pile,
+listen_backlog_full, listen_backlog_filling, busy_polling, zombie, kernel_thread.
 """
 
 from __future__ import annotations
@@ -10,7 +16,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from fdscope.inspect.iomodel import SELECT_CALLS, effective_call
-from fdscope.inspect.model import InspectReport
+from fdscope.inspect.model import EpollSet, FdEntry, InspectReport, Registration
 from fdscope.model import Finding
 from fdscope.parse.events import EPOLLET, EPOLLEXCLUSIVE, is_disarmed
 
@@ -19,12 +25,16 @@ FD_WARN_RATIO = 0.80
 FD_CRIT_RATIO = 0.95
 CLOSE_WAIT_PILE = 5
 MAX_LISTED = 6  # fds named in one message before "..."
-# Types whose read() blocks without O_NONBLOCK (a regular file never does; epoll fds are skipped).
-ET_BLOCKING_TYPES = frozenset({"socket", "pipe", "chr", "eventfd", "timerfd", "signalfd",
-                               "inotify", "fanotify"})
+# Types whose read() blocks without O_NONBLOCK, where an edge-triggered loop's read-until-EAGAIN
+# hangs. Not the counter fds (eventfd, timerfd, signalfd): one read drains them, so the loop
+# never needs a second read (eventfd(2), timerfd_create(2), signalfd(2)).
+ET_BLOCKING_TYPES = frozenset({"socket", "pipe", "chr", "inotify", "fanotify"})
+# Files several epoll sets watching is a design, not a fault: counters used to wake every loop.
+BROADCAST_TYPES = frozenset({"eventfd", "timerfd", "signalfd"})
+ORDER = {"crit": 0, "warn": 1, "info": 2}
 
 
-def _fds(fds: list[int]) -> str:
+def _fds(fds: list[int] | tuple[int, ...]) -> str:
     head = ", ".join(map(str, fds[:MAX_LISTED]))
     return head + (f" ... (+{len(fds) - MAX_LISTED})" if len(fds) > MAX_LISTED else "")
 
@@ -37,9 +47,8 @@ def findings_for(rep: InspectReport) -> list[Finding]:
     out += _sockets(rep)
     if rep.io_model.kind == "busy_polling":
         out.append(Finding("warn", "busy_polling", rep.io_model.summary +
-                           ": a loop that polls with a zero timeout burns a core while idle"))
-    order = {"crit": 0, "warn": 1, "info": 2}
-    return sorted(out, key=lambda f: order[f.level])
+                           ": a loop that polls without blocking burns a core while idle"))
+    return sorted(out, key=lambda f: ORDER[f.level])
 
 
 def _epoll(rep: InspectReport) -> list[Finding]:
@@ -47,35 +56,32 @@ def _epoll(rep: InspectReport) -> list[Finding]:
     if not rep.epoll:
         return out
     fdmap = rep.fd_map()
-    disarmed_masks: dict[int, bool] = {}
-    sets_of: dict[tuple[int, int], list[tuple[int, int]]] = defaultdict(list)
     disarmed: dict[int, list[int]] = defaultdict(list)
     et_blocking: dict[int, list[int]] = defaultdict(list)
     for s in rep.epoll:
         for r in s.registrations:
-            if r.inode is not None and r.sdev is not None:
-                sets_of[(r.inode, r.sdev)].append((s.epfd, r.mask))
-            if r.mask not in disarmed_masks:
-                disarmed_masks[r.mask] = is_disarmed(r.mask)
+            unverified = "" if r.verified else \
+                " (unverified: the kernel could not be asked, see the notes)"
             if r.status == "closed":
-                held = (f"the file stays open as fd {_fds(list(r.open_as))}" if r.open_as else
+                held = (f"the file stays open as fd {_fds(r.open_as)}" if r.open_as else
                         "no fd of this process holds it (another process or an in-flight "
                         "SCM_RIGHTS message keeps it alive)")
                 out.append(Finding(
-                    "warn", "epoll_closed_registration",
+                    "warn" if r.verified else "info", "epoll_closed_registration",
                     f"epoll fd {s.epfd} still watches fd {r.tfd}, which is closed; {held}. "
                     "close() does not remove a registration while a dup keeps the file open, "
-                    "so events keep arriving for a number the program no longer owns"))
+                    f"so events keep arriving for a number the program no longer owns"
+                    f"{unverified}", (s.epfd, r.tfd, *r.open_as)))
             elif r.status == "reused":
                 now = fdmap.get(r.tfd)
                 what = f" (now {now.type} {now.target})" if now is not None else ""
-                held = f"; the watched file is open as fd {_fds(list(r.open_as))}" if r.open_as else ""
+                held = f"; the watched file is open as fd {_fds(r.open_as)}" if r.open_as else ""
                 out.append(Finding(
-                    "crit", "epoll_reused_registration",
+                    "crit" if r.verified else "info", "epoll_reused_registration",
                     f"epoll fd {s.epfd}: registration for fd {r.tfd} watches a file that is no "
                     f"longer fd {r.tfd}{what}{held}; its events are delivered as if fd {r.tfd} "
-                    "were ready (wrong connection)"))
-            if disarmed_masks[r.mask]:
+                    f"were ready (wrong connection){unverified}", (s.epfd, r.tfd, *r.open_as)))
+            if is_disarmed(r.mask):
                 disarmed[s.epfd].append(r.tfd)
             if r.mask & EPOLLET and r.status == "ok":
                 e = fdmap.get(r.tfd)
@@ -87,25 +93,63 @@ def _epoll(rep: InspectReport) -> list[Finding]:
             "info", "epoll_oneshot_disarmed",
             f"epoll fd {epfd}: {len(tfds)} EPOLLONESHOT registration(s) already fired and are "
             f"disarmed (fd {_fds(tfds)}); they report nothing until EPOLL_CTL_MOD re-arms them "
-            "(a connection stalls if the program forgets)"))
+            "(a connection stalls if the program forgets)", (epfd, *tfds)))
     for epfd, tfds in et_blocking.items():
         out.append(Finding(
             "warn", "epoll_et_blocking",
             f"epoll fd {epfd}: fd {_fds(tfds)} registered EPOLLET but not O_NONBLOCK; an "
-            "edge-triggered loop must read until EAGAIN, which blocks forever on a blocking fd"))
-    multi = [(key, regs) for key, regs in sets_of.items() if len({epfd for epfd, _ in regs}) > 1]
-    if multi:
-        exclusive = all(all(mask & EPOLLEXCLUSIVE for _, mask in regs) for _, regs in multi)
-        names = []
-        for (ino, _dev), regs in multi[:MAX_LISTED]:
-            holders = [e.fd for e in rep.fds if e.inode == ino]
-            label = f"fd {_fds(holders)}" if holders else f"inode {ino}"
-            names.append(f"{label} in epoll fds {', '.join(str(epfd) for epfd, _ in regs)}")
+            "edge-triggered loop must read until EAGAIN, which blocks forever on a blocking fd",
+            (epfd, *tfds)))
+    out += _multi_set(rep.epoll, fdmap)
+    return out
+
+
+def _file_of(r: Registration, fdmap: dict[int, FdEntry]) -> tuple[object, ...] | None:
+    """What identifies the watched file across sets: the fds holding it, as the kernel
+    confirmed them (kcmp). Unverified, only a socket's inode does (one open file per socket);
+    anon-inode files all share one inode, pipe ends and paths opened twice share theirs."""
+    if r.verified:
+        return ("fds", *r.open_as) if r.open_as else None
+    e = fdmap.get(r.tfd)
+    if r.status != "ok" or e is None or e.type != "socket" or r.inode is None:
+        return None
+    return ("inode", r.inode, r.sdev)
+
+
+def _multi_set(sets: list[EpollSet], fdmap: dict[int, FdEntry]) -> list[Finding]:
+    watched: dict[tuple[object, ...], list[tuple[int, Registration]]] = defaultdict(list)
+    for s in sets:
+        for r in s.registrations:
+            key = _file_of(r, fdmap)
+            if key is not None:
+                watched[key].append((s.epfd, r))
+    multi = [regs for regs in watched.values() if len({epfd for epfd, _ in regs}) > 1]
+    design, suspect = [], []
+    for regs in multi:
+        entry = fdmap.get(regs[0][1].tfd)
+        listener = entry is not None and entry.socket is not None and \
+            entry.socket.state == "LISTEN"
+        exclusive = all(r.mask & EPOLLEXCLUSIVE for _, r in regs)
+        broadcast = entry is not None and entry.type in BROADCAST_TYPES
+        (design if listener or exclusive or broadcast else suspect).append(regs)
+    out = []
+    for level, group, why in (
+            ("warn", suspect, "every set wakes for the same event, so two loops handle one "
+                              "connection unless EPOLLEXCLUSIVE is used"),
+            ("info", design, "a listener or a wake-up counter watched by per-thread loops is a "
+                             "design: each event wakes every loop (thundering herd) unless "
+                             "EPOLLEXCLUSIVE is used")):
+        if not group:
+            continue
+        names = [f"fd {_fds(sorted({r.tfd for _, r in regs}))} in epoll fds "
+                 f"{', '.join(str(epfd) for epfd in sorted({epfd for epfd, _ in regs}))}"
+                 for regs in group[:MAX_LISTED]]
+        fds = sorted({r.tfd for regs in group for _, r in regs})
         out.append(Finding(
-            "info" if exclusive else "warn", "epoll_multi_set",
-            f"{len(multi)} file(s) registered in several epoll sets: {'; '.join(names)}"
-            + (" (all EPOLLEXCLUSIVE: a deliberate thundering-herd guard)" if exclusive else
-               "; every set wakes for the same event unless EPOLLEXCLUSIVE is used")))
+            level, "epoll_multi_set",
+            f"{len(group)} file(s) registered in several epoll sets: {'; '.join(names)}"
+            + (f" (+{len(group) - MAX_LISTED} more)" if len(group) > MAX_LISTED else "")
+            + f"; {why}", tuple(fds)))
     return out
 
 
@@ -126,14 +170,20 @@ def _select(rep: InspectReport) -> list[Finding]:
         out.append(Finding(
             "crit", "select_fd_setsize",
             f"thread {tids} waits in select() while the process holds fd {highest} >= "
-            f"FD_SETSIZE ({FD_SETSIZE}): select() cannot watch it; move to poll or epoll"))
+            f"FD_SETSIZE ({FD_SETSIZE}): select() cannot watch it; move to poll or epoll",
+            (highest,)))
     return out
 
 
 def _limit(rep: InspectReport) -> list[Finding]:
     s = rep.summary
-    if not s.soft_limit or not rep.fds and s.open_fds == 0:
+    if s.soft_limit is None or (not rep.fds and s.open_fds == 0):
         return []
+    if s.open_fds >= s.soft_limit:
+        return [Finding("crit", "fd_limit_near",
+                        f"{s.open_fds} fds open with a soft limit of {s.soft_limit}: at or over "
+                        "the limit (it was lowered below the open count, e.g. by prlimit); every "
+                        "open()/accept() now fails with EMFILE ('Too many open files')")]
     ratio = s.open_fds / s.soft_limit
     if ratio < FD_WARN_RATIO:
         return []
@@ -145,31 +195,46 @@ def _limit(rep: InspectReport) -> list[Finding]:
 
 def _sockets(rep: InspectReport) -> list[Finding]:
     out: list[Finding] = []
-    picked = rep.fds_in_state("CLOSE_WAIT", "LISTEN")
-    close_wait = [e.fd for e in picked if e.socket.state == "CLOSE_WAIT"]
-    if len(close_wait) >= CLOSE_WAIT_PILE:
+    close_wait = [e.fd for e in rep.fds_in_state("CLOSE_WAIT")]
+    # TCP sockets absent from the tables are closed (unhashed): reset by the peer, or never
+    # connected (fdscope.inspect.sockets). Held open, they leak like CLOSE_WAIT.
+    reset = [e.fd for e in rep.fds_in_state("CLOSE") if e.socket.proto.startswith("tcp")]
+    leaked = sorted(close_wait + reset)
+    what = (f"{len(close_wait)} in CLOSE_WAIT (the peer closed)" if close_wait else "") + \
+        (", " if close_wait and reset else "") + \
+        (f"{len(reset)} TCP in CLOSE (reset by the peer or never connected)" if reset else "")
+    if len(leaked) >= CLOSE_WAIT_PILE:
         out.append(Finding(
             "warn", "close_wait_pile",
-            f"{len(close_wait)} sockets in CLOSE_WAIT (fd {_fds(close_wait)}): the peer closed "
-            "and this program never called close(), a classic fd leak"))
-    elif close_wait:
+            f"{len(leaked)} sockets this program never closed: {what} (fd {_fds(leaked)}); "
+            "a classic fd leak", tuple(leaked)))
+    elif leaked:
         out.append(Finding(
             "info", "close_wait_pile",
-            f"{len(close_wait)} socket(s) in CLOSE_WAIT (fd {_fds(close_wait)}): the peer closed "
-            "and this program has not closed yet"))
-    for e in picked:
+            f"{len(leaked)} socket(s) not closed yet: {what} (fd {_fds(leaked)})",
+            tuple(leaked)))
+    drops = rep.listen_drops or {}
+    dropping = drops.get("overflows_during_scan", 0) + drops.get("drops_during_scan", 0)
+    for e in rep.fds_in_state("LISTEN"):
         sock = e.socket
-        if sock.state != "LISTEN" or sock.recv_q is None or sock.send_q is None:
+        if sock.recv_q is None or sock.send_q is None:
             continue
-        # include/net/sock.h sk_acceptq_is_full: full when ack_backlog > max_ack_backlog.
+        # include/net/sock.h sk_acceptq_is_full: full when ack_backlog > max_ack_backlog; then
+        # net/ipv4/tcp_input.c tcp_conn_request drops the SYN and counts LINUX_MIB_LISTENOVERFLOWS.
         if sock.recv_q > sock.send_q:
+            seen = (f"; this network namespace dropped {dropping} connection(s) during the scan "
+                    "(TcpExt ListenOverflows/ListenDrops)" if dropping else
+                    f"; ListenOverflows is {drops['overflows']} in this network namespace"
+                    if "overflows" in drops else "")
             out.append(Finding(
-                "crit", "listen_backlog_full",
+                "crit" if dropping else "warn", "listen_backlog_full",
                 f"fd {e.fd} ({sock.local}) accept queue full: {sock.recv_q} waiting, backlog "
-                f"{sock.send_q}; new connections are dropped until the program calls accept()"))
+                f"{sock.send_q}; new connections are dropped until the program calls accept()"
+                f"{seen}", (e.fd,)))
         elif sock.send_q and sock.recv_q >= max(1, int(sock.send_q * 0.8)):
             out.append(Finding(
-                "warn", "listen_backlog_filling",
+                "info", "listen_backlog_filling",
                 f"fd {e.fd} ({sock.local}) accept queue at {sock.recv_q} of backlog "
-                f"{sock.send_q}: the program accepts slower than clients connect"))
+                f"{sock.send_q}: the program accepts slower than clients connect right now",
+                (e.fd,)))
     return out

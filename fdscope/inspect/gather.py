@@ -13,6 +13,7 @@ to, signalled or ptraced. Races (an fd closed, a thread gone mid-read) are count
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 
@@ -42,7 +43,7 @@ class Raw:
     pipefs, anon_inodefs) when there are epoll fds; `errors` what could not be read and why."""
 
     __slots__ = ("pid", "root", "stat", "cmdline", "uid", "limits", "fds", "links", "stats",
-                 "epoll", "net", "fdinfo", "vanished", "errors")
+                 "epoll", "net", "netstat", "fdinfo", "vanished", "errors")
 
     def __init__(self, pid: int, root: str) -> None:
         self.pid = pid
@@ -56,6 +57,7 @@ class Raw:
         self.stats: dict[int, tuple[int, int, int]] = {}
         self.epoll: dict[int, str | None] = {}  # epfd -> fdinfo text (None: closed meanwhile)
         self.net: list[tuple[str, str]] = []  # (table, text) of the tables that exist
+        self.netstat: str | None = None  # /proc/PID/net/netstat (TcpExt counters)
         self.fdinfo: dict[int, str] = {}
         self.vanished = 0
         self.errors: dict[str, FdscopeError] = {}
@@ -98,13 +100,15 @@ def _rest_of_process(proc: Proc, pid: int, flags: str, fds: bool, raw: Raw, task
     every = flags == "all" or (flags == "auto" and n <= FLAGS_ALL_MAX)
     fdinfo = raw.fds if every else sorted(set(epfds + paths))
     tables = NET_TABLES if any(link[:8] == "socket:[" for link in raw.links) else ()
-    names = [f"fdinfo/{fd}" for fd in fdinfo] + [f"net/{table}" for table in tables]
+    names = [f"fdinfo/{fd}" for fd in fdinfo] + [f"net/{table}" for table in tables] + \
+        (["net/netstat"] if tables else [])
     texts = _read_many(proc, pid, names)
     raw.fdinfo = {fd: texts[name] for fd, name in zip(fdinfo, names, strict=False)
                   if name in texts}
     raw.epoll = {epfd: raw.fdinfo.get(epfd) for epfd in epfds}
     raw.vanished += sum(1 for epfd in epfds if epfd not in raw.fdinfo)
     raw.net = [(table, texts[f"net/{table}"]) for table in tables if texts.get(f"net/{table}")]
+    raw.netstat = texts.get("net/netstat")
 
 
 def fd_count(proc: Proc, pid: int) -> int:
@@ -232,15 +236,19 @@ def threads(proc: Proc, pid: int) -> RawThreads:
 
 
 class Sample:
-    """A CPU sample: the process's stat before and after, each thread's stat at both ends, and
+    """A CPU sample: the process's stat before and after, each thread's stat and status at both
+    ends, and
     every thread's syscall text at each snapshot (None where unreadable), over `elapsed` s."""
 
-    __slots__ = ("before", "after", "starts", "ends", "snapshots", "elapsed")
+    __slots__ = ("before", "after", "starts", "ends", "status_starts", "status_ends",
+                 "snapshots", "elapsed")
 
     def __init__(self) -> None:
         self.before = self.after = ""
-        self.starts: dict[int, str] = {}
+        self.starts: dict[int, str] = {}  # task stat
         self.ends: dict[int, str] = {}
+        self.status_starts: dict[int, str] = {}  # task status (voluntary_ctxt_switches)
+        self.status_ends: dict[int, str] = {}
         self.snapshots: list[dict[int, str | None]] = []
         self.elapsed = 0.0
 
@@ -253,6 +261,7 @@ def sample(proc: Proc, pid: int, tids: list[int], seconds: float, interval: floa
     out.before = proc.read_text(pid, "stat", pid=pid)
     t0 = time.monotonic()
     out.starts = _task_files(proc, pid, tids, "stat")
+    out.status_starts = _task_files(proc, pid, tids, "status")
     deadline = t0 + seconds
     while True:
         out.snapshots.append(_task_files(proc, pid, tids, "syscall", keep_denied=True))
@@ -262,6 +271,7 @@ def sample(proc: Proc, pid: int, tids: list[int], seconds: float, interval: floa
         time.sleep(min(interval, left))
     out.after = proc.read_text(pid, "stat", pid=pid)
     out.ends = _task_files(proc, pid, tids, "stat")
+    out.status_ends = _task_files(proc, pid, tids, "status")
     out.elapsed = time.monotonic() - t0
     return out
 
@@ -290,6 +300,28 @@ def uptime(proc: Proc) -> str | None:
 # -- network namespace ------------------------------------------------------------------------
 
 
+def socket_protocols(proc: Proc, pid: int, fds: Iterable[int]) -> dict[int, str]:
+    """fd -> the protocol name sockfs gives each socket fd (the system.sockprotoname xattr,
+    net/socket.c sockfs_xattr_get: "TCP", "UDPv6", "UNIX-STREAM", ...), for sockets the net
+    tables do not list; fds closed meanwhile or unreadable are left out."""
+    out: dict[int, str] = {}
+    for fd in fds:
+        try:
+            name = proc.getxattr(pid, "fd", fd, name="system.sockprotoname", pid=pid)
+        except FdscopeError:
+            continue
+        out[fd] = name.rstrip(b"\0").decode("ascii", "replace")
+    return out
+
+
+def netstat(proc: Proc, pid: int) -> str | None:
+    """/proc/PID/net/netstat: the target's network namespace's protocol counters."""
+    try:
+        return proc.read_text(pid, "net", "netstat", pid=pid)
+    except (ProcGone, AccessDenied):
+        return None
+
+
 def same_netns(proc: Proc, pid: int) -> bool:
     """True when pid shares fdscope's network namespace (sock_diag answers only for that one)."""
     try:
@@ -312,16 +344,43 @@ def listen_queues(kind: str, inodes: list[int]) -> dict[int, tuple[int, int]]:
 # -- file identity ----------------------------------------------------------------------------
 
 
+# kcmp(2) errors that mean it cannot be used at all for this process (not one answer's news).
+_KCMP_REFUSED = {
+    errno.EPERM: "refused (EPERM): it needs the ptrace read access /proc/PID/fd needs, and a "
+                 "seccomp filter or LSM may forbid it",
+    errno.EACCES: "refused (EACCES) by a security module",
+    errno.ENOSYS: "missing from this kernel (CONFIG_KCMP off)",
+    errno.EINVAL: "unable to compare epoll registrations on this kernel (before Linux 4.13)",
+}
+
+
 class Identity:
-    """(st_ino, st_dev) of the file each fd is open as, for telling an epoll registration's
-    file from the file its fd number now names. Sockets and pipes take it from their link
-    (socket:[INO]) and their filesystem's device (one stat per filesystem, given in `stats`);
-    other fds are stat()ed once, when asked."""
+    """Which open file an fd or an epoll registration is, asked of the kernel: kcmp(2) (kernel/
+    kcmp.c: KCMP_FILE, and KCMP_EPOLL_TFD for a registered file), else (st_ino, st_dev) from
+    stat() (sockets and pipes from their link and one stat per filesystem, given in `stats`),
+    which cannot tell anon-inode files apart. `reason` says why kcmp is not used, once known."""
 
     def __init__(self, proc: Proc, pid: int, stats: dict[int, tuple[int, int, int]]) -> None:
         self.proc = proc
         self.pid = pid
         self.keys = {fd: (ino, dev) for fd, (_mode, ino, dev) in stats.items()}
+        # kcmp takes live pids: a copied or fake proc tree has none to compare.
+        self.reason: str | None = None if proc.root == DEFAULT_ROOT else \
+            f"{proc.root} is not the live /proc"
+
+    def kcmp(self, items: list[tuple[int, ...]]) -> list[int] | None:
+        """kcmp(2) of pid's fds for each item ((fd1, fd2) or (fd, epfd, tfd, toff), as
+        fdscope.speedups' kcmp_many): results or -errno; None when kcmp cannot be used."""
+        if self.reason is not None:
+            return None
+        from fdscope import speedups
+
+        codes = speedups.backend.kcmp_many(self.pid, items)
+        refused = next((-code for code in codes if -code in _KCMP_REFUSED), None)
+        if refused is not None:
+            self.reason = f"kcmp(2) {_KCMP_REFUSED[refused]}"
+            return None
+        return codes
 
     def key(self, fd: int) -> tuple[int, int] | None:
         if fd not in self.keys:

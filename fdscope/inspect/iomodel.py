@@ -12,7 +12,7 @@ from fdscope.inspect.model import InspectReport, IoModel, ThreadInfo
 from fdscope.parse.events import EPOLLET
 
 KINDS = ("epoll", "select", "poll", "threads", "busy_polling", "blocking", "signal_driven",
-         "idle", "unknown")
+         "idle", "cpu_bound", "unknown")
 
 EPOLL_CALLS = frozenset({"epoll_wait", "epoll_pwait", "epoll_pwait2"})
 SELECT_CALLS = frozenset({"select", "pselect6", "_newselect"})
@@ -100,10 +100,27 @@ def classify(rep: InspectReport) -> IoModel:
     if cpu is not None and cpu.source == "sample" and not io_waiting:
         busy = [t for t in threads if (t.cpu_percent or 0) >= BUSY_PERCENT]
         if busy or cpu.percent >= BUSY_PERCENT:
+            # Busy polling: a hot thread that never slept during the sample, in a process
+            # that polls I/O fds (non-blocking sockets or pipes, or epoll). A thread at 100%
+            # CPU without such fds computes (e.g. sha256sum /dev/zero); one that slept now and
+            # then waits for I/O between bursts of work.
+            spinning = [t for t in busy if t.blocked == 0]
+            polls = _polls_io(rep)
+            if spinning and polls:
+                n = len(spinning)
+                return IoModel("busy_polling", f"busy polling: {cpu.percent:g}% CPU over "
+                               f"{cpu.window:g} s ({n} thread{'s' if n != 1 else ''} never "
+                               "blocked), no blocking wait, non-blocking I/O fds")
             n = len(busy) or 1
-            return IoModel("busy_polling", f"busy polling: {cpu.percent:g}% CPU over "
-                           f"{cpu.window:g} s ({n} thread{'s' if n != 1 else ''} spinning), "
-                           "no blocking wait")
+            if polls:
+                slept = sum(t.blocked or 0 for t in busy)
+                return IoModel("unknown", f"busy: {cpu.percent:g}% CPU over {cpu.window:g} s; "
+                               f"its busy thread{'s' if n != 1 else ''} blocked {slept} time(s) "
+                               "but the sample caught no wait: a loaded loop, or one that "
+                               "sleeps between polls")
+            return IoModel("cpu_bound", f"computing: {cpu.percent:g}% CPU over {cpu.window:g} s "
+                           f"({n} thread{'s' if n != 1 else ''} on CPU), no thread waits for "
+                           "I/O")
 
     def group(names: frozenset[str]) -> list[ThreadInfo]:
         return [t for t in waiting if calls[t.tid] in names]
@@ -153,6 +170,12 @@ def classify(rep: InspectReport) -> IoModel:
     if all(calls[t.tid] is None for t in threads):
         return IoModel("unknown", "syscalls unreadable and wchan not recognised")
     return IoModel("unknown", _threads_in(threads, calls))
+
+
+def _polls_io(rep: InspectReport) -> bool:
+    """The process holds fds a loop polls: an epoll fd, or a non-blocking socket or pipe."""
+    return any(e.type == "epoll" or (e.type in ("socket", "pipe") and e.flags is not None
+                                     and "O_NONBLOCK" in e.flags) for e in rep.fds)
 
 
 def _nfds(threads: list[ThreadInfo]) -> str:

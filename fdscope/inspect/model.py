@@ -84,12 +84,15 @@ class ThreadInfo(NamedTuple):
     cpu_percent: float | None = None
     waits: dict[str, int] | None = None  # blocking calls seen across a CPU sample's snapshots
     wait_args: dict[str, int] | None = None  # decoded arguments of the most seen one, last seen
+    # times the thread gave up the CPU to wait (voluntary_ctxt_switches) during a CPU sample:
+    # 0 for a thread that never blocked, as a busy poll never does
+    blocked: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"tid": self.tid, "name": self.name, "state": self.state, "syscall": self.syscall,
                 "wchan": self.wchan, "args": dict(self.args), "syscall_nr": self.syscall_nr,
                 "cpu_percent": self.cpu_percent, "waits": self.waits,
-                "wait_args": self.wait_args}
+                "wait_args": self.wait_args, "blocked": self.blocked}
 
 
 class IoModel(NamedTuple):
@@ -162,6 +165,9 @@ class InspectReport:
     io_model: IoModel = IoModel("unknown", "not determined")
     cpu: Cpu | None = None
     net_namespace_shared: bool | None = None
+    # TcpExt ListenOverflows/ListenDrops of the target's network namespace, and how much each
+    # grew during the scan (read again only when an accept queue is full).
+    listen_drops: dict[str, int] | None = None
     sections: tuple[str, ...] = SECTIONS
     types: tuple[str, ...] | None = None
 
@@ -192,6 +198,7 @@ class InspectReport:
             "state": self.state, "uid": self.uid, "kernel_thread": self.kernel_thread,
             "partial": self.partial, "notes": list(self.notes),
             "net_namespace_shared": self.net_namespace_shared,
+            "listen_drops": self.listen_drops,
         }
         if "summary" in shown:
             doc["summary"] = self.summary.to_json()

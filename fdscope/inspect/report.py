@@ -21,6 +21,7 @@ from fdscope.inspect.model import InspectReport, IoModel, normalize_sections, no
 from fdscope.model import Finding
 from fdscope.parse.events import EPOLLET
 from fdscope.parse.limits import parse_limits
+from fdscope.parse.net import parse_netstat
 from fdscope.parse.task import parse_cmdline, parse_stat
 from fdscope.proc import Proc
 
@@ -122,6 +123,24 @@ class _Build:
             rep.findings = findings_for(rep)
         return rep
 
+    def _listen_drops(self, raw: gather.Raw) -> None:
+        """The namespace's listen drop counters, read again when an accept queue is full: do
+        connections get dropped now?"""
+        rep = self.rep
+        assert rep is not None
+        before = parse_netstat(raw.netstat or "").get("TcpExt", {})
+        if "ListenOverflows" not in before:
+            return
+        drops = {"overflows": before["ListenOverflows"], "drops": before.get("ListenDrops", 0)}
+        full = [e for e in rep.fds_in_state("LISTEN") if e.socket.recv_q is not None
+                and e.socket.send_q is not None and e.socket.recv_q > e.socket.send_q]
+        if full:
+            after = parse_netstat(gather.netstat(self.proc, self.pid) or "").get("TcpExt", {})
+            drops["overflows_during_scan"] = max(0, after.get("ListenOverflows", 0) -
+                                                 drops["overflows"])
+            drops["drops_during_scan"] = max(0, after.get("ListenDrops", 0) - drops["drops"])
+        rep.listen_drops = drops
+
     def _partial(self, notes: list[str]) -> None:
         assert self.rep is not None
         if notes:
@@ -163,10 +182,7 @@ class _Build:
             self._partial(errors)
             self._listen_queues(found)
             if len(inodes) > len(found):
-                rep.notes.append(
-                    f"{len(inodes) - len(found)} socket(s) not in the target's /proc/PID/net "
-                    "tables (another family such as vsock or bluetooth, or a socket from another "
-                    "network namespace): proto unknown")
+                self._unlisted_sockets(table, found)
         sets, errors = epoll.parse_sets(raw.epoll)
         self._partial(errors)
         # Flags and offsets from fdinfo: read ahead for small tables, else only where needed.
@@ -176,12 +192,23 @@ class _Build:
             more, gone = gather.fdinfo(self.proc, self.pid, [fd for fd in want if fd not in texts])
             texts.update(more)
             self.vanished += gone
+            # Closed while the scan read them: not listed, not counted as open.
+            table = fds.without(table, {fd for fd in want if fd not in texts})
+            want = [fd for fd in want if fd in texts]
         fd_flags, errors = fds.flags(want, texts, self.arch)
         self._partial(errors)
         rep.fds = fds.entries(table, found, fd_flags)
+        self._listen_drops(raw)
         fds.summarize(rep.fds, rep.summary)
-        rep.epoll = epoll.build(sets, table, gather.Identity(self.proc, self.pid, raw.stats))
+        identity = gather.Identity(self.proc, self.pid, raw.stats)
+        rep.epoll, gone = epoll.build(sets, table, identity)
+        self.vanished += gone
         rep.summary.epoll_registrations = sum(len(s.registrations) for s in rep.epoll)
+        if rep.epoll and identity.reason is not None:
+            rep.notes.append(
+                f"epoll registrations not verified ({identity.reason}): their status comes "
+                "from inode and device, which cannot tell anon-inode files (eventfd, timerfd, "
+                "...) apart (verified: false)")
         if len(want) < len(table.fds):
             why = (f"above {gather.FLAGS_ALL_MAX} open fds" if self.flags == "auto"
                    else "with --flags needed")
@@ -189,6 +216,32 @@ class _Build:
                 f"flags/pos read for {len(fd_flags)} of {len(table.fds)} fds: {why} fdinfo is "
                 "read only for epoll fds, path fds and edge-triggered targets (--flags all reads "
                 "every fd)")
+
+    def _unlisted_sockets(self, table: fds.Table, found: dict) -> None:  # type: ignore[type-arg]
+        """Sockets the net tables do not list: their protocol from sockfs."""
+        rep = self.rep
+        assert rep is not None
+        missing = {fd: ino for fd, typ, ino in zip(table.fds, table.types, table.inodes,
+                                                   strict=True)
+                   if typ == "socket" and ino not in found}
+        named = sockets.unlisted(gather.socket_protocols(self.proc, self.pid, missing))
+        for fd, info in named.items():
+            found[missing[fd]] = info
+        closed = sum(1 for info in named.values() if info.state == "CLOSE")
+        others = len(named) - closed
+        if closed:
+            rep.notes.append(
+                f"{closed} TCP socket(s) not in the target's /proc/PID/net tables: closed (reset "
+                "by the peer, never connected, or bound without listen()), or from another "
+                "network namespace; state CLOSE, protocol from sockfs")
+        if others:
+            rep.notes.append(
+                f"{others} socket(s) of a family the /proc/PID/net tables do not list, or not "
+                "bound: protocol from sockfs (system.sockprotoname), no state or addresses")
+        if len(missing) > len(named):
+            rep.notes.append(
+                f"{len(missing) - len(named)} socket(s) not in the target's /proc/PID/net "
+                "tables and their protocol unreadable (closed meanwhile?): proto unknown")
 
     def _flag_fds(self, table: fds.Table, sets: dict[int, list[epoll.Reg]]) -> list[int]:
         """The fds whose flags the report shows: all up to FLAGS_ALL_MAX open fds (or always,

@@ -3,9 +3,14 @@ from the target's /proc/PID/net tables (the tables list the whole network namesp
 
 from __future__ import annotations
 
+from functools import partial
+from operator import itemgetter
+
 from fdscope import speedups
 from fdscope.errors import ParseError
 from fdscope.inspect.model import SocketInfo
+
+_new_info = partial(tuple.__new__, SocketInfo)
 
 
 def join(tables: list[tuple[str, str]], inodes: set[int], pid: int
@@ -23,9 +28,10 @@ def join(tables: list[tuple[str, str]], inodes: set[int], pid: int
         except ParseError as err:
             errors.append(f"/proc/{pid}/net/{table}: {err}")
             continue
-        for row in rows:
-            if row[0] not in found:
-                found[row[0]] = SocketInfo._make(row[1:])
+        infos = dict(zip(map(itemgetter(0), rows),
+                         map(_new_info, map(itemgetter(slice(1, None)), rows)), strict=True))
+        infos.update(found)  # the earlier tables' rows win
+        found = infos
     return found, errors
 
 
@@ -43,3 +49,19 @@ def with_queues(found: dict[int, SocketInfo], queues: dict[int, tuple[int, int]]
     for ino, (rq, wq) in queues.items():
         if ino in found:
             found[ino] = found[ino]._replace(recv_q=rq, send_q=wq)
+
+
+def unlisted(protocols: dict[int, str]) -> dict[int, SocketInfo]:
+    """fd -> SocketInfo for sockets the net tables do not list, from their sockfs protocol
+    name. The tables list only sockets in the kernel's lookup tables (net/ipv4/tcp_ipv4.c
+    tcp4_seq_show walks the hashes): a TCP socket missing there is closed (reset by its peer,
+    never connected, bound without listen()) unless it comes from another network namespace,
+    and a UDP or raw one unbound."""
+    out = {}
+    for fd, name in protocols.items():
+        base, six = (name[:-2], "6") if name.endswith("v6") else (name, "")
+        proto = base.lower() + six
+        state = {"tcp": "CLOSE", "udp": "UNCONN", "raw": "UNCONN", "udplite": "UNCONN"}.get(
+            base.lower(), "UNKNOWN")
+        out[fd] = SocketInfo(proto, state, None, None, None, None)
+    return out

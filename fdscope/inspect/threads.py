@@ -103,16 +103,33 @@ def apply_sample(threads: list[ThreadInfo], sample: Sample, hz: int, arch: str,
                 last_args[(tid, name)] = dict(args)
     per_thread = {tid: round(100.0 * (ends[tid] - starts[tid]) / hz / elapsed, 1)
                   for tid in starts if tid in ends}
+    vol_starts, vol_ends = _voluntary(sample.status_starts), _voluntary(sample.status_ends)
+    blocked = {tid: vol_ends[tid] - vol_starts[tid] for tid in vol_starts if tid in vol_ends}
     out = []
     for t in threads:
         seen = waits.get(t.tid)
         top = seen.most_common(1)[0][0] if seen else None
         out.append(t._replace(cpu_percent=per_thread.get(t.tid),
                               waits=dict(seen.most_common()) if seen else None,
-                              wait_args=last_args.get((t.tid, top)) if top else None))
+                              wait_args=last_args.get((t.tid, top)) if top else None,
+                              blocked=blocked.get(t.tid)))
     ticks = (after.utime + after.stime) - (before.utime + before.stime)
     return out, Cpu(round(100.0 * ticks / hz / elapsed, 1), round(elapsed, 3), "sample",
                     len(sample.snapshots))
+
+
+def _voluntary(statuses: dict[int, str]) -> dict[int, int]:
+    """tid -> voluntary_ctxt_switches from /proc/PID/task/TID/status (kernel/fork.c counts a
+    switch each time the task sleeps; fs/proc/array.c task_context_switch_counts prints it)."""
+    out: dict[int, int] = {}
+    for tid, text in statuses.items():
+        for line in text.split("\n"):
+            if line.startswith("voluntary_ctxt_switches:"):
+                value = line.split(":", 1)[1].strip()
+                if value.isascii() and value.isdigit():
+                    out[tid] = int(value)
+                break
+    return out
 
 
 def _ticks(stats: dict[int, str]) -> dict[int, int]:

@@ -385,3 +385,20 @@ def _only_inodes(text: str, table: str, inodes: set[int]) -> str | None:
     if len(keep) == 1:
         return None
     return "\n".join(keep) + "\n"
+
+
+def parse_netstat(text: str) -> dict[str, dict[str, int]]:
+    """/proc/PID/net/netstat (and net/snmp): pairs of lines "Prefix: Name Name ..." and
+    "Prefix: value value ..." (net/ipv4/proc.c netstat_seq_show) as {prefix: {name: value}}.
+    A pair whose names and values do not line up is left out."""
+    out: dict[str, dict[str, int]] = {}
+    lines = [line for line in text.split("\n") if line.strip()]
+    for names, values in zip(lines[::2], lines[1::2], strict=False):
+        head, _, keys = names.partition(":")
+        head2, _, vals = values.partition(":")
+        keys_l, vals_l = keys.split(), vals.split()
+        if head != head2 or len(keys_l) != len(vals_l) or not all(
+                v.lstrip("-").isascii() and v.lstrip("-").isdigit() for v in vals_l):
+            continue
+        out[head] = dict(zip(keys_l, map(int, vals_l), strict=True))
+    return out
