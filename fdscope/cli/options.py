@@ -33,7 +33,7 @@ PID = PidType()
 
 def json_option(f: F) -> F:
     return click.option(
-        "--json", "as_json", is_flag=True, help="Print one JSON document (see README for fields)."
+        "--json", "as_json", is_flag=True, help="Print one JSON document (fields: see docs/ in the fdscope source)."
     )(f)
 
 

@@ -14,7 +14,7 @@ HELP = """Run a reference upper-case echo server using one I/O MODEL.
 
 \b
 Models: blocking, threads (--pool N), nonblocking (--idle-sleep S), select, poll,
-epoll, epoll-et, selectors, sigio, asyncio. See README, "Reference servers".
+epoll, epoll-et, selectors, sigio, asyncio. See docs/serve.md in the source.
 
 \b
 Examples:
