@@ -147,5 +147,5 @@ def test_all_probes_match_and_leak_nothing():
     # trigger on every transport and mode under --all
     assert {(p["variant"], p["transport"]) for p in doc["probes"] if p["name"] == "trigger"} == {
         (m, t) for m in ("level", "edge") for t in ("socketpair", "pipe", "tcp")}
-    # The 3 s target is measured in README (probe section); this generous bound only catches a hang.
+    # The 3 s target is measured in docs/performance.md; this generous bound only catches a hang.
     assert doc["elapsed_ms"] < 10_000

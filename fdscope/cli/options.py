@@ -166,7 +166,7 @@ COUNT = AsciiInt(1, 10**9, metavar="N")
 
 def json_option(f: F) -> F:
     return click.option(
-        "--json", "as_json", is_flag=True, help="Print one JSON document (see README for fields)."
+        "--json", "as_json", is_flag=True, help="Print one JSON document (fields: see docs/ in the fdscope source)."
     )(f)
 
 
