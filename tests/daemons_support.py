@@ -66,7 +66,9 @@ def find_binary(name: str) -> str | None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Daemon specs: each writes its config into `run.dir` and returns its argv.
+# Daemon specs: each writes its config into `run.dir` and returns its argv. Configs are the
+# defaults except for what running in a test needs: address, port, paths, foreground, user, no
+# persistence; nginx 2 workers, haproxy nbthread 2, memcached 4 threads (issue 11).
 
 
 @dataclass
@@ -118,7 +120,7 @@ http {{
   uwsgi_temp_path {d}/uwsgi;
   scgi_temp_path {d}/scgi;
   server {{
-    listen 127.0.0.1:{run.port} backlog=8;
+    listen 127.0.0.1:{run.port};
     root {d}/www;
     location = / {{ return 200 "ok\\n"; }}
   }}
@@ -134,7 +136,6 @@ def _haproxy(run: Launch) -> list[str]:
     conf.write_text(f"""
 global
   nbthread 2
-  maxconn 256
   user nobody
   group nogroup
   pidfile {run.dir}/haproxy.pid
@@ -145,7 +146,6 @@ defaults
   timeout server 30s
 frontend fe
   bind 127.0.0.1:{run.port}
-  backlog 8
   http-request return status 200 content-type text/plain file {run.dir}/big if {{ path /big }}
   http-request return status 200 content-type text/plain string ok
 """)
@@ -154,13 +154,13 @@ frontend fe
 
 def _memcached(run: Launch) -> list[str]:
     return [run.binary, "-l", "127.0.0.1", "-p", str(run.port), "-U", "0", "-t", "4",
-            "-u", "nobody", "-c", "256", "-b", "8", "-m", "64"]
+            "-u", "nobody", "-m", "64"]
 
 
 def _redis(run: Launch) -> list[str]:
     return [run.binary, "--bind", "127.0.0.1", "--port", str(run.port), "--save", "",
             "--appendonly", "no", "--daemonize", "no", "--dir", str(run.dir),
-            "--logfile", "", "--tcp-backlog", "8", "--protected-mode", "yes"]
+            "--logfile", ""]
 
 
 NODE_SERVER = r"""
@@ -170,7 +170,7 @@ const srv = http.createServer((req, res) => {
   if (req.url === '/big') { res.end(big); return; }
   res.end('ok\n');
 });
-srv.listen(parseInt(process.argv[2], 10), '127.0.0.1', 8);
+srv.listen(parseInt(process.argv[2], 10), '127.0.0.1');
 """.replace("BIG", str(BIG))
 
 
