@@ -661,20 +661,24 @@ def idle_clients(spec: Spec, port: int, n: int) -> Iterator[list[socket.socket]]
             s.close()
 
 
-def flood_connects(port: int, n: int) -> list[socket.socket]:
-    """`n` non-blocking connects to the port (the caller closes them)."""
+def flood_connects(port: int, n: int, errors: Counter[str] | None = None) -> list[socket.socket]:
+    """`n` non-blocking connects to the port (the caller closes them); connect errors other
+    than EINPROGRESS are counted by name in `errors`."""
     socks = []
     for _ in range(n):
         s = socket.socket()
         s.setblocking(False)
-        s.connect_ex(("127.0.0.1", port))
+        err = s.connect_ex(("127.0.0.1", port))
+        if err not in (0, errno.EINPROGRESS) and errors is not None:
+            errors[errno.errorcode.get(err, str(err))] += 1
         socks.append(s)
     return socks
 
 
 @contextlib.contextmanager
-def held_connections(port: int, n: int) -> Iterator[list[socket.socket]]:
-    socks = flood_connects(port, n)
+def held_connections(port: int, n: int,
+                     errors: Counter[str] | None = None) -> Iterator[list[socket.socket]]:
+    socks = flood_connects(port, n, errors)
     try:
         yield socks
     finally:
@@ -1114,6 +1118,137 @@ def scan_daemon(daemon: Daemon, log: ScanLog, *, sample: float | None = None) ->
         log.io_models[f"{role}: {doc['io_model']['kind']}"] += 1
     log.counts.update(seen)
     log.scans += 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Provoked faults, as fdscope reports them
+
+
+MIN_SEND_Q = 64 * 1024
+
+
+def held_by(daemon: Daemon, remote: str, min_send_q: int = 0,
+            timeout: float = 10.0) -> tuple[int, dict[str, Any]] | None:
+    """(pid, fdscope's fds entry) of the daemon's socket connected to `remote`, once fdscope
+    shows it (with at least `min_send_q` bytes queued); None after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for pid, doc in fdscope_inspect_many(daemon.pids()).items():
+            for e in (doc or {}).get("fds", []):
+                sock = e["socket"]
+                if sock and sock["remote"] == remote and (sock["send_q"] or 0) >= min_send_q:
+                    return pid, e
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(0.2)
+
+
+@dataclass
+class SlowReaderResult:
+    """The daemon's socket to a client that never reads: fdscope's entry while the queue is
+    stuck, and ss's row for that inode just before and after."""
+
+    local: str
+    pid: int | None = None
+    entry: dict[str, Any] | None = None
+    ss_before: dict[str, Any] | None = None
+    ss_after: dict[str, Any] | None = None
+
+
+def provoke_slow_reader(daemon: Daemon) -> SlowReaderResult:
+    with SlowReader(daemon.spec, daemon.port) as reader:
+        out = SlowReaderResult(reader.local)
+        found = held_by(daemon, reader.local, MIN_SEND_Q, timeout=20)
+        if found is None:
+            return out
+        out.pid, first = found
+        out.ss_before = ss_rows(out.pid).get(first["inode"])
+        doc = fdscope_inspect(out.pid) or {"fds": []}
+        out.ss_after = ss_rows(out.pid).get(first["inode"])
+        out.entry = next((e for e in doc["fds"] if e["fd"] == first["fd"]), None)
+        return out
+
+
+@dataclass
+class ResetResult:
+    """A connection the daemon holds, reset by its client while the daemon is stopped: the
+    entry before and after, and the cross-check of that process."""
+
+    before: dict[str, Any] | None = None
+    after: dict[str, Any] | None = None
+    check: CrossCheck = field(default_factory=CrossCheck)
+
+
+def provoke_reset(daemon: Daemon) -> ResetResult:
+    out = ResetResult()
+    with idle_clients(daemon.spec, daemon.port, 1) as (client,):
+        host, port = client.getsockname()
+        found = held_by(daemon, f"{host}:{port}")
+        if found is None:
+            return out
+        pid, out.before = found
+        with stopped(daemon.pids()):
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            client.close()  # RST
+            time.sleep(0.1)
+            out.check = cross_check([pid])
+            doc = fdscope_inspect(pid) or {"fds": []}
+    out.after = next((e for e in doc["fds"] if e["fd"] == out.before["fd"]), None)
+    return out
+
+
+@dataclass
+class OverflowResult:
+    """The daemon stopped and backlog + 4 connects: fdscope's findings on the listener's
+    process and the TcpExt ListenOverflows counter's increase."""
+
+    backlog: int | None = None
+    findings: list[dict[str, Any]] = field(default_factory=list)
+    overflows: int = 0
+    connect_errors: Counter[str] = field(default_factory=Counter)
+    listener: dict[str, Any] | None = None  # fdscope's entry for it, last scan
+
+    @property
+    def full(self) -> dict[str, Any] | None:
+        return next((f for f in self.findings if f["code"] == "listen_backlog_full"), None)
+
+
+def provoke_overflow(daemon: Daemon) -> OverflowResult:
+    out = OverflowResult()
+    doc = fdscope_inspect(daemon.pid) or {"fds": []}
+    listeners = [e for e in doc["fds"] if e["socket"] and e["socket"]["state"] == "LISTEN"
+                 and e["socket"]["proto"].startswith("tcp")
+                 and (e["socket"]["local"] or "").endswith(f":{daemon.port}")]
+    if not listeners or not listeners[0]["socket"]["send_q"]:
+        return out
+    out.backlog = listeners[0]["socket"]["send_q"]
+    before = tcp_ext(daemon.pid)
+    with stopped(daemon.pids()), held_connections(daemon.port, out.backlog + 4,
+                                                  out.connect_errors):
+        deadline = time.monotonic() + 10
+        while True:
+            doc = fdscope_inspect(daemon.pid) or {"findings": [], "fds": []}
+            out.findings = doc["findings"]
+            out.listener = next((e for e in doc["fds"] if e["fd"] == listeners[0]["fd"]), None)
+            if out.full or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        out.overflows = tcp_ext(daemon.pid)["ListenOverflows"] - before["ListenOverflows"]
+    wait_serving(daemon)
+    return out
+
+
+def wait_serving(daemon: Daemon, timeout: float = 10.0) -> None:
+    """Until the daemon answers a request again (after SIGCONT, with a backlog to work off)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            request(daemon.spec.protocol, daemon.port)
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 @dataclass

@@ -23,34 +23,28 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
-import struct
 import time
 from typing import Any
 
 import pytest
 
 from tests.daemons_support import (
+    MIN_SEND_Q,
     SPECS,
     Daemon,
     Observation,
-    SlowReader,
-    cross_check,
     fdscope,
     fdscope_inspect,
-    fdscope_inspect_many,
     fill_to_limit,
     find_binary,
-    held_connections,
     idle_clients,
     missing_binaries,
     observe,
     open_fds,
-    request,
+    provoke_overflow,
+    provoke_reset,
+    provoke_slow_reader,
     same_ss,
-    ss_rows,
-    stopped,
-    tcp_ext,
 )
 
 pytestmark = [pytest.mark.daemons, pytest.mark.slow, pytest.mark.timeout(300)]
@@ -269,102 +263,42 @@ def _check_io_model(daemon: Daemon) -> set[str]:
 
 # -- provoked faults ---------------------------------------------------------------------------
 
-MIN_SEND_Q = 64 * 1024
-
-
 def test_slow_reader_send_queue(daemon: Daemon) -> None:
     """A client that asks for large replies and never reads: the server's socket to it holds
-    a growing send queue; fdscope's send_q shows it and agrees with ss's Send-Q."""
+    a send queue that does not drain; fdscope's send_q shows it and agrees with ss's Send-Q."""
     if daemon.spec.big_request is None and daemon.spec.protocol != "pg":
         pytest.skip(f"{daemon.spec.name}: no large reply to ask for (see its Spec)")
-    with SlowReader(daemon.spec, daemon.port) as reader:
-        deadline = time.monotonic() + 20
-        found: list[tuple[int, dict[str, Any]]] = []
-        while time.monotonic() < deadline:
-            found = []
-            for pid in daemon.pids():
-                doc = fdscope_inspect(pid)
-                for e in (doc or {}).get("fds", []):
-                    s = e["socket"]
-                    if s and s["remote"] == reader.local and (s["send_q"] or 0) >= MIN_SEND_Q:
-                        found.append((pid, e))
-            if found:
-                break
-            time.sleep(0.2)
-        assert found, f"no socket to {reader.local} with send_q >= {MIN_SEND_Q}"
-        pid, entry = found[0]
-        # The queue is stuck (the client never reads): ss sees the same bytes.
-        before = ss_rows(pid).get(entry["inode"])
-        doc = fdscope_inspect(pid)
-        after = ss_rows(pid).get(entry["inode"])
-        again = next(e for e in doc["fds"] if e["fd"] == entry["fd"])
-        assert before is not None and same_ss(before, after), (before, after)
-        assert again["socket"]["send_q"] == before["send_q"] >= MIN_SEND_Q, (again, before)
-        assert again["socket"]["state"] == "ESTABLISHED"
+    res = provoke_slow_reader(daemon)
+    assert res.entry, f"no socket to {res.local} with send_q >= {MIN_SEND_Q}"
+    before, after, sock = res.ss_before, res.ss_after, res.entry["socket"]
+    assert before is not None and same_ss(before, after), (before, after)
+    assert sock["send_q"] == before["send_q"] >= MIN_SEND_Q, (sock, before)
+    assert sock["state"] == "ESTABLISHED" and sock["remote"] == res.local
 
 
 def test_reset_connection(daemon: Daemon, request: pytest.FixtureRequest) -> None:
-    """A client resets (RST) a connection the daemon holds while the daemon is stalled: the
+    """A client resets (RST) a connection the daemon holds while the daemon is stopped: the
     daemon's socket is still a TCP socket (lsfd names it TCP: its sockprotoname), now CLOSE and
     in no /proc/net table and no ss listing. fdscope must still call it tcp, and agree with
     lsfd on every other fd."""
     issue_11(request, "reset_connection", daemon.spec.name)
-    with idle_clients(daemon.spec, daemon.port, 1) as (client,):
-        host, port = client.getsockname()
-        held = []
-        deadline = time.monotonic() + 10
-        while not held and time.monotonic() < deadline:
-            held = [(pid, e) for pid, doc in fdscope_inspect_many(daemon.pids()).items()
-                    for e in (doc or {}).get("fds", [])
-                    if e["socket"] and e["socket"]["remote"] == f"{host}:{port}"]
-        assert held, f"no process of {daemon.spec.name} holds the connection from {host}:{port}"
-        pid, entry = held[0]
-        with stopped(daemon.pids()):
-            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            client.close()  # RST
-            time.sleep(0.1)
-            check = cross_check([pid])
-            doc = fdscope_inspect(pid)
-    again = next(e for e in doc["fds"] if e["fd"] == entry["fd"])
-    assert again["inode"] == entry["inode"], (entry, again)
-    assert not check.mismatches, "\n".join(check.mismatches)
-    assert again["socket"]["proto"] == "tcp", again
+    res = provoke_reset(daemon)
+    assert res.before, f"no process of {daemon.spec.name} holds the client's connection"
+    assert res.after and res.after["inode"] == res.before["inode"], res
+    assert not res.check.mismatches, "\n".join(res.check.mismatches)
+    assert res.after["socket"]["proto"] == "tcp", res.after
 
 
 def test_backlog_overflow(daemon: Daemon) -> None:
     """A stalled daemon (SIGSTOP) and backlog + 4 connects: the accept queue holds backlog + 1
     (include/net/sock.h sk_acceptq_is_full), the rest are dropped (TcpExt ListenOverflows);
-    fdscope says listen_backlog_full (CRIT)."""
-    doc = fdscope_inspect(daemon.pid)
-    listeners = [e for e in doc["fds"] if e["socket"] and e["socket"]["state"] == "LISTEN"
-                 and e["socket"]["proto"].startswith("tcp")
-                 and e["socket"]["local"].endswith(f":{daemon.port}")]
-    assert listeners, doc["fds"]
-    backlog = listeners[0]["socket"]["send_q"]
-    assert backlog and backlog >= 1
-    before = tcp_ext(daemon.pid)
-    with stopped(daemon.pids()), held_connections(daemon.port, backlog + 4):
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            doc = fdscope_inspect(daemon.pid)
-            full = [f for f in doc["findings"] if f["code"] == "listen_backlog_full"]
-            if full:
-                break
-            time.sleep(0.2)
-        after = tcp_ext(daemon.pid)
-    assert full and full[0]["level"] == "crit", doc["findings"]
-    assert f"backlog {backlog}" in full[0]["message"], full[0]
-    assert after["ListenOverflows"] > before["ListenOverflows"], (before, after)
-    # it serves again once it runs
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            request(daemon.spec.protocol, daemon.port)
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
+    fdscope says listen_backlog_full (CRIT). The daemon serves again after SIGCONT."""
+    res = provoke_overflow(daemon)
+    assert res.backlog, "no listener with a backlog on the daemon's port"
+    assert res.full and res.full["level"] == "crit", (res.findings, res.listener,
+                                                     res.connect_errors)
+    assert f"backlog {res.backlog}" in res.full["message"], res.full
+    assert res.overflows > 0, res
 
 
 # Daemons that accept until accept() fails with EMFILE. Left out: redis lowers maxclients to
