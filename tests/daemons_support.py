@@ -5,10 +5,12 @@ config written into a fresh directory under /tmp (tmp_path is root-only, and mos
 to an unprivileged user that must read its config), in the foreground, in its own session. `stop`
 asks it to shut down (so a master reaps its workers), then SIGKILLs whatever of it is left.
 
-Clients (the kind `fdscope load` makes): `request` (one round trip per protocol), `churn` (a
+Clients (the kind `fdscope load` makes): `request` (one round trip per protocol), `Churn` (a
 child process that connects, sends, and closes in a loop, bounded in time and count),
-`SlowReader` (a client that sends requests and never reads: the server's send queue grows),
-`flood_connects` (non-blocking connects past a listener's backlog).
+`idle_clients` (connections that stay), `SlowReader` (sends requests and never reads: the
+server's send queue grows), `flood_connects` (non-blocking connects past a listener's backlog),
+`fill_to_limit` (connects until the daemon's accept() fails with EMFILE). `provoke_*` run a
+fault and return what fdscope (and ss, lsfd) said about it.
 
 Cross-checks: `cross_check(pids)` compares `fdscope inspect PID --json --sample 0` (run as a
 subprocess, as an operator runs it) with lsfd(1) (fd type, inode, flags, socket protocol),
@@ -18,7 +20,7 @@ while the tools read: only fds whose link text, lsfd row, ss row and epoll fdinf
 before and after fdscope ran are compared; the rest are counted as skipped.
 
 Run as a script, this module is the churn client: `python tests/daemons_support.py churn
-PROTOCOL PORT SECONDS` (stdlib only below `__main__`).
+PROTOCOL PORT SECONDS THREADS` (it needs only what is imported at the top).
 """
 
 from __future__ import annotations
@@ -78,7 +80,6 @@ class Launch:
     dir: Path
     port: int
     binary: str
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -287,7 +288,19 @@ class Daemon:
         binary = find_binary(spec.binary)
         if binary is None:
             raise DaemonError(f"{spec.binary} not found")
+        self.proc: subprocess.Popen[bytes] | None = None
+        fd, log_path = tempfile.mkstemp(prefix=f"fdscope-{spec.name}-", suffix=".log")
+        os.close(fd)
+        self.log_path = Path(log_path)
         self.dir = Path(tempfile.mkdtemp(prefix=f"fdscope-{spec.name}-"))
+        try:
+            self._launch(binary)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _launch(self, binary: str) -> None:
+        spec = self.spec
         os.chmod(self.dir, 0o755)
         if spec.user:
             pw = pwd.getpwnam(spec.user)
@@ -300,7 +313,6 @@ class Daemon:
         if self.nofile is not None:
             argv = [find_binary("prlimit") or "prlimit", f"--nofile={self.nofile}:{self.nofile}",
                     "--", *argv]
-        self.log_path = Path(tempfile.mkstemp(prefix=f"fdscope-{spec.name}-", suffix=".log")[1])
         user_kw: dict[str, Any] = {}
         if spec.user:
             user_kw = dict(user=spec.user, group=pwd.getpwnam(spec.user).pw_gid, extra_groups=[])
@@ -311,20 +323,15 @@ class Daemon:
         self.pid = self.proc.pid
         deadline = time.monotonic() + START_TIMEOUT
         while True:
-            if self.proc.poll() is not None:
-                log_text = self.log()
-                self.stop()
-                raise DaemonError(f"{spec.name} exited with {self.proc.returncode}: "
-                                  f"{log_text[-2000:]}")
+            if _exited(self.pid):  # not reaped: stop() can still kill its process group
+                raise DaemonError(f"{spec.name} exited: {self.log()[-2000:]}")
             try:
                 request(spec.protocol, self.port, timeout=2.0)
                 break
             except OSError:
                 if time.monotonic() > deadline:
-                    log_text = self.log()
-                    self.stop()
                     raise DaemonError(f"{spec.name} not answering on port {self.port} after "
-                                      f"{START_TIMEOUT:g} s: {log_text[-2000:]}") from None
+                                      f"{START_TIMEOUT:g} s: {self.log()[-2000:]}") from None
                 time.sleep(0.1)
         if spec.name in ("memcached", "redis"):
             _store_big(spec.protocol, self.port)
@@ -375,28 +382,30 @@ class Daemon:
             time.sleep(0.05)
 
     def stop(self) -> None:
-        """Graceful stop (a master reaps its workers), then SIGKILL to what is left of it."""
+        """Graceful stop (a master reaps its workers), then SIGKILL to its process group and to
+        every descendant seen before, then reap it. The main process is reaped last: until
+        then its pid, which is the group id, cannot be reused, so killpg hits only its group."""
         import psutil
 
-        procs = []
-        with contextlib.suppress(psutil.NoSuchProcess):
-            main = psutil.Process(self.pid)
-            procs = [main, *main.children(recursive=True)]
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.proc.send_signal(self.spec.stop_signal)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                pass
-        for p in procs:  # psutil checks the process is still the one it saw (no pid reuse)
+        if self.proc is not None:
+            procs = []
             with contextlib.suppress(psutil.NoSuchProcess):
-                p.kill()
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.pid, signal.SIGKILL)  # our own session: start_new_session=True
-        with contextlib.suppress(subprocess.TimeoutExpired):
+                main = psutil.Process(self.pid)
+                procs = [main, *main.children(recursive=True)]
+            if self.proc.returncode is None:
+                # os.kill, not Popen.send_signal: that polls first and would reap it
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self.pid, self.spec.stop_signal)
+                deadline = time.monotonic() + 10
+                while not _exited(self.pid) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(self.pid, signal.SIGKILL)  # start_new_session: its own group
+            for p in procs[1:]:  # psutil checks each is still the process it saw
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    p.kill()
             self.proc.wait(timeout=10)
-        psutil.wait_procs(procs, timeout=5)
+            psutil.wait_procs(procs[1:], timeout=5)
         shutil.rmtree(self.dir, ignore_errors=True)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.log_path)
@@ -406,6 +415,14 @@ class Daemon:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _exited(pid: int) -> bool:
+    """True once our child `pid` has exited (a zombie now), without reaping it."""
+    try:
+        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:  # already reaped
+        return True
 
 
 def _all_sleeping(pid: int) -> bool:
@@ -761,10 +778,6 @@ def fdscope_inspect_many(pids: list[int]) -> dict[int, dict[str, Any] | None]:
         else:
             docs[pid] = json.loads(out)
     return docs
-
-
-def warn_or_crit(findings: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [f for f in findings if f["level"] in ("warn", "crit")]
 
 
 def finding_label(f: dict[str, Any]) -> str:

@@ -63,9 +63,10 @@ PG_TWO_SETS = ("a postgres backend's two epoll sets (FeBeWaitSet: client socket,
                "postmaster-death pipe; and the latch's own set: signalfd, pipe) share two files: "
                "flagged epoll_multi_set WARN, but one thread waits on one set at a time, so "
                "nothing wakes twice (a design observation at most)")
-RACE = ("RACY: under churn a scan reads the fd links and the epoll fdinfo at different moments; "
-        "a connection closed in between is reported as epoll_closed_registration (WARN) or "
-        "epoll_reused_registration (CRIT); needs kcmp identity. Seen in some scans, not all")
+RACE = ("RACY: under churn a scan reads the fd links, then the epoll fdinfo; a connection "
+        "accepted and registered in between is reported as epoll_closed_registration (WARN), "
+        "one closed and its number reused as epoll_reused_registration (CRIT); needs kcmp "
+        "identity or a consistent read. Seen in some runs, not all")
 RESET = ("a TCP socket reset by its peer (RST) is in no /proc/net table, and fdscope shows it "
          "as proto unknown, state UNKNOWN; lsfd names it TCP (the socket's sockprotoname)")
 
