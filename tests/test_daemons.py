@@ -7,13 +7,11 @@ default configuration; fdscope's fds, sockets and epoll sets agree with lsfd, ss
 fdinfo; io_model names how it waits; provoked faults are found (a client that stops reading, a
 listener whose accept queue overflows, a low RLIMIT_NOFILE until EMFILE).
 
-Today's fdscope raises false alarms on several of them, and shows a reset TCP connection as
-`unknown UNKNOWN` on all of them (test_reset_connection). Each case is listed in ISSUE_11 with
-its cause and marked xfail(strict=True): when the fix lands the test passes, the strict xfail
-turns that into a failure, and the entry is removed. False alarms that come from a race (a scan
-reading fd links and epoll fdinfo at different moments while connections close) appear in some
-scans and not in others: those are strict=False (RACY), named as such. docs/daemons.md has the
-baseline (scripts/daemons_baseline.py prints it).
+Before the identity and level fixes of issue 11, fdscope raised false alarms on five of them
+(per-thread listeners, distinct eventfds sharing the anon inode, EPOLLET on a counter fd,
+postgres's two wait sets, the race between reading links and interest lists under churn) and
+showed a reset TCP connection as `unknown UNKNOWN` on all of them: docs/daemons.md has the
+before/after table (scripts/daemons_baseline.py prints it).
 
 A missing package fails when CI is set (scripts/ci-deps installs them) and skips otherwise.
 """
@@ -52,55 +50,6 @@ pytestmark = [pytest.mark.daemons, pytest.mark.slow, pytest.mark.timeout(300)]
 DAEMONS = list(SPECS)
 TOOLS = ("lsfd", "ss", "nsenter", "prlimit")
 
-# Causes, named once.
-ET_COUNTER = ("an eventfd registered EPOLLET without O_NONBLOCK is flagged epoll_et_blocking, "
-              "but a counter fd is drained by one read and cannot stall the loop")
-MULTI_LISTENER = ("per-thread epoll sets that each watch the shared listener are flagged "
-                  "epoll_multi_set (a deliberate design, not a fault)")
-MULTI_ANON = ("distinct eventfds in different epoll sets share the anon inode, so they look "
-              "like one file in several sets (epoll_multi_set); needs kcmp identity")
-PG_TWO_SETS = ("a postgres backend's two epoll sets (FeBeWaitSet: client socket, latch signalfd, "
-               "postmaster-death pipe; and the latch's own set: signalfd, pipe) share two files: "
-               "flagged epoll_multi_set WARN, but one thread waits on one set at a time, so "
-               "nothing wakes twice (a design observation at most)")
-RACE = ("RACY: under churn a scan reads the fd links, then the epoll fdinfo; a connection "
-        "accepted and registered in between is reported as epoll_closed_registration (WARN), "
-        "one closed and its number reused as epoll_reused_registration (CRIT); needs kcmp "
-        "identity or a consistent read. Seen in some runs, not all")
-RESET = ("a TCP socket reset by its peer (RST) is in no /proc/net table, and fdscope shows it "
-         "as proto unknown, state UNKNOWN; lsfd names it TCP (the socket's sockprotoname)")
-
-# (test, daemon) -> (cause, strict). Each entry is wrong output of today's code.
-ISSUE_11: dict[tuple[str, str], tuple[str, bool]] = {
-    ("idle_no_warn_or_crit", "nginx"): (ET_COUNTER, True),
-    ("idle_no_warn_or_crit", "haproxy"): (MULTI_LISTENER, True),
-    ("idle_no_warn_or_crit", "memcached"): (MULTI_ANON, True),
-    ("idle_no_warn_or_crit", "node"): (MULTI_ANON, True),
-    ("churn_no_epoll_warn_or_crit", "nginx"): (ET_COUNTER, True),
-    ("churn_no_epoll_warn_or_crit", "haproxy"): (MULTI_LISTENER, True),
-    ("churn_no_epoll_warn_or_crit", "memcached"): (MULTI_ANON, True),
-    ("churn_no_epoll_warn_or_crit", "node"): (MULTI_ANON, True),
-    ("churn_no_epoll_warn_or_crit", "redis"): (RACE, False),
-    ("churn_no_epoll_warn_or_crit", "prometheus"): (RACE, False),
-    ("churn_no_epoll_warn_or_crit", "postgres"): (PG_TWO_SETS, True),
-    ("churn_no_warn_or_crit", "nginx"): (ET_COUNTER, True),
-    ("churn_no_warn_or_crit", "haproxy"): (MULTI_LISTENER, True),
-    ("churn_no_warn_or_crit", "memcached"): (MULTI_ANON, True),
-    ("churn_no_warn_or_crit", "node"): (MULTI_ANON, True),
-    ("churn_no_warn_or_crit", "redis"): (RACE, False),
-    ("churn_no_warn_or_crit", "prometheus"): (RACE, False),
-    ("churn_no_warn_or_crit", "postgres"): (PG_TWO_SETS, True),
-}
-ISSUE_11.update({("reset_connection", name): (RESET, True) for name in DAEMONS})
-
-
-def issue_11(request: pytest.FixtureRequest, test: str, name: str) -> None:
-    """Mark this test xfail when ISSUE_11 lists it for this daemon."""
-    if (test, name) in ISSUE_11:
-        cause, strict = ISSUE_11[(test, name)]
-        request.applymarker(pytest.mark.xfail(strict=strict, reason=f"issue 11: {cause}"))
-
-
 def require(name: str) -> None:
     """Fail in CI (scripts/ci-deps must have installed it), skip elsewhere."""
     spec = SPECS[name]
@@ -136,8 +85,7 @@ def observed(daemon: Daemon) -> Observation:
 # -- idle --------------------------------------------------------------------------------------
 
 
-def test_idle_no_warn_or_crit(observed: Observation, request: pytest.FixtureRequest) -> None:
-    issue_11(request, "idle_no_warn_or_crit", observed.name)
+def test_idle_no_warn_or_crit(observed: Observation) -> None:
     bad = observed.idle.labels()
     assert not bad, observed.idle.detail(bad)
 
@@ -159,16 +107,13 @@ def _churn_ran(obs: Observation) -> None:
     assert obs.clients.get("ok", 0) >= 20, obs.clients  # the clients really came and went
 
 
-def test_churn_no_epoll_warn_or_crit(observed: Observation,
-                                     request: pytest.FixtureRequest) -> None:
-    issue_11(request, "churn_no_epoll_warn_or_crit", observed.name)
+def test_churn_no_epoll_warn_or_crit(observed: Observation) -> None:
     _churn_ran(observed)
     bad = observed.churn.labels(prefix="epoll_")
     assert not bad, observed.churn.detail(bad)
 
 
-def test_churn_no_warn_or_crit(observed: Observation, request: pytest.FixtureRequest) -> None:
-    issue_11(request, "churn_no_warn_or_crit", observed.name)
+def test_churn_no_warn_or_crit(observed: Observation) -> None:
     _churn_ran(observed)
     bad = observed.churn.labels()
     assert not bad, observed.churn.detail(bad)
@@ -277,12 +222,11 @@ def test_slow_reader_send_queue(daemon: Daemon) -> None:
     assert sock["state"] == "ESTABLISHED" and sock["remote"] == res.local
 
 
-def test_reset_connection(daemon: Daemon, request: pytest.FixtureRequest) -> None:
+def test_reset_connection(daemon: Daemon) -> None:
     """A client resets (RST) a connection the daemon holds while the daemon is stopped: the
     daemon's socket is still a TCP socket (lsfd names it TCP: its sockprotoname), now CLOSE and
     in no /proc/net table and no ss listing. fdscope must still call it tcp, and agree with
     lsfd on every other fd."""
-    issue_11(request, "reset_connection", daemon.spec.name)
     res = provoke_reset(daemon)
     assert res.before, f"no process of {daemon.spec.name} holds the client's connection"
     assert res.after and res.after["inode"] == res.before["inode"], res

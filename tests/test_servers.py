@@ -546,3 +546,26 @@ def test_stdout_closed_then_sigterm_exits_quietly() -> None:
             proc.communicate()
     assert b'"event":"listening"' in first
     assert proc.returncode == 1 and err == b"", err
+
+
+def test_asyncio_accept_retry_on_a_closed_listener_is_not_an_error(capsys) -> None:
+    """Out of fds, asyncio retries accept() a second later even if the server closed meanwhile;
+    the retry adds fd -1 and asyncio reports ValueError. At shutdown that is not an error."""
+    from fdscope.servers.asyncio import AsyncioServer
+    from fdscope.servers.core import ServeConfig
+
+    server = AsyncioServer(ServeConfig("asyncio"), lambda *a: None)
+    server.bind()
+    assert server.listener is not None
+    loop = server.new_loop()
+    try:
+        err = ValueError("Invalid file descriptor: -1")
+        server._loop_error(loop, {"message": "Exception in callback", "exception": err})
+        assert "Invalid file descriptor" in capsys.readouterr().err  # still serving: reported
+        server.stopping = True
+        server.listener.close()
+        server._loop_error(loop, {"message": "Exception in callback", "exception": err})
+        assert capsys.readouterr().err == ""
+    finally:
+        loop.close()
+        server.listener.close()

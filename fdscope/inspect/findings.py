@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from fdscope.inspect.iomodel import SELECT_CALLS, effective_call
+from fdscope.inspect.iomodel import EPOLL_CALLS, SELECT_CALLS, call_args, effective_call
 from fdscope.inspect.model import EpollSet, FdEntry, InspectReport, Registration
 from fdscope.model import Finding
 from fdscope.parse.events import EPOLLET, EPOLLEXCLUSIVE, is_disarmed
@@ -100,7 +100,11 @@ def _epoll(rep: InspectReport) -> list[Finding]:
             f"epoll fd {epfd}: fd {_fds(tfds)} registered EPOLLET but not O_NONBLOCK; an "
             "edge-triggered loop must read until EAGAIN, which blocks forever on a blocking fd",
             (epfd, *tfds)))
-    out += _multi_set(rep.epoll, fdmap)
+    waiters: dict[int, set[int]] = defaultdict(set)
+    for t in rep.threads:
+        if effective_call(t) in EPOLL_CALLS and "epfd" in call_args(t):
+            waiters[call_args(t)["epfd"]].add(t.tid)
+    out += _multi_set(rep.epoll, fdmap, waiters)
     return out
 
 
@@ -116,7 +120,8 @@ def _file_of(r: Registration, fdmap: dict[int, FdEntry]) -> tuple[object, ...] |
     return ("inode", r.inode, r.sdev)
 
 
-def _multi_set(sets: list[EpollSet], fdmap: dict[int, FdEntry]) -> list[Finding]:
+def _multi_set(sets: list[EpollSet], fdmap: dict[int, FdEntry],
+               waiters: dict[int, set[int]]) -> list[Finding]:
     watched: dict[tuple[object, ...], list[tuple[int, Registration]]] = defaultdict(list)
     for s in sets:
         for r in s.registrations:
@@ -131,14 +136,20 @@ def _multi_set(sets: list[EpollSet], fdmap: dict[int, FdEntry]) -> list[Finding]
             entry.socket.state == "LISTEN"
         exclusive = all(r.mask & EPOLLEXCLUSIVE for _, r in regs)
         broadcast = entry is not None and entry.type in BROADCAST_TYPES
-        (design if listener or exclusive or broadcast else suspect).append(regs)
+        # Two loops handle one event only when two threads wait on two of these sets now;
+        # sets one thread waits on in turn (postgres backends) wake once.
+        loops = {tid for epfd, _ in regs for tid in waiters.get(epfd, ())}
+        concurrent = len(loops) > 1 and len({epfd for epfd, _ in regs if waiters.get(epfd)}) > 1
+        (suspect if concurrent and not (listener or exclusive or broadcast) else
+         design).append(regs)
     out = []
     for level, group, why in (
-            ("warn", suspect, "every set wakes for the same event, so two loops handle one "
-                              "connection unless EPOLLEXCLUSIVE is used"),
-            ("info", design, "a listener or a wake-up counter watched by per-thread loops is a "
-                             "design: each event wakes every loop (thundering herd) unless "
-                             "EPOLLEXCLUSIVE is used")):
+            ("warn", suspect, "threads wait on these sets at once, so one event wakes two "
+                              "loops that both handle it, unless EPOLLEXCLUSIVE is used"),
+            ("info", design, "a design observation: a listener or wake-up counter watched by "
+                             "per-thread loops wakes every loop (thundering herd) unless "
+                             "EPOLLEXCLUSIVE is used; sets one thread waits on in turn wake "
+                             "once")):
         if not group:
             continue
         names = [f"fd {_fds(sorted({r.tfd for _, r in regs}))} in epoll fds "
@@ -214,20 +225,23 @@ def _sockets(rep: InspectReport) -> list[Finding]:
             f"{len(leaked)} socket(s) not closed yet: {what} (fd {_fds(leaked)})",
             tuple(leaked)))
     drops = rep.listen_drops or {}
-    dropping = drops.get("overflows_during_scan", 0) + drops.get("drops_during_scan", 0)
+    during = drops.get("overflows_during_scan", 0) + drops.get("drops_during_scan", 0)
+    ever = drops.get("overflows", 0) + drops.get("drops", 0)
     for e in rep.fds_in_state("LISTEN"):
         sock = e.socket
         if sock.recv_q is None or sock.send_q is None:
             continue
         # include/net/sock.h sk_acceptq_is_full: full when ack_backlog > max_ack_backlog; then
-        # net/ipv4/tcp_input.c tcp_conn_request drops the SYN and counts LINUX_MIB_LISTENOVERFLOWS.
+        # net/ipv4/tcp_input.c tcp_conn_request drops each SYN and counts ListenOverflows. Crit
+        # when the namespace's counters confirm drops; a full queue nobody connects to
+        # (counters at 0, or unreadable) drops nothing yet: warn.
         if sock.recv_q > sock.send_q:
-            seen = (f"; this network namespace dropped {dropping} connection(s) during the scan "
-                    "(TcpExt ListenOverflows/ListenDrops)" if dropping else
-                    f"; ListenOverflows is {drops['overflows']} in this network namespace"
+            seen = (f"; this network namespace dropped {during} connection(s) during the scan "
+                    "(TcpExt ListenOverflows/ListenDrops)" if during else
+                    f"; TcpExt ListenOverflows is {drops['overflows']} in this network namespace"
                     if "overflows" in drops else "")
             out.append(Finding(
-                "crit" if dropping else "warn", "listen_backlog_full",
+                "crit" if during or ever else "warn", "listen_backlog_full",
                 f"fd {e.fd} ({sock.local}) accept queue full: {sock.recv_q} waiting, backlog "
                 f"{sock.send_q}; new connections are dropped until the program calls accept()"
                 f"{seen}", (e.fd,)))

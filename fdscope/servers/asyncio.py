@@ -132,6 +132,12 @@ class AsyncioServer(BaseServer):
         Shed the waiting clients as the other models do (BaseServer._shed_one: one line each)
         and let asyncio retry; anything else asyncio reports becomes one line too."""
         exc = context.get("exception")
+        if self.stopping and isinstance(exc, ValueError) and self.listener is not None and \
+                self.listener.fileno() == -1:
+            # asyncio/selector_events.py _accept_connection retries accept() a second after
+            # EMFILE (call_later(ACCEPT_RETRY_DELAY, _start_serving)) without checking that the
+            # server closed meanwhile: the retry adds fd -1 ("Invalid file descriptor: -1").
+            return
         if isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE):
             while self._shed_one(exc):
                 pass
