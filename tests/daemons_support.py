@@ -1241,7 +1241,7 @@ def provoke_overflow(daemon: Daemon) -> OverflowResult:
     out.backlog = listeners[0]["socket"]["send_q"]
     before = tcp_ext(daemon.pid)
     with stopped(daemon.pids()), held_connections(daemon.port, out.backlog + 4,
-                                                  out.connect_errors):
+                                                  out.connect_errors) as socks:
         # Past the SYN queue (tcp_max_syn_backlog) the kernel answers with syncookies or drops
         # SYNs that the client retransmits after 1, 3, 7 s: a loaded machine needs a while.
         deadline = time.monotonic() + 30
@@ -1251,6 +1251,10 @@ def provoke_overflow(daemon: Daemon) -> OverflowResult:
             out.listener = next((e for e in doc["fds"] if e["fd"] == listeners[0]["fd"]), None)
             if out.full or time.monotonic() > deadline:
                 break
+            # A SYN that met a full SYN queue is retried by the client only after 1, 3, 7 s:
+            # a few more connects fill the last places sooner.
+            if len(socks) < out.backlog + 64:
+                socks += flood_connects(daemon.port, 2, out.connect_errors)
             time.sleep(0.2)
         out.overflows = tcp_ext(daemon.pid)["ListenOverflows"] - before["ListenOverflows"]
     wait_serving(daemon)
