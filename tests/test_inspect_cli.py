@@ -53,7 +53,7 @@ def test_json_output_and_filters(invoke, zoo) -> None:
     doc = json.loads(result.stdout)
     assert doc["schema"] == "fdscope.inspect/1" and doc["pid"] == zoo.pid
     assert set(doc) == {"schema", "pid", "name", "cmdline", "state", "uid", "kernel_thread",
-                        "partial", "notes", "net_namespace_shared", "listen_drops", "fds",
+                        "partial", "notes", "net_namespace_shared", "listen_drops", "close_recheck", "fds",
                         "epoll"}
     assert doc["net_namespace_shared"] is True
     assert {e["type"] for e in doc["fds"]} == {"socket", "epoll"}

@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -174,6 +175,9 @@ def test_zoo_findings(zoo):
         by_code["epoll_multi_set"][0]["message"]
     assert "5 in CLOSE_WAIT" in by_code["close_wait_pile"][0]["message"]
     assert by_code["close_wait_pile"][0]["fds"] == sorted(info["cw"])
+    # re-read a moment later (the zoo sleeps: all still open)
+    assert doc["close_recheck"] == {"delay_s": 0.3, "still_open": sorted(info["cw"]), "closed": 0}
+    assert "still open 0.3 s later" in by_code["close_wait_pile"][0]["message"]
     assert by_code["epoll_reused_registration"][0]["fds"] == [
         info["ep"], info["reused"], info["reused_keep"]]
     assert by_code["epoll_oneshot_disarmed"][0]["level"] == "info"
@@ -310,3 +314,103 @@ def test_socket_in_another_network_namespace():
         proc.kill()
         proc.wait()
         proc.stdout.close()  # type: ignore[union-attr]
+
+
+def test_zoo_without_kcmp_falls_back_to_inodes(zoo, monkeypatch):
+    """kcmp(2) refused (EPERM: another user's process under yama, a seccomp filter): sockets and
+    pipes are still told apart by their unique inodes, verified; anon-inode files are not
+    (verified false, a note says why) and their findings drop to info."""
+    import errno
+
+    from fdscope import speedups
+
+    info, _rep, _doc, pid = zoo
+    monkeypatch.setattr(speedups.backend, "kcmp_many",
+                        lambda _pid, items: [-errno.EPERM] * len(items))
+    doc = inspect_process(pid, sample=0).to_json()
+    lst = _reg(doc, info["ep"], info["lst"])
+    assert lst["status"] == "ok" and lst["verified"] is True
+    assert _reg(doc, info["ep"], info["closed"])["status"] == "closed"
+    assert _reg(doc, info["ep"], info["reused"])["status"] == "reused"
+    anon = _reg(doc, info["ep"], info["efd"])
+    assert anon["verified"] is False
+    assert any("kcmp" in n for n in doc["notes"]), doc["notes"]
+    for f in doc["findings"]:
+        if f["code"].startswith("epoll_") and "unverified" in f["message"]:
+            assert f["level"] == "info", f
+
+
+UNLISTED = """
+import json, socket, time
+tcp = socket.socket()                              # never connected: unhashed, CLOSE
+udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # never bound: unhashed, UNCONN
+print(json.dumps({"tcp": tcp.fileno(), "udp": udp.fileno()}), flush=True)
+time.sleep(60)
+"""
+
+
+def test_sockets_in_no_kernel_table_are_named_from_sockfs():
+    """/proc/net lists hashed sockets only; a TCP socket never connected and a UDP socket never
+    bound are in no table. fdscope names them from sockfs, not `unknown`, and (fewer than five)
+    raises nothing louder than info."""
+    with Target(UNLISTED) as t:
+        t.wait_sleeping()
+        doc = inspect_process(t.pid, sample=0).to_json()
+    tcp, udp = _fd(doc, t.info["tcp"])["socket"], _fd(doc, t.info["udp"])["socket"]
+    assert (tcp["proto"], tcp["state"], tcp["local"]) == ("tcp", "CLOSE", None)
+    assert (udp["proto"], udp["state"], udp["local"]) == ("udp", "UNCONN", None)
+    assert all(f["level"] == "info" for f in doc["findings"]), doc["findings"]
+
+
+COMPUTING = """
+import hashlib, json
+print(json.dumps({}), flush=True)
+h = hashlib.sha256()
+while True:
+    h.update(b"x" * 65536)
+"""
+
+
+def test_a_computing_process_is_cpu_bound_not_busy_polling():
+    """100% CPU without I/O fds to poll (a hash loop, like sha256sum /dev/zero) is computing:
+    io_model cpu_bound and no busy_polling finding."""
+    with Target(COMPUTING) as t:
+        rep = inspect_process(t.pid, sample=0.5)
+    assert rep.cpu is not None and rep.cpu.percent > 50, rep.cpu
+    assert rep.io_model.kind == "cpu_bound", rep.io_model
+    assert not any(f.code == "busy_polling" for f in rep.findings)
+
+
+@pytest.mark.slow
+def test_epoll_server_under_churn_never_shows_a_stale_registration():
+    """fdscope's own epoll server while clients connect and leave as fast as they can: 20
+    scans, each registration open and the same file (kcmp), no warn or crit. A scan reads the
+    set and the fd table at different moments; fdscope re-checks instead of reporting a race."""
+    from fdscope.load import LoadConfig, run_load
+
+    proc = subprocess.Popen([sys.executable, "-m", "fdscope", "serve", "epoll", "--json"],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        port = json.loads(proc.stdout.readline())["port"]  # type: ignore[union-attr]
+        stop = threading.Event()
+
+        def churn() -> None:
+            while not stop.is_set():
+                run_load(LoadConfig("127.0.0.1", port, connections=8, messages=1,
+                                    size_min=10, size_max=100))
+
+        clients = threading.Thread(target=churn, daemon=True)
+        clients.start()
+        try:
+            for _ in range(20):
+                doc = inspect_process(proc.pid, sample=0).to_json()
+                regs = [r for s in doc["epoll"] for r in s["registrations"]]
+                assert all(r["status"] == "ok" for r in regs), regs
+                loud = [f for f in doc["findings"] if f["level"] != "info"]
+                assert not loud, loud
+        finally:
+            stop.set()
+            clients.join(timeout=30)
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=10)

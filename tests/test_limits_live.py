@@ -164,3 +164,19 @@ def test_kernel_thread_is_stated(invoke) -> None:
         pytest.skip("pid 2 is not kthreadd in this pid namespace")
     assert codes(doc)["kernel_thread"] == "info"
     assert doc["open_fds"] == 0
+
+
+def test_soft_limit_zero_is_critical_not_a_crash(invoke) -> None:
+    """prlimit can set a running process's soft RLIMIT_NOFILE to 0 (below its open fds): every
+    open() then fails. limits says so (crit), without dividing by zero."""
+    import resource
+
+    with fd_holder(1000, 3) as (pid, fds):
+        hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)[1]
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (0, hard))
+        result = invoke("limits", "--pid", str(pid), "--json")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["rlimit_nofile"]["soft"] == 0 and doc["open_fds"] >= 3
+    assert codes(doc).get("fd_limit_critical") == "crit"
+    assert "Traceback" not in result.output

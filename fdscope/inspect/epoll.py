@@ -100,7 +100,8 @@ def build(sets: dict[int, list[Reg]], table: Table, identity: Identity
     The kernel answers exactly: kcmp(2) KCMP_EPOLL_TFD compares the file registered in an
     epoll fd as (tfd, toff) with the file an fd names now (kernel/kcmp.c kcmp_epoll_target; CRIU
     verifies its epoll targets so). Where kcmp is refused or missing, identity falls back to
-    (inode, device), which cannot tell anon-inode files apart: every status is then
+    (inode, device): exact for sockets (one inode per socket file), not for the rest (anon-inode
+    files share one inode, a pipe's two ends one, two open()s of a path one), which are then
     verified=False."""
     if not sets:
         return [], 0
@@ -118,7 +119,8 @@ def build(sets: dict[int, list[Reg]], table: Table, identity: Identity
             identity.reason = (f"{exact.unverified} registration(s) beyond kcmp(2)'s budget: it "
                                "walks the interest list for each query")
         return out, gone
-    join = _Join(table, identity, next(iter(sets)))  # kcmp refused: by inode, unverified
+    join = _Join(table, identity, next(iter(sets)))  # kcmp refused: by inode
+    sockfs = join.type_dev.get("socket")
     names: dict[int, tuple[str, ...]] = {}
     out = []
     for epfd, regs in sets.items():
@@ -127,8 +129,8 @@ def build(sets: dict[int, list[Reg]], table: Table, identity: Identity
             events = names.get(mask)
             if events is None:
                 events = names[mask] = decode_epoll_mask(mask)
-            rows.append(join.registration(tfd, mask, events, data, ino, sdev)._replace(
-                verified=False))
+            r = join.registration(tfd, mask, events, data, ino, sdev)
+            rows.append(r._replace(verified=r.verified and sdev is not None and sdev == sockfs))
         out.append(EpollSet(epfd, tuple(rows)))
     return out, 0
 

@@ -211,14 +211,25 @@ def _sockets(rep: InspectReport) -> list[Finding]:
     # connected (fdscope.inspect.sockets). Held open, they leak like CLOSE_WAIT.
     reset = [e.fd for e in rep.fds_in_state("CLOSE") if e.socket.proto.startswith("tcp")]
     leaked = sorted(close_wait + reset)
+    recheck = rep.close_recheck
+    later = ""
+    if recheck is not None:
+        # Re-read a moment later: the ones closed meanwhile were being handled.
+        still = set(recheck["still_open"])
+        close_wait = [fd for fd in close_wait if fd in still]
+        reset = [fd for fd in reset if fd in still]
+        leaked = sorted(close_wait + reset)
+        later = f", still open {recheck['delay_s']:g} s later"
+        if recheck["closed"]:
+            later += f" ({recheck['closed']} more closed meanwhile: being handled)"
     what = (f"{len(close_wait)} in CLOSE_WAIT (the peer closed)" if close_wait else "") + \
         (", " if close_wait and reset else "") + \
         (f"{len(reset)} TCP in CLOSE (reset by the peer or never connected)" if reset else "")
     if len(leaked) >= CLOSE_WAIT_PILE:
         out.append(Finding(
             "warn", "close_wait_pile",
-            f"{len(leaked)} sockets this program never closed: {what} (fd {_fds(leaked)}); "
-            "a classic fd leak", tuple(leaked)))
+            f"{len(leaked)} sockets this program never closed: {what} (fd {_fds(leaked)})"
+            f"{later}; a classic fd leak", tuple(leaked)))
     elif leaked:
         out.append(Finding(
             "info", "close_wait_pile",

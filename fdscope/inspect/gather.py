@@ -143,6 +143,12 @@ def fd_links(proc: Proc, pid: int) -> tuple[list[int], list[str], int]:
     return [fd for fd, _ in pairs], [link for _, link in pairs], gone
 
 
+def links(proc: Proc, pid: int, fds: list[int]) -> dict[int, str]:
+    """The link text of each fd still open (closed ones are left out)."""
+    texts, _gone = proc.readlinks(pid, "fd", names=[str(fd) for fd in fds], pid=pid)
+    return {int(name): text for name, text in texts.items()}
+
+
 def stat_fds(proc: Proc, pid: int, fds: Iterable[int]) -> dict[int, tuple[int, int, int]]:
     """fd -> (st_mode, st_ino, st_dev) of the file each fd is open as (stat() follows the
     /proc/PID/fd link); fds closed meanwhile or unreadable are left out."""

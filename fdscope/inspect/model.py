@@ -168,6 +168,9 @@ class InspectReport:
     # TcpExt ListenOverflows/ListenDrops of the target's network namespace, and how much each
     # grew during the scan (read again only when an accept queue is full).
     listen_drops: dict[str, int] | None = None
+    # Sockets the program has not closed (CLOSE_WAIT, TCP CLOSE), read again a moment later:
+    # {"delay_s", "still_open": [fds], "closed": n}; None when not re-checked.
+    close_recheck: dict[str, Any] | None = None
     sections: tuple[str, ...] = SECTIONS
     types: tuple[str, ...] | None = None
 
@@ -199,6 +202,7 @@ class InspectReport:
             "partial": self.partial, "notes": list(self.notes),
             "net_namespace_shared": self.net_namespace_shared,
             "listen_drops": self.listen_drops,
+            "close_recheck": self.close_recheck,
         }
         if "summary" in shown:
             doc["summary"] = self.summary.to_json()
