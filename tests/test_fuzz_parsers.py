@@ -490,3 +490,24 @@ def test_mountinfo_round_trip(point, hidepid):
     (mount,) = parse_mountinfo(line)
     assert mount.mount_point == "/" + point and mount.fstype == "proc"
     assert mount.hidepid == HIDEPID_NAMES.get(hidepid, hidepid)
+
+
+@FUZZ
+@given(st.lists(st.one_of(
+    st.text(max_size=30),
+    st.builds(lambda k, i: f"{k}:[{i}]", st.sampled_from(["socket", "pipe", "anon_inode"]),
+              st.one_of(st.text(max_size=8), st.integers(-5, 2**64 + 5).map(str))),
+    st.sampled_from(["socket:[a00]", "socket:[٣]", "pipe:[]", "socket:[0x10]", "socket:[ 1]",
+                     "anon_inode:[eventpoll]", "anon_inode:[eventfd]", "/dev/null"])),
+    max_size=20))
+def test_inspect_table_agrees_with_the_reference_classifier(links):
+    """fdscope.inspect.fds.classify (the table path, also --watch's) types and inodes every
+    link as fdscope.parse.fdlink.classify_fd does; bad inodes (`socket:[a00]`, unicode digits)
+    are `unknown`, never a crash or a guessed number."""
+    from fdscope.inspect import fds as inspect_fds
+
+    paths = {}  # no stat: path fds keep the type the link alone gives
+    table = inspect_fds.classify(list(range(len(links))), links, paths)
+    for link, typ, ino in zip(links, table.types, table.inodes, strict=True):
+        ref = classify_fd(link)
+        assert (typ, ino) == (ref.type, ref.inode), link

@@ -109,8 +109,30 @@ def test_zombie_is_a_statement(invoke) -> None:
         assert [f["code"] for f in doc["findings"]] == ["zombie"]
         text = invoke("inspect", str(child.pid)).stdout
         assert "is a zombie" in text
+        # --watch has nothing to watch: it says so and ends (exit 3), it does not count 0 fds
+        watched = invoke("inspect", str(child.pid), "--watch", "0.1", "--count", "3")
+        assert watched.exit_code == 3, watched.output
+        assert "zombie" in watched.stderr and watched.stderr.count("\n") == 1
     finally:
         child.wait()
+
+
+def test_a_thread_id_inspects_its_process(invoke) -> None:
+    """/proc/TID exists for every thread (unlisted); a TID given as PID is the process."""
+    import threading
+
+    done = threading.Event()
+    t = threading.Thread(target=done.wait, daemon=True)
+    t.start()
+    try:
+        tid = t.native_id
+        doc = json.loads(invoke("inspect", str(tid), "--json").stdout)
+        assert doc["pid"] == os.getpid() and doc["pid"] != tid
+        assert any(f"{tid} is a thread id of process {os.getpid()}" in n for n in doc["notes"])
+        assert tid in [th["tid"] for th in doc["threads"]]
+    finally:
+        done.set()
+        t.join()
 
 
 def test_kernel_thread_is_a_statement(invoke) -> None:

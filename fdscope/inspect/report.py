@@ -83,6 +83,7 @@ class _Build:
         self.rep: InspectReport | None = None
 
     def run(self, sample: float | None) -> InspectReport:
+        thread_of = self._thread_group_leader()
         pid, proc, sections = self.pid, self.proc, self.sections
         need_fds = bool(set(sections) - {"threads"})
         need_threads = bool({"threads", "findings", "io_model"} & set(sections))
@@ -96,6 +97,10 @@ class _Build:
             uid=raw.uid, kernel_thread=task.is_kernel_thread, sections=sections,
             types=self.types)
         rep.summary.threads = task.num_threads
+        if thread_of is not None:
+            rep.notes.append(f"{thread_of} is a thread id of process {pid} ({task.comm}); the "
+                             "threads of a process share its fds, so this is the report for "
+                             f"process {pid}")
         self._limits(raw)
         if task.state in ("Z", "X"):
             rep.notes.append(
@@ -130,6 +135,19 @@ class _Build:
         if "findings" in sections:
             rep.findings = findings_for(rep)
         return rep
+
+    def _thread_group_leader(self) -> int | None:
+        """A thread id has a /proc entry too (unlisted): inspect its process instead. Returns
+        the thread id given, or None when pid is a process."""
+        try:
+            leader = self.proc.thread_group_leader(self.pid)
+        except (FdscopeError, ValueError):
+            return None  # not readable or not parsable: the scan itself says what is wrong
+        if leader == self.pid or leader <= 0:
+            return None
+        readahead.take(self.pid, self.proc)  # read for the thread id: discard
+        tid, self.pid = self.pid, leader
+        return tid
 
     def _close_recheck(self) -> None:
         """When enough unclosed sockets for a pile are open, read their links again

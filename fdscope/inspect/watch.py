@@ -7,7 +7,9 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from fdscope.errors import NoSuchProcess
 from fdscope.inspect import fds, gather
+from fdscope.parse.task import parse_stat
 from fdscope.proc import Proc
 
 
@@ -35,6 +37,11 @@ def iter_watch(pid: int, interval: float, *, proc: Proc | None = None,
         if n:
             sleep(interval)
         t = time.monotonic()
+        task = parse_stat(proc.read_text(pid, "stat", pid=pid))
+        if task.state in ("Z", "X"):
+            # A zombie's fd table is empty: counting it would show a leak "fixed" by exiting.
+            raise NoSuchProcess(pid, f"process {pid} exited (a zombie its parent {task.ppid} "
+                                "has not reaped): nothing left to watch")
         by_type = count_types(proc, pid)
         total = sum(by_type.values())
         if first is None:
