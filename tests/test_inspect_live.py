@@ -343,8 +343,10 @@ def test_zoo_without_kcmp_falls_back_to_inodes(zoo, monkeypatch):
 UNLISTED = """
 import json, socket, time
 tcp = socket.socket()                              # never connected: unhashed, CLOSE
+bound = socket.socket(); bound.bind(("127.0.0.1", 0))  # bound, no listen(): CLOSE too
 udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # never bound: unhashed, UNCONN
-print(json.dumps({"tcp": tcp.fileno(), "udp": udp.fileno()}), flush=True)
+print(json.dumps({"tcp": tcp.fileno(), "bound": bound.fileno(), "udp": udp.fileno()}),
+      flush=True)
 time.sleep(60)
 """
 
@@ -358,6 +360,8 @@ def test_sockets_in_no_kernel_table_are_named_from_sockfs():
         doc = inspect_process(t.pid, sample=0).to_json()
     tcp, udp = _fd(doc, t.info["tcp"])["socket"], _fd(doc, t.info["udp"])["socket"]
     assert (tcp["proto"], tcp["state"], tcp["local"]) == ("tcp", "CLOSE", None)
+    bound = _fd(doc, t.info["bound"])["socket"]
+    assert (bound["proto"], bound["state"]) == ("tcp", "CLOSE")
     assert (udp["proto"], udp["state"], udp["local"]) == ("udp", "UNCONN", None)
     assert all(f["level"] == "info" for f in doc["findings"]), doc["findings"]
 
@@ -414,3 +418,27 @@ def test_epoll_server_under_churn_never_shows_a_stale_registration():
     finally:
         proc.terminate()
         proc.communicate(timeout=10)
+
+
+def test_fds_closed_during_the_scan_are_not_listed_nor_counted(zoo):
+    """An fd whose fdinfo is gone by the time the scan reads it was closed meanwhile: it is left
+    out of `fds` and `open_fds` (not listed with null flags), and a note counts it."""
+    from fdscope.proc import Proc
+
+    info, _rep, doc, pid = zoo
+    victim = info["efd"]
+
+    class ClosingProc(Proc):
+        def read_many(self, *parts, names, pid=None):
+            names = list(names)
+            texts, gone = super().read_many(*parts, names=names, pid=pid)
+            name = str(victim) if parts[-1] == "fdinfo" else f"fdinfo/{victim}"
+            if texts.pop(name, None) is not None:
+                gone += 1
+            return texts, gone
+
+    after = inspect_process(pid, proc=ClosingProc(), sample=0).to_json()
+    assert victim not in [e["fd"] for e in after["fds"]]
+    assert after["summary"]["open_fds"] == doc["summary"]["open_fds"] - 1
+    assert all(e["flags"] is not None for e in after["fds"])
+    assert any("closed or exited during the scan" in n for n in after["notes"]), after["notes"]
