@@ -280,9 +280,11 @@ def test_busy_polling_is_measured():
         time.sleep(0.2)
         rep = inspect_process(t.pid, sample=0.5)
         assert rep.cpu is not None and rep.cpu.source == "sample" and rep.cpu.window >= 0.5
-        assert rep.cpu.percent > 50, rep.cpu
+        # On a loaded machine the spinner gets a share of a core, but never sleeps.
+        assert rep.cpu.percent > 10, rep.cpu
         assert rep.io_model.kind == "busy_polling", rep.io_model
-        assert rep.threads[0].cpu_percent is not None and rep.threads[0].cpu_percent > 50
+        assert rep.threads[0].cpu_percent is not None and rep.threads[0].cpu_percent > 10
+        assert rep.threads[0].blocked == 0
         assert any(f.code == "busy_polling" for f in rep.findings)
         # Without --sample, a spinning thread triggers the short automatic sample.
         auto = inspect_process(t.pid)
@@ -380,7 +382,7 @@ def test_a_computing_process_is_cpu_bound_not_busy_polling():
     io_model cpu_bound and no busy_polling finding."""
     with Target(COMPUTING) as t:
         rep = inspect_process(t.pid, sample=0.5)
-    assert rep.cpu is not None and rep.cpu.percent > 50, rep.cpu
+    assert rep.cpu is not None and rep.cpu.percent > 10, rep.cpu
     assert rep.io_model.kind == "cpu_bound", rep.io_model
     assert not any(f.code == "busy_polling" for f in rep.findings)
 

@@ -41,6 +41,9 @@ WCHAN_CALLS = {
 }
 WAIT_CALLS = EPOLL_CALLS | SELECT_CALLS | POLL_CALLS | IO_CALLS | SIGNAL_CALLS | SLEEP_CALLS
 BUSY_PERCENT = 50.0
+# A thread that never blocked during the sample and still got this much CPU was runnable
+# throughout (sharing a busy core), not waiting.
+RUNNABLE_PERCENT = 10.0
 
 
 def effective_call(t: ThreadInfo) -> str | None:
@@ -89,6 +92,14 @@ def needs_cpu_sample(rep: InspectReport) -> bool:
     return any(t.syscall == "running" or t.state == "R" for t in threads)
 
 
+def _hot(t: ThreadInfo) -> bool:
+    """On CPU for most of the sample, or runnable all of it: a thread that never went to sleep
+    (no voluntary context switch) yet ran a fair share was preempted, not waiting, which is how
+    a spinning thread looks on a machine whose cores are busy with other work."""
+    used = t.cpu_percent or 0
+    return used >= BUSY_PERCENT or (t.blocked == 0 and used >= RUNNABLE_PERCENT)
+
+
 def classify(rep: InspectReport) -> IoModel:
     threads = rep.threads
     if not threads:
@@ -98,7 +109,7 @@ def classify(rep: InspectReport) -> IoModel:
     io_waiting = [t for t in waiting if calls[t.tid] not in SLEEP_CALLS]
     cpu = rep.cpu
     if cpu is not None and cpu.source == "sample" and not io_waiting:
-        busy = [t for t in threads if (t.cpu_percent or 0) >= BUSY_PERCENT]
+        busy = [t for t in threads if _hot(t)]
         if busy or cpu.percent >= BUSY_PERCENT:
             # Busy polling: a hot thread that never slept during the sample, in a process
             # that polls I/O fds (non-blocking sockets or pipes, or epoll). A thread at 100%
