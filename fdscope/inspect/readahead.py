@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from typing import Any
 
 _pending: dict[str, Any] = {}
+# Below this soft RLIMIT_NOFILE the read-ahead is not started.
+READAHEAD_MIN_FDS = 64
 
 
 class Background:
@@ -66,6 +68,13 @@ def start(argv: Sequence[str]) -> bool:
     is nothing to gain (the pure-Python reads hold the GIL between syscalls, or not Linux)."""
     pid = inspect_pid(argv)
     if pid is None or speedups.backend.name != "c" or not os.path.isdir("/proc/self"):
+        return False
+    import resource
+
+    # The thread holds a directory fd and a file while the imports open theirs: under a tiny
+    # fd limit (`ulimit -n 5`) that would starve the imports, and the scan alone fits.
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft != resource.RLIM_INFINITY and soft < READAHEAD_MIN_FDS:
         return False
     proc = Proc()
     _pending.update(pid=pid, root=proc.root, job=Background(gather.process, proc, pid))
