@@ -105,6 +105,7 @@ def test_zombie_is_a_statement(invoke) -> None:
         assert result.exit_code == 0, result.stderr
         doc = json.loads(result.stdout)
         assert doc["state"] == "Z" and doc["fds"] == [] and doc["threads"] == []
+        assert doc["summary"]["threads"] == 0
         assert "zombie" in doc["notes"][0] and f"pid {os.getpid()}" in doc["notes"][0]
         assert [f["code"] for f in doc["findings"]] == ["zombie"]
         text = invoke("inspect", str(child.pid)).stdout
@@ -153,6 +154,10 @@ def test_kernel_thread_is_a_statement(invoke) -> None:
     doc = json.loads(result.stdout)
     assert doc["kernel_thread"] is True and doc["fds"] == []
     assert "kernel thread" in doc["notes"][0]
+    # the summary counts the threads the report shows: the kernel thread itself, in no
+    # system call (its /proc/PID/syscall shows zeroed registers, not a read())
+    assert doc["summary"]["threads"] == len(doc["threads"]) == 1
+    assert doc["threads"][0]["syscall"] == "none" and doc["threads"][0]["args"] == {}
 
 
 class VanishingProc(Proc):

@@ -109,12 +109,22 @@ class _Build:
             rep.io_model = IoModel("unknown", f"zombie: exited, waiting for parent {task.ppid} "
                                    "to reap it")
             rep.findings = [Finding("info", "zombie", rep.notes[-1])]
+            rep.summary.threads = 0  # the kernel still counts the dead leader's task
             return rep
         if task.is_kernel_thread:
             rep.notes.append(f"pid {pid} is a kernel thread: it has no file descriptors of its "
                              "own and no user-space I/O model")
             rep.io_model = IoModel("unknown", "kernel thread")
             rep.findings = [Finding("info", "kernel_thread", rep.notes[-1])]
+            if need_threads:
+                try:
+                    self._threads(raw_threads or gather.threads(proc, pid))
+                except FdscopeError:
+                    rep.summary.threads = 0  # exited or unreadable: nothing shown, none counted
+                # A kernel thread has no user registers: /proc/PID/syscall prints the zeroed
+                # pt_regs ("0 0x0 ...", read(0, 0, 0)); it is in no system call ("none").
+                rep.threads = [t._replace(syscall="none", args={}, syscall_nr=None)
+                               for t in rep.threads]
             return rep
         try:
             if need_threads:
