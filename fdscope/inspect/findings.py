@@ -18,7 +18,7 @@ from collections import defaultdict
 from fdscope.inspect.iomodel import EPOLL_CALLS, SELECT_CALLS, call_args, effective_call
 from fdscope.inspect.model import EpollSet, FdEntry, InspectReport, Registration
 from fdscope.model import Finding
-from fdscope.parse.events import EPOLLET, EPOLLEXCLUSIVE, is_disarmed
+from fdscope.parse.events import EPOLLET, EPOLLEXCLUSIVE, EPOLLONESHOT, is_disarmed
 
 FD_SETSIZE = 1024  # include/uapi/linux/posix_types.h __FD_SETSIZE
 FD_WARN_RATIO = 0.80
@@ -59,7 +59,9 @@ def _epoll(rep: InspectReport) -> list[Finding]:
     disarmed: dict[int, list[int]] = defaultdict(list)
     et_blocking: dict[int, list[int]] = defaultdict(list)
     for s in rep.epoll:
-        for r in s.registrations:
+        # Only registrations that are not ok, edge-triggered or one-shot can raise a finding.
+        for r in [r for r in s.registrations
+                  if r.status != "ok" or r.mask & (EPOLLET | EPOLLONESHOT)]:
             unverified = "" if r.verified else \
                 " (unverified: the kernel could not be asked, see the notes)"
             if r.status == "closed":
@@ -122,6 +124,8 @@ def _file_of(r: Registration, fdmap: dict[int, FdEntry]) -> tuple[object, ...] |
 
 def _multi_set(sets: list[EpollSet], fdmap: dict[int, FdEntry],
                waiters: dict[int, set[int]]) -> list[Finding]:
+    if len(sets) < 2:
+        return []
     watched: dict[tuple[object, ...], list[tuple[int, Registration]]] = defaultdict(list)
     for s in sets:
         for r in s.registrations:
