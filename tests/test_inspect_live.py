@@ -274,6 +274,7 @@ def test_thread_per_connection_server():
                 s.close()
 
 
+@pytest.mark.timing
 @pytest.mark.slow
 def test_busy_polling_is_measured():
     with Target(BUSY_SERVER) as t:
@@ -377,6 +378,7 @@ while True:
 """
 
 
+@pytest.mark.timing
 def test_a_computing_process_is_cpu_bound_not_busy_polling():
     """100% CPU without I/O fds to poll (a hash loop, like sha256sum /dev/zero) is computing:
     io_model cpu_bound and no busy_polling finding."""

@@ -289,6 +289,7 @@ def test_help_has_examples(invoke, name: str) -> None:  # type: ignore[no-untype
     assert f"fdscope {name}" in r.output.split("Examples:")[1]
 
 
+@pytest.mark.timing
 @pytest.mark.slow
 @pytest.mark.parametrize("model", ["epoll", "epoll-et", "select", "threads", "asyncio"])
 def test_out_of_fds_sheds_clients_without_spinning(model: str) -> None:
@@ -376,6 +377,7 @@ def _try_exchange(port: int) -> bool:
 
 
 @pytest.mark.slow
+@pytest.mark.timing
 @pytest.mark.parametrize("model,args,busy", [
     ("nonblocking", (), True),
     ("nonblocking", ("--idle-sleep", "0.05"), False),
@@ -393,13 +395,16 @@ def test_idle_cpu(model: str, args: tuple[str, ...], busy: bool) -> None:
             time.sleep(0.2)
             ps = psutil.Process(srv.pid)
             t0, w0 = sum(ps.cpu_times()[:2]), time.monotonic()
+            v0 = ps.num_ctx_switches().voluntary
             time.sleep(0.8)
             percent = (sum(ps.cpu_times()[:2]) - t0) / (time.monotonic() - w0) * 100
+            slept = ps.num_ctx_switches().voluntary - v0
         finally:
             for c in clients:
                 c.close()
     if busy:
-        assert percent > 50, percent
+        # On a loaded machine the poller gets only a share of a core, but it never sleeps.
+        assert percent > 20 and slept <= 2, (percent, slept)
     else:
         assert percent < 10, percent
 
