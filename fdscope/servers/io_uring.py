@@ -34,7 +34,7 @@ from fdscope.servers.core import (
     signals_deferred,
     transform,
 )
-from fdscope.uring import OP, Buffer, Ring
+from fdscope.uring import IORING_ENTER_GETEVENTS, OP, Buffer, Ring
 
 ENTRIES = 256
 CQ_ENTRIES = 1024
@@ -248,6 +248,16 @@ class IoUringServer(BaseServer):
     def close_all(self) -> None:
         # Closing the ring cancels every request still in flight (io_uring/io_uring.c
         # io_ring_exit_work); the buffers stay referenced by the connections until then.
+        # Completions already posted (a reply the client has received) are counted first; an
+        # enter with GETEVENTS runs the task work that posts the finished ones.
+        ring = self.ring
+        if ring is not None and not ring.closed:
+            try:
+                ring.enter(0, 0, IORING_ENTER_GETEVENTS)
+                for cqe in ring.completions():
+                    self._complete(cqe.user_data >> _TAG_BITS, cqe.user_data & 0xFF, cqe.res)
+            except OSError:
+                pass
         for conn in list(self.conns.values()):
             conn.sock.close()
             self.stats.ended("shutdown")
