@@ -76,12 +76,20 @@ class Cqe:
 _libc: ctypes.CDLL | None = None
 
 
-def _syscall(nr: int, *args: int) -> int:
+def _lib() -> ctypes.CDLL:
     global _libc
     if _libc is None:
         _libc = ctypes.CDLL(None, use_errno=True)
         _libc.syscall.restype = ctypes.c_long
-    ret = _libc.syscall(ctypes.c_long(nr), *(ctypes.c_long(a) for a in args))
+        _libc.mmap.restype = ctypes.c_void_p
+        _libc.mmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                               ctypes.c_int, ctypes.c_long)
+        _libc.munmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
+    return _libc
+
+
+def _syscall(nr: int, *args: int) -> int:
+    ret = _lib().syscall(ctypes.c_long(nr), *(ctypes.c_long(a) for a in args))
     if ret < 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))
@@ -155,18 +163,27 @@ class Ring:
          _, _, _) = p[19:28]
         sq_size = self._sq_array + self.sq_entries * 4
         cq_size = self._cqes + self.cq_entries * _CQE.size
-        prot, share = mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_SHARED | mmap.MAP_POPULATE
+        self._maps: list[tuple[int, int]] = []
         if self.features & IORING_FEAT_SINGLE_MMAP:
-            self.sq_ring = mmap.mmap(self.fd, max(sq_size, cq_size), share, prot,
-                                     offset=IORING_OFF_SQ_RING)
-            self.cq_ring = self.sq_ring
+            self.sq_ring = self.cq_ring = self._mmap(max(sq_size, cq_size), IORING_OFF_SQ_RING)
         else:
-            self.sq_ring = mmap.mmap(self.fd, sq_size, share, prot, offset=IORING_OFF_SQ_RING)
-            self.cq_ring = mmap.mmap(self.fd, cq_size, share, prot, offset=IORING_OFF_CQ_RING)
-        self.sqes = mmap.mmap(self.fd, self.sq_entries * _SQE.size, share, prot,
-                              offset=IORING_OFF_SQES)
+            self.sq_ring = self._mmap(sq_size, IORING_OFF_SQ_RING)
+            self.cq_ring = self._mmap(cq_size, IORING_OFF_CQ_RING)
+        self.sqes = self._mmap(self.sq_entries * _SQE.size, IORING_OFF_SQES)
         self.sq_mask = _U32.unpack_from(self.sq_ring, self._sq_mask_off)[0]
         self.cq_mask = _U32.unpack_from(self.cq_ring, self._cq_mask_off)[0]
+
+    def _mmap(self, size: int, offset: int) -> ctypes.Array[ctypes.c_char]:
+        """mmap(2) through libc: Python's mmap.mmap dup()s the fd, which would show every ring
+        several times in /proc/PID/fd. Returns a writable ctypes view of the mapping."""
+        libc = _lib()
+        addr = libc.mmap(None, ctypes.c_size_t(size), mmap.PROT_READ | mmap.PROT_WRITE,
+                         mmap.MAP_SHARED | mmap.MAP_POPULATE, self.fd, ctypes.c_long(offset))
+        if addr in (None, ctypes.c_void_p(-1).value):
+            err = ctypes.get_errno()
+            raise OSError(err, f"mmap of the io_uring rings: {os.strerror(err)}")
+        self._maps.append((addr, size))
+        return (ctypes.c_char * size).from_address(addr)
 
     # -- ring indices (as the kernel sees them) ------------------------------------------------
     @property
@@ -266,11 +283,10 @@ class Ring:
         if self.closed:
             return
         self.closed = True
-        for m in {id(x): x for x in (self.sqes, self.cq_ring, self.sq_ring)}.values():
-            try:
-                m.close()
-            except (BufferError, ValueError):
-                pass
+        libc = _lib()
+        for addr, size in self._maps:
+            libc.munmap(ctypes.c_void_p(addr), ctypes.c_size_t(size))
+        self._maps.clear()
         os.close(self.fd)
 
     def __enter__(self) -> Ring:

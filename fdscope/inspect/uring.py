@@ -85,18 +85,30 @@ def io_threads(threads: list[ThreadInfo]) -> tuple[int, int]:
 
 
 def _entering(threads: list[ThreadInfo]) -> list[ThreadInfo]:
-    """User threads asleep in io_uring_enter (waiting for completions)."""
-    return [t for t in threads if not is_io_thread(t) and t.syscall == ENTER
-            and t.state in ("S", "D", "I")]
+    """User threads asleep in io_uring_enter (waiting for completions): caught in it, seen in
+    it during a CPU sample, or (syscall unreadable) sleeping in io_cqring_wait."""
+    return [t for t in threads if not is_io_thread(t) and (
+        (t.state in ("S", "D", "I") and (t.syscall == ENTER or (
+            t.syscall is None and (t.wchan or "").startswith("io_cqring_wait"))))
+        or (t.waits is not None and ENTER in t.waits))]
 
 
-def rings(texts: dict[int, str], threads: list[ThreadInfo]) -> list["UringRing"]:
+def _args(t: ThreadInfo) -> dict[str, int]:
+    """The io_uring_enter arguments: as caught, or as last seen during a CPU sample."""
+    if t.syscall == ENTER:
+        return t.args
+    if t.waits and next(iter(t.waits)) == ENTER:
+        return t.wait_args or {}
+    return {}
+
+
+def rings(texts: dict[int, str], threads: list[ThreadInfo]) -> list[UringRing]:
     """The rings of the io_uring fds whose fdinfo `texts` holds, with their waiters."""
     waiting = _entering(threads)
     out = []
     for fd in sorted(texts):
-        on = [t for t in waiting if t.args.get("fd") == fd]
-        mins = [t.args["min_complete"] for t in on if "min_complete" in t.args]
+        on = [t for t in waiting if _args(t).get("fd") == fd]
+        mins = [_args(t)["min_complete"] for t in on if "min_complete" in _args(t)]
         out.append(UringRing(fd, parse_uring(texts[fd]), tuple(t.tid for t in on),
                              max(mins) if mins else None))
     return out
@@ -105,14 +117,14 @@ def rings(texts: dict[int, str], threads: list[ThreadInfo]) -> list["UringRing"]
 def io_model(rep: InspectReport, rings_: list[UringRing]) -> IoModel | None:
     """The io_uring kind when a user thread waits in io_uring_enter, else None.
 
-    "io_uring: 1 thread in io_uring_enter (min_complete=1) on fd 7, 3 SQEs pending"."""
+    Rendered "io_uring: 1 thread in io_uring_enter (min_complete=1) on fd 7, 3 SQEs pending"."""
     waiting = _entering(rep.threads)
     if not waiting:
         return None
     n = len(waiting)
-    fds = sorted({t.args["fd"] for t in waiting if "fd" in t.args})
-    mins = sorted({t.args["min_complete"] for t in waiting if "min_complete" in t.args})
-    text = f"io_uring: {n} thread{'s' if n != 1 else ''} in {ENTER}"
+    fds = sorted({_args(t)["fd"] for t in waiting if "fd" in _args(t)})
+    mins = sorted({_args(t)["min_complete"] for t in waiting if "min_complete" in _args(t)})
+    text = f"{n} thread{'s' if n != 1 else ''} in {ENTER}"
     if mins:
         text += f" (min_complete={','.join(map(str, mins))})"
     if fds:
