@@ -375,7 +375,7 @@ SECCOMP_CHILD = textwrap.dedent(r"""
     fbuf = ctypes.create_string_buffer(fprog)
     assert libc.prctl(38, 1, 0, 0, 0) == 0               # PR_SET_NO_NEW_PRIVS
     assert libc.prctl(22, 2, ctypes.addressof(fbuf), 0, 0) == 0  # PR_SET_SECCOMP, FILTER
-    sys.argv = ["fdscope", "probe", "io_uring"]
+    sys.argv = ["fdscope", *sys.argv[2:]]
     from fdscope.cli.main import main
     main()
 """)
@@ -383,10 +383,12 @@ SECCOMP_CHILD = textwrap.dedent(r"""
 
 @pytest.mark.skipif(os.uname().machine != "x86_64", reason="the filter checks x86_64 numbers")
 @pytest.mark.parametrize("err,why", [(1, "EPERM"), (38, "ENOSYS")])
+@pytest.mark.parametrize("command", [["probe", "io_uring"], ["serve", "io_uring", "--json"]])
 @pytest.mark.timeout(60)
-def test_probe_exits_5_with_the_reason_where_io_uring_is_refused(err: int, why: str) -> None:
-    res = subprocess.run([sys.executable, "-c", SECCOMP_CHILD, str(err)], capture_output=True,
-                         text=True, timeout=50)
+def test_exit_5_with_the_reason_where_io_uring_is_refused(err: int, why: str,
+                                                          command: list[str]) -> None:
+    res = subprocess.run([sys.executable, "-c", SECCOMP_CHILD, str(err), *command],
+                         capture_output=True, text=True, timeout=50)
     assert res.returncode == 5, (res.stdout, res.stderr)
     line = res.stderr.strip()
     assert len(line.splitlines()) == 1 and "Traceback" not in line

@@ -25,6 +25,7 @@ import socket
 import struct
 from typing import Any
 
+from fdscope.errors import Unsupported
 from fdscope.servers.core import (
     READ_CHUNK,
     BaseServer,
@@ -34,7 +35,7 @@ from fdscope.servers.core import (
     signals_deferred,
     transform,
 )
-from fdscope.uring import IORING_ENTER_GETEVENTS, OP, Buffer, Ring
+from fdscope.uring import IORING_ENTER_GETEVENTS, OP, Buffer, Ring, Unavailable
 
 ENTRIES = 256
 CQ_ENTRIES = 1024
@@ -74,6 +75,18 @@ class IoUringServer(BaseServer):
         self._accepting = False
         self._accept_parked = False
         self._timer = Buffer(16)  # struct __kernel_timespec for IORING_OP_TIMEOUT
+
+    def bind(self) -> tuple[str, int]:
+        """The ring first: where io_uring is refused the server says why and never listens."""
+        try:
+            self.ring = Ring(ENTRIES, cq_entries=CQ_ENTRIES)
+        except Unavailable as err:
+            raise Unsupported(f"serve io_uring: {err.strerror}") from err
+        try:
+            return super().bind()
+        except BaseException:
+            self.ring.close()
+            raise
 
     def listening_extra(self) -> dict[str, Any]:
         return {"ring_entries": ENTRIES}
@@ -117,9 +130,9 @@ class IoUringServer(BaseServer):
 
     # -- the loop ----------------------------------------------------------------------------
     def run(self) -> None:
-        self.ring = Ring(ENTRIES, cq_entries=CQ_ENTRIES)
-        self._arm_accept()
         ring = self.ring
+        assert ring is not None
+        self._arm_accept()
         while True:
             raise_deferred_stop()
             try:
