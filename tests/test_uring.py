@@ -240,6 +240,28 @@ def test_live_ring_inspected_field_by_field() -> None:
 
 @needs_uring
 @pytest.mark.timeout(60)
+def test_inspect_cli_shows_the_ring_section(invoke) -> None:  # type: ignore[no-untyped-def]
+    with Target(LIVE_RINGS, "waiter") as t:
+        t.wait_sleeping()
+        text = invoke("inspect", str(t.pid), "--section", "io_uring,io_model").output
+        doc = json.loads(invoke("inspect", str(t.pid), "--section", "io_uring", "--json").output)
+    busy = t.info["busy"]
+    assert f"io_uring fd {busy}\n  SQ 3/8 pending (head 1, tail 4)" in text
+    assert "2/4 fixed files; 1 waiting for readiness; waited on by thread" in text
+    assert f"io_uring: 1 thread in io_uring_enter (min_complete=1) on fd {busy}" in text
+    assert [r["fd"] for r in doc["io_uring"]] == sorted([busy, t.info["over"]])
+    assert "fds" not in doc and "threads" not in doc
+
+
+@needs_uring
+@pytest.mark.timeout(60)
+def test_no_ring_no_section(invoke) -> None:  # type: ignore[no-untyped-def]
+    res = invoke("inspect", str(os.getpid()), "--section", "io_uring,io_model", "--sample", "0")
+    assert res.exit_code == 0 and "io_uring fd" not in res.output
+
+
+@needs_uring
+@pytest.mark.timeout(60)
 def test_full_sq_without_a_waiter_is_flagged() -> None:
     from fdscope.inspect import inspect_process
 

@@ -246,7 +246,8 @@ def _io_uring(doc: dict[str, Any], colour: bool) -> str:
         if r["waiters"]:
             bits.append(f"waited on by thread {', '.join(map(str, r['waiters']))}")
         body = head + ("\n  " + "; ".join(bits) if bits else "")
-        rows = [("SQE", e["index"], e["opcode"], e["fd"], e["user_data"], "") for e in r["sqes"]]
+        rows = [("SQE", e["index"], escape(e["opcode"]), e["fd"], e["user_data"], "")
+                for e in r["sqes"]]
         rows += [("CQE", e["index"], "", "", e["user_data"], e["res"]) for e in r["cqes"]]
         if rows:
             body += "\n" + table(rows, ("entry", "index", "opcode", "fd", "user_data", "res"))
