@@ -9,7 +9,7 @@ reason are in docs/inspect.md ("Findings").
 Codes: epoll_closed_registration, epoll_reused_registration, epoll_oneshot_disarmed,
 epoll_et_blocking, epoll_multi_set, select_fd_setsize, fd_limit_near, close_wait_pile,
 listen_backlog_full, listen_backlog_filling, busy_polling, zombie, kernel_thread; the io_uring
-rules (uring_cq_overflow, uring_sq_full_no_waiter, uring_files_near_full,
+rules (uring_cq_overflow, uring_sq_full_no_waiter, uring_sq_unsubmitted, uring_files_near_full,
 uring_foreign_submitter) are in fdscope.inspect.uring.
 """
 

@@ -143,8 +143,9 @@ def io_model(rep: InspectReport, rings_: list[UringRing]) -> IoModel | None:
 
 
 def findings(rep: InspectReport, rings_: list[UringRing]) -> list[Finding]:
-    """CQ overflow, an SQ ring full that nothing submits, a fixed-file table near its size,
-    a ring served by another process's SQ poll thread (levels in docs/io_uring.md)."""
+    """CQ overflow, SQEs that nothing submits (warn when the SQ ring is full), a fixed-file
+    table near its size, a ring served by another process's SQ poll thread (levels in
+    docs/io_uring.md)."""
     out: list[Finding] = []
     tids = {t.tid for t in rep.threads}
     on_cpu = any(t.state == "R" or t.syscall == "running" for t in rep.threads
@@ -168,13 +169,25 @@ def findings(rep: InspectReport, rings_: list[UringRing]) -> list[Finding]:
                             if full else "the program is reaping now (the ring has room): a "
                             "burst larger than the CQ ring"), (r.fd,)))
         pending, size = u.sq_pending, u.sq_entries
-        if (pending is not None and size and pending >= size and not r.waiters
-                and not u.sqpoll and not on_cpu):
-            out.append(Finding(
-                "warn", "uring_sq_full_no_waiter",
-                f"io_uring fd {r.fd}: SQ ring full ({pending}/{size} SQEs written, none "
-                "consumed), no SQ poll thread, and no thread is in io_uring_enter or on CPU: "
-                "nothing will submit them, and the program cannot queue more", (r.fd,)))
+        if pending and size and not r.waiters and not u.sqpoll and not on_cpu:
+            # Without an SQ poll thread the kernel consumes SQEs only in io_uring_enter
+            # (io_uring/io_uring.c io_submit_sqes): SQEs written while no thread enters or runs
+            # wait for nobody. A ring that relied on an SQ poll thread whose creator exited
+            # looks the same (SqThread -1; io_uring_enter fails with EOWNERDEAD).
+            if pending >= size:
+                out.append(Finding(
+                    "warn", "uring_sq_full_no_waiter",
+                    f"io_uring fd {r.fd}: SQ ring full ({pending}/{size} SQEs written, none "
+                    "consumed), no SQ poll thread, and no thread is in io_uring_enter or on "
+                    "CPU: nothing will submit them, and the program cannot queue more",
+                    (r.fd,)))
+            else:
+                out.append(Finding(
+                    "info", "uring_sq_unsubmitted",
+                    f"io_uring fd {r.fd}: {pending} SQE(s) written and not submitted, no SQ "
+                    "poll thread, no thread in io_uring_enter or on CPU: they wait for the "
+                    "program's next io_uring_enter (a ring whose SQ poll thread went with its "
+                    "creating process looks the same)", (r.fd,)))
         if u.user_files and u.user_files >= FILES_MIN and u.files:
             used = len(u.files)
             if used >= u.user_files * FILES_NEAR_RATIO:
