@@ -27,8 +27,7 @@ import errno
 import mmap
 import os
 import struct
-from collections.abc import Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from fdscope.parse.uring import OPCODES
 
@@ -66,8 +65,10 @@ class Unavailable(OSError):
     """io_uring cannot be used here; str() says why (sysctl, seccomp, kernel, architecture)."""
 
 
-@dataclass(frozen=True)
-class Cqe:
+class Cqe(NamedTuple):
+    """One completion: the request's user_data, its result (negative errno on failure) and
+    IORING_CQE_F_* flags."""
+
     user_data: int
     res: int
     flags: int
@@ -264,20 +265,26 @@ class Ring:
     def ready(self) -> int:
         return (self.cq_tail - self.cq_head) & 0xFFFFFFFF
 
-    def completions(self, limit: int | None = None) -> Iterator[Cqe]:
-        """Yield the posted CQEs and advance the CQ head past each batch."""
+    def completions(self) -> list[Cqe]:
+        """The posted CQEs, oldest first; the CQ head is advanced past them (the kernel may
+        reuse their slots from then on)."""
         ring = self.cq_ring
-        head = self.cq_head
-        tail = self.cq_tail
-        n = 0
-        out = []
-        while head != tail and (limit is None or n < limit):
-            off = self._cqes + (head & self.cq_mask) * _CQE.size
-            out.append(Cqe(*_CQE.unpack_from(ring, off)))
-            head = (head + 1) & 0xFFFFFFFF
-            n += 1
-        _U32.pack_into(ring, self._cq_head, head)
-        yield from out
+        head, tail = self.cq_head, self.cq_tail
+        n = (tail - head) & 0xFFFFFFFF
+        if not n:
+            return []
+        mask, base, size = self.cq_mask, self._cqes, _CQE.size
+        first = head & mask
+        # The entries are contiguous up to the end of the array, then wrap to slot 0.
+        upto = min(n, mask + 1 - first)
+        view = memoryview(ring).cast("B")
+        out = list(map(Cqe._make, _CQE.iter_unpack(view[base + first * size:
+                                                          base + (first + upto) * size])))
+        if upto < n:
+            out += map(Cqe._make, _CQE.iter_unpack(view[base:base + (n - upto) * size]))
+        view.release()
+        _U32.pack_into(ring, self._cq_head, tail)
+        return out
 
     def close(self) -> None:
         if self.closed:

@@ -198,6 +198,25 @@ def test_parse_big_entries_and_bad_numbers() -> None:
 
 
 @needs_uring
+def test_ring_indices_wrap_and_completions_come_back_in_order() -> None:
+    """fdscope.uring itself: 100 NOPs through an 8-entry SQ and 16-entry CQ, in batches of 7,
+    so both rings wrap many times; every CQE comes back once, in submission order."""
+    from fdscope.uring import OP, Ring
+
+    seen = []
+    with Ring(8) as ring:
+        for start in range(0, 100, 7):
+            batch = range(start, min(start + 7, 100))
+            for i in batch:
+                ring.queue(OP["NOP"], user_data=i)
+            assert ring.submit(wait=len(batch)) == len(batch)
+            seen += [c.user_data for c in ring.completions()]
+        assert ring.completions() == []
+        assert (ring.sq_head, ring.cq_head, ring.cq_tail) == (100, 100, 100)
+    assert seen == list(range(100))
+
+
+@needs_uring
 @pytest.mark.timeout(60)
 def test_live_ring_inspected_field_by_field() -> None:
     from fdscope.inspect import inspect_process

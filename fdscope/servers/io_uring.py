@@ -10,6 +10,7 @@ What differs from a readiness loop:
   the recv pending: its socket would never be released). Pending operations are cancelled
   with IORING_OP_ASYNC_CANCEL, which completes them with -ECANCELED.
 - Backpressure: no recv is submitted while the client's pending output is at the cap.
+- Several ACCEPTs stay in flight (ACCEPT_DEPTH), so a burst of clients is accepted in one turn.
 - Out of fds: IORING_OP_ACCEPT allocates the fd before it looks at the queue
   (io_uring/net.c io_accept), so -EMFILE comes back at once whether a client waits or not.
   The server sheds a waiting client with the spare-fd idiom and, when none was waiting,
@@ -27,6 +28,7 @@ from typing import Any
 
 from fdscope.errors import Unsupported
 from fdscope.servers.core import (
+    ACCEPT_BATCH,
     READ_CHUNK,
     BaseServer,
     Conn,
@@ -38,12 +40,16 @@ from fdscope.servers.core import (
 from fdscope.uring import IORING_ENTER_GETEVENTS, OP, Buffer, Ring, Unavailable
 
 ENTRIES = 256
-CQ_ENTRIES = 1024
+CQ_ENTRIES = 4096
 SEND_CHUNK = 256 * 1024
 # Operation tags in the low byte of user_data; the connection id above them (0: the listener).
 ACCEPT, RECV, SEND, CANCEL, TIMER = 1, 2, 3, 4, 5
 _TAG_BITS = 8
 ACCEPT_RETRY_S = 0.1
+# ACCEPT SQEs kept in flight: each completes one connection, and a loop turn that handles
+# hundreds of completions would otherwise accept only one client per turn (liburing's
+# multishot accept, 5.19, is the other answer; this works on every io_uring kernel).
+ACCEPT_DEPTH = ACCEPT_BATCH
 
 
 class UringConn(Conn):
@@ -72,7 +78,7 @@ class IoUringServer(BaseServer):
         self.conns: dict[int, UringConn] = {}
         self.ring: Ring | None = None
         self._next_cid = 1
-        self._accepting = False
+        self._accepting = 0  # ACCEPT SQEs in flight
         self._accept_parked = False
         self._timer = Buffer(16)  # struct __kernel_timespec for IORING_OP_TIMEOUT
 
@@ -101,12 +107,14 @@ class IoUringServer(BaseServer):
 
     def _arm_accept(self) -> None:
         assert self.listener is not None
-        if not self._accepting and not self._accept_parked:
-            self._accepting = True
+        while self._accepting < ACCEPT_DEPTH and not self._accept_parked:
+            self._accepting += 1
             self._queue(OP["ACCEPT"], self.listener.fileno(), ACCEPT, 0)
 
     def _park_accept(self) -> None:
         """No fd to accept into: try again after ACCEPT_RETRY_S or when a client leaves."""
+        if self._accept_parked:
+            return
         self._accept_parked = True
         struct.pack_into("=qq", self._timer.mem, 0, 0, int(ACCEPT_RETRY_S * 1e9))
         self._queue(OP["TIMEOUT"], -1, TIMER, 0, addr=self._timer.addr, length=1)
@@ -144,12 +152,13 @@ class IoUringServer(BaseServer):
                     raise
                 # The CQ ring and its overflow list are full: reap before submitting more.
             with signals_deferred():
-                for cqe in ring.completions():
-                    self._complete(cqe.user_data >> _TAG_BITS, cqe.user_data & 0xFF, cqe.res)
+                complete = self._complete
+                for user_data, res, _flags in ring.completions():
+                    complete(user_data >> _TAG_BITS, user_data & 0xFF, res)
 
     def _complete(self, cid: int, tag: int, res: int) -> None:
         if tag == ACCEPT:
-            self._accepting = False
+            self._accepting -= 1
             self._on_accept(res)
             self._arm_accept()
             return
