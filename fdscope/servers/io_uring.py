@@ -28,7 +28,6 @@ from typing import Any
 
 from fdscope.errors import Unsupported
 from fdscope.servers.core import (
-    ACCEPT_BATCH,
     READ_CHUNK,
     BaseServer,
     Conn,
@@ -49,7 +48,7 @@ ACCEPT_RETRY_S = 0.1
 # ACCEPT SQEs kept in flight: each completes one connection, and a loop turn that handles
 # hundreds of completions would otherwise accept only one client per turn (liburing's
 # multishot accept, 5.19, is the other answer; this works on every io_uring kernel).
-ACCEPT_DEPTH = ACCEPT_BATCH
+ACCEPT_DEPTH = 16
 
 
 class UringConn(Conn):
