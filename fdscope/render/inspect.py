@@ -190,6 +190,9 @@ def _short_events(events: list[str]) -> str:
     return "|".join(e.removeprefix("EPOLL") for e in events) or "-"
 
 
+_IO_THREADS = {"iou-sqp-": "(io_uring SQ poll)", "iou-wrk-": "(io_uring worker)"}
+
+
 def _threads(doc: dict[str, Any], colour: bool) -> str:
     from fdscope.render.table import fmt, section, table
 
@@ -197,7 +200,12 @@ def _threads(doc: dict[str, Any], colour: bool) -> str:
     sampled = any(t.get("cpu_percent") is not None for t in doc["threads"])
     for t in doc["threads"]:
         args = escape(" ".join(f"{k}={v}" for k, v in (t.get("args") or {}).items()))
-        row = [t["tid"], escape(t["name"]), t["state"], fmt(t["syscall"]), args or "-",
+        call = fmt(t["syscall"])
+        if t["name"].startswith(tuple(_IO_THREADS)):
+            # io_uring's kernel threads: their syscall file shows the call that created them
+            # (fdscope.inspect.uring), not a call they wait in.
+            call, args = _IO_THREADS[t["name"][:8]], ""
+        row = [t["tid"], escape(t["name"]), t["state"], call, args or "-",
                escape(fmt(t["wchan"]))]
         if sampled:
             row.append(fmt(t.get("cpu_percent")))
