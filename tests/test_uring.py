@@ -331,6 +331,37 @@ def test_io_threads_are_counted_not_blocked() -> None:
     assert not [f for f in doc["findings"] if f["level"] in ("warn", "crit")]
 
 
+FILES = textwrap.dedent(r"""
+    import json, os, time
+    from fdscope.uring import Ring
+    nearly, half = Ring(4), Ring(4)
+    fds = [os.open("/dev/null", os.O_RDONLY) for _ in range(19)]
+    nearly.register_files(fds + [-1])          # 19 of 20 slots
+    half.register_files(fds[:10] + [-1] * 10)  # 10 of 20 slots
+    print(json.dumps({"nearly": nearly.fd, "half": half.fd}), flush=True)
+    while True:
+        time.sleep(3600)
+""")
+
+
+@needs_uring
+@pytest.mark.timeout(60)
+def test_fixed_file_table_near_its_size_is_info_only() -> None:
+    from fdscope.inspect import inspect_process
+
+    with Target(FILES) as t:
+        t.wait_sleeping()
+        doc = inspect_process(t.pid, sample=0).to_json()
+    rings = {r["fd"]: r for r in doc["io_uring"]}
+    assert rings[t.info["nearly"]]["user_files"] == 20
+    assert len(rings[t.info["nearly"]]["files"]) == 19
+    # 6.18 prints the path (seq_file_path); older kernels the dentry name ("null").
+    assert {f["name"] for f in rings[t.info["nearly"]]["files"]} <= {"/dev/null", "null"}
+    assert len(rings[t.info["half"]]["files"]) == 10
+    near = [f for f in doc["findings"] if f["code"] == "uring_files_near_full"]
+    assert [(f["level"], f["fds"]) for f in near] == [("info", [t.info["nearly"]])]
+
+
 # A parent creates an SQPOLL ring and forks; the child keeps the fd and writes 2 SQEs for the
 # SQ poll thread (the parent's) to consume, then sleeps; the parent exits when told to.
 FORKED_SQPOLL = textwrap.dedent(r"""
