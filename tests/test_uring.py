@@ -179,6 +179,17 @@ def test_parse_old_kernel_and_unknown_lines() -> None:
     assert u.unknown == ("SomethingNew:\t42",)
 
 
+def test_empty_slots_of_older_kernels_are_not_counted_as_used() -> None:
+    from fdscope.inspect.model import InspectReport
+    from fdscope.inspect.uring import findings, rings
+
+    lines = [f"{i:5d}: {'<none>' if i % 2 else 'sock'}" for i in range(20)]
+    text = "UserFiles:\t20\n" + "\n".join(lines) + "\nUserBufs:\t0\n"
+    ring = rings({5: text}, [])
+    assert len(ring[0].info.files) == 20
+    assert findings(InspectReport(pid=1, name="x", cmdline=[], state="S"), ring) == []
+
+
 def test_parse_big_entries_and_bad_numbers() -> None:
     text = ("SqMask:\t0x3\nSqHead:\t4294967295\nSqTail:\t1\nSQEs:\t2\n"
             "    3: opcode:READ_FIXED, fd:4, flags:1, off:0, addr:0x10, rw_flags:0x0, "

@@ -189,7 +189,8 @@ def findings(rep: InspectReport, rings_: list[UringRing]) -> list[Finding]:
                     "program's next io_uring_enter (a ring whose SQ poll thread went with its "
                     "creating process looks the same)", (r.fd,)))
         if u.user_files and u.user_files >= FILES_MIN and u.files:
-            used = len(u.files)
+            # Older kernels list empty slots too, as "<none>" (io_uring/fdinfo.c).
+            used = sum(1 for _, name in u.files if name != "<none>")
             if used >= u.user_files * FILES_NEAR_RATIO:
                 out.append(Finding(
                     "info", "uring_files_near_full",

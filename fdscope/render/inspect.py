@@ -244,7 +244,8 @@ def _io_uring(doc: dict[str, Any], colour: bool) -> str:
         if r["sq_thread"] is not None and r["sq_thread"] > 0:
             bits.append(f"SQ poll thread {r['sq_thread']} on CPU {r['sq_thread_cpu']}")
         if r["user_files"]:
-            bits.append(f"{len(r['files'])}/{r['user_files']} fixed files")
+            used = sum(1 for f in r["files"] if f["name"] != "<none>")
+            bits.append(f"{used}/{r['user_files']} fixed files")
         if r["user_bufs"]:
             bits.append(f"{r['user_bufs']} fixed buffers")
         if r["poll_list"]:
