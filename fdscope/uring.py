@@ -147,9 +147,11 @@ class Ring:
         except OSError as err:
             raise Unavailable(err.errno or 0, why_unavailable(err)) from err
         del buf
+        self._maps: list[tuple[int, int]] = []
         try:
             self._map(_PARAMS.unpack(params))
         except BaseException:
+            self._unmap()
             os.close(self.fd)
             raise
         self._local_tail = self.sq_tail
@@ -164,7 +166,6 @@ class Ring:
          _, _, _) = p[19:28]
         sq_size = self._sq_array + self.sq_entries * 4
         cq_size = self._cqes + self.cq_entries * _CQE.size
-        self._maps: list[tuple[int, int]] = []
         if self.features & IORING_FEAT_SINGLE_MMAP:
             self.sq_ring = self.cq_ring = self._mmap(max(sq_size, cq_size), IORING_OFF_SQ_RING)
         else:
@@ -290,11 +291,17 @@ class Ring:
         if self.closed:
             return
         self.closed = True
+        self._unmap()
+        os.close(self.fd)
+
+    def _unmap(self) -> None:
+        # The ctypes views would point at unmapped memory: drop them first, so a use after
+        # close() is a Python error, not a crash.
+        self.sq_ring = self.cq_ring = self.sqes = None  # type: ignore[assignment]
         libc = _lib()
         for addr, size in self._maps:
             libc.munmap(ctypes.c_void_p(addr), ctypes.c_size_t(size))
         self._maps.clear()
-        os.close(self.fd)
 
     def __enter__(self) -> Ring:
         return self
