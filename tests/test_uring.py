@@ -546,6 +546,23 @@ def test_exit_5_with_the_reason_where_io_uring_is_refused(err: int, why: str,
     assert res.stdout == ""
 
 
+@pytest.mark.parametrize("err,disabled,says", [
+    (1, 2, "kernel.io_uring_disabled = 2"),
+    (1, 1, "kernel.io_uring_disabled = 1 (1: only members of kernel.io_uring_group"),
+    (1, 0, "seccomp"),
+    (38, 0, "ENOSYS: this kernel has no io_uring"),
+    (12, 0, "RLIMIT_MEMLOCK"),
+])
+def test_unavailable_reasons(monkeypatch: pytest.MonkeyPatch, err: int, disabled: int,
+                             says: str) -> None:
+    """The sysctl is machine-wide (not for a test to flip): its reading is replaced here; the
+    EPERM and ENOSYS paths also run for real under seccomp above."""
+    from fdscope import uring
+
+    monkeypatch.setattr(uring, "_sysctl_disabled", lambda: disabled)
+    assert says in uring.why_unavailable(OSError(err, os.strerror(err)))
+
+
 @needs_uring
 def test_probe_matches_on_this_kernel(invoke) -> None:  # type: ignore[no-untyped-def]
     res = invoke("probe", "io_uring", "--json")
