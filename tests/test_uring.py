@@ -533,7 +533,8 @@ SECCOMP_CHILD = textwrap.dedent(r"""
 
 @pytest.mark.skipif(os.uname().machine != "x86_64", reason="the filter checks x86_64 numbers")
 @pytest.mark.parametrize("err,why", [(1, "EPERM"), (38, "ENOSYS")])
-@pytest.mark.parametrize("command", [["probe", "io_uring"], ["serve", "io_uring", "--json"]])
+@pytest.mark.parametrize("command", [["probe", "io_uring"], ["serve", "io_uring", "--json"],
+                                     ["bench", "scaling", "--mechanisms", "io_uring"]])
 @pytest.mark.timeout(60)
 def test_exit_5_with_the_reason_where_io_uring_is_refused(err: int, why: str,
                                                           command: list[str]) -> None:
@@ -561,6 +562,20 @@ def test_unavailable_reasons(monkeypatch: pytest.MonkeyPatch, err: int, disabled
 
     monkeypatch.setattr(uring, "_sysctl_disabled", lambda: disabled)
     assert says in uring.why_unavailable(OSError(err, os.strerror(err)))
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="the filter checks x86_64 numbers")
+@pytest.mark.timeout(120)
+def test_bench_reports_io_uring_unavailable_and_measures_the_rest() -> None:
+    res = subprocess.run([sys.executable, "-c", SECCOMP_CHILD, "1", "bench", "scaling",
+                          "--idle", "1", "--seconds", "0.05", "--min-events", "10", "--json"],
+                         capture_output=True, text=True, timeout=110)
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)
+    rows = {r["mechanism"]: r for r in doc["rows"]}
+    assert rows["io_uring"]["status"] == "unavailable"
+    assert "io_uring_setup: EPERM" in rows["io_uring"]["reason"]
+    assert rows["epoll"]["status"] == "measured"
 
 
 @needs_uring
