@@ -148,6 +148,7 @@ class Ring:
             raise Unavailable(err.errno or 0, why_unavailable(err)) from err
         del buf
         self._maps: list[tuple[int, int]] = []
+        self._views: list[memoryview] = []
         try:
             self._map(_PARAMS.unpack(params))
         except BaseException:
@@ -175,9 +176,9 @@ class Ring:
         self.sq_mask = _U32.unpack_from(self.sq_ring, self._sq_mask_off)[0]
         self.cq_mask = _U32.unpack_from(self.cq_ring, self._cq_mask_off)[0]
 
-    def _mmap(self, size: int, offset: int) -> ctypes.Array[ctypes.c_char]:
+    def _mmap(self, size: int, offset: int) -> memoryview:
         """mmap(2) through libc: Python's mmap.mmap dup()s the fd, which would show every ring
-        several times in /proc/PID/fd. Returns a writable ctypes view of the mapping."""
+        several times in /proc/PID/fd. Returns a writable byte view of the mapping."""
         libc = _lib()
         addr = libc.mmap(None, ctypes.c_size_t(size), mmap.PROT_READ | mmap.PROT_WRITE,
                          mmap.MAP_SHARED | mmap.MAP_POPULATE, self.fd, ctypes.c_long(offset))
@@ -185,7 +186,9 @@ class Ring:
             err = ctypes.get_errno()
             raise OSError(err, f"mmap of the io_uring rings: {os.strerror(err)}")
         self._maps.append((addr, size))
-        return (ctypes.c_char * size).from_address(addr)
+        view = memoryview((ctypes.c_char * size).from_address(addr)).cast("B")
+        self._views.append(view)
+        return view
 
     # -- ring indices (as the kernel sees them) ------------------------------------------------
     @property
@@ -278,12 +281,10 @@ class Ring:
         first = head & mask
         # The entries are contiguous up to the end of the array, then wrap to slot 0.
         upto = min(n, mask + 1 - first)
-        view = memoryview(ring).cast("B")
-        out = list(map(Cqe._make, _CQE.iter_unpack(view[base + first * size:
+        out = list(map(Cqe._make, _CQE.iter_unpack(ring[base + first * size:
                                                           base + (first + upto) * size])))
         if upto < n:
-            out += map(Cqe._make, _CQE.iter_unpack(view[base:base + (n - upto) * size]))
-        view.release()
+            out += map(Cqe._make, _CQE.iter_unpack(ring[base:base + (n - upto) * size]))
         _U32.pack_into(ring, self._cq_head, tail)
         return out
 
@@ -298,6 +299,9 @@ class Ring:
         # The ctypes views would point at unmapped memory: drop them first, so a use after
         # close() is a Python error, not a crash.
         self.sq_ring = self.cq_ring = self.sqes = None  # type: ignore[assignment]
+        for view in self._views:
+            view.release()
+        self._views.clear()
         libc = _lib()
         for addr, size in self._maps:
             libc.munmap(ctypes.c_void_p(addr), ctypes.c_size_t(size))
@@ -312,20 +316,21 @@ class Ring:
 
 class Buffer:
     """A fixed user-space buffer the kernel reads or writes while an SQE is in flight (it must
-    stay alive until the CQE arrives): a ctypes array and its address."""
+    stay alive until the CQE arrives): a ctypes array, its address and a byte view of it."""
 
-    __slots__ = ("mem", "addr", "size")
+    __slots__ = ("mem", "addr", "size", "view")
 
     def __init__(self, size: int) -> None:
         self.mem = ctypes.create_string_buffer(max(1, size))
         self.addr = ctypes.addressof(self.mem)
         self.size = size
+        self.view = memoryview(self.mem).cast("B")
 
     def read(self, n: int) -> bytes:
-        return ctypes.string_at(self.addr, n)
+        return self.view[:n].tobytes()
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
-        ctypes.memmove(self.addr, bytes(data), len(data))
+        self.view[:len(data)] = data
 
 
 def available() -> str | None:

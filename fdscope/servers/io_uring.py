@@ -115,7 +115,7 @@ class IoUringServer(BaseServer):
         if self._accept_parked:
             return
         self._accept_parked = True
-        struct.pack_into("=qq", self._timer.mem, 0, 0, int(ACCEPT_RETRY_S * 1e9))
+        struct.pack_into("=qq", self._timer.view, 0, 0, int(ACCEPT_RETRY_S * 1e9))
         self._queue(OP["TIMEOUT"], -1, TIMER, 0, addr=self._timer.addr, length=1)
 
     def _arm_recv(self, conn: UringConn) -> None:
@@ -127,13 +127,14 @@ class IoUringServer(BaseServer):
     def _arm_send(self, conn: UringConn) -> None:
         if conn.sending or conn.closing or not conn.out:
             return
-        chunk = conn.out[:SEND_CHUNK]
-        if conn.sbuf is None or conn.sbuf.size < len(chunk):
-            conn.sbuf = Buffer(max(len(chunk), 65536))
-        conn.sbuf.write(chunk)
-        conn.sending = len(chunk)
+        n = min(len(conn.out), SEND_CHUNK)
+        if conn.sbuf is None or conn.sbuf.size < n:
+            conn.sbuf = Buffer(max(n, 65536))
+        with memoryview(conn.out) as pending:  # released at once: conn.out must stay resizable
+            conn.sbuf.write(pending[:n])
+        conn.sending = n
         self._queue(OP["SEND"], conn.fd, SEND, conn.cid, addr=conn.sbuf.addr,
-                    length=len(chunk), op_flags=socket.MSG_NOSIGNAL)
+                    length=n, op_flags=socket.MSG_NOSIGNAL)
 
     # -- the loop ----------------------------------------------------------------------------
     def run(self) -> None:
