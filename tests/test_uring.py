@@ -502,6 +502,35 @@ def test_server_under_load_with_resets_loses_nothing_and_reads_as_io_uring() -> 
     assert stopped["closed"].get("ECONNRESET", 0) + stopped["closed"].get("EPIPE", 0) >= 1
 
 
+@needs_uring
+def test_server_ring_falls_back_without_defer_taskrun(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Kernels before 6.1 refuse SINGLE_ISSUER|DEFER_TASKRUN with EINVAL: the server then
+    takes a plain ring; any other refusal is passed on."""
+    import errno
+
+    from fdscope.servers import io_uring as srv
+    from fdscope.uring import Ring, Unavailable
+
+    made = []
+
+    def old_kernel(entries: int, flags: int = 0, cq_entries: int = 0) -> Ring:
+        if flags:
+            raise Unavailable(errno.EINVAL, "io_uring_setup: EINVAL")
+        made.append(flags)
+        return Ring(entries, flags, cq_entries)
+
+    monkeypatch.setattr(srv, "Ring", old_kernel)
+    with srv._ring() as ring:
+        assert ring.cq_entries == srv.CQ_ENTRIES and made == [0]
+
+    def refused(entries: int, flags: int = 0, cq_entries: int = 0) -> Ring:
+        raise Unavailable(errno.EPERM, "io_uring_setup: EPERM")
+
+    monkeypatch.setattr(srv, "Ring", refused)
+    with pytest.raises(Unavailable, match="EPERM"):
+        srv._ring()
+
+
 # ---------------------------------------------------------------- the probe where refused
 
 # A seccomp filter that fails io_uring_setup (425) with ERRNO, installed in a child before it
