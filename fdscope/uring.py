@@ -82,6 +82,9 @@ def _lib() -> ctypes.CDLL:
     if _libc is None:
         _libc = ctypes.CDLL(None, use_errno=True)
         _libc.syscall.restype = ctypes.c_long
+        # syscall(2) takes the number and up to 6 longs; fixed argtypes spare a conversion
+        # object per argument on every call (this CDLL handle is fdscope.uring's own).
+        _libc.syscall.argtypes = (ctypes.c_long,) * 7
         _libc.mmap.restype = ctypes.c_void_p
         _libc.mmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
                                ctypes.c_int, ctypes.c_long)
@@ -90,11 +93,14 @@ def _lib() -> ctypes.CDLL:
 
 
 def _syscall(nr: int, *args: int) -> int:
-    ret = _lib().syscall(ctypes.c_long(nr), *(ctypes.c_long(a) for a in args))
+    ret = _lib().syscall(nr, *args, *_ZEROS[len(args):])
     if ret < 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))
     return int(ret)
+
+
+_ZEROS = (0,) * 6
 
 
 def _numbers() -> tuple[int, int, int]:
@@ -156,6 +162,7 @@ class Ring:
             os.close(self.fd)
             raise
         self._local_tail = self.sq_tail
+        self._known_head = self.sq_head  # the SQ head as last read (it only moves forward)
         self.closed = False
 
     def _map(self, p: tuple[int, ...]) -> None:
@@ -231,9 +238,12 @@ class Ring:
               ) -> None:
         """Write one SQE and (with `publish`) advance the SQ tail the kernel reads. Raises
         BlockingIOError when the SQ ring is full (submit first)."""
-        if self.sq_space <= 0:
-            raise BlockingIOError(errno.EAGAIN, "SQ ring full")
         tail = self._local_tail
+        if (tail - self._known_head) & 0xFFFFFFFF >= self.sq_entries:
+            # Full as last seen: read the head the kernel has advanced since.
+            self._known_head = self.sq_head
+            if (tail - self._known_head) & 0xFFFFFFFF >= self.sq_entries:
+                raise BlockingIOError(errno.EAGAIN, "SQ ring full")
         index = tail & self.sq_mask
         _SQE.pack_into(self.sqes, index * _SQE.size, opcode, flags, 0, fd, off, addr, length,
                        op_flags, user_data, 0, 0, 0, 0, 0)

@@ -261,11 +261,14 @@ class IoUring(WaitLoop):
         from fdscope.uring import OP
 
         ring = self._ring
-        if ring.sq_space <= 0:
-            ring.submit()
         # sqe->len = IORING_POLL_ADD_MULTI; the poll mask goes in poll32_events (rw_flags).
-        ring.queue(OP["POLL_ADD"], fd, length=1, op_flags=select.POLLIN, user_data=fd,
-                   publish=False)
+        try:
+            ring.queue(OP["POLL_ADD"], fd, length=1, op_flags=select.POLLIN, user_data=fd,
+                       publish=False)
+        except BlockingIOError:  # the SQ ring is full: submit what is queued first
+            ring.submit()
+            ring.queue(OP["POLL_ADD"], fd, length=1, op_flags=select.POLLIN, user_data=fd,
+                       publish=False)
 
     def wait(self) -> list[int]:
         ring = self._ring

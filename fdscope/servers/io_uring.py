@@ -115,9 +115,11 @@ class IoUringServer(BaseServer):
     def _queue(self, opcode: int, fd: int, tag: int, cid: int, **kw: Any) -> None:
         ring = self.ring
         assert ring is not None
-        if ring.sq_space <= 0:
+        try:
+            ring.queue(opcode, fd, user_data=(cid << _TAG_BITS) | tag, publish=False, **kw)
+        except BlockingIOError:
             ring.submit()  # SQ ring full: hand the queued SQEs over first
-        ring.queue(opcode, fd, user_data=(cid << _TAG_BITS) | tag, publish=False, **kw)
+            ring.queue(opcode, fd, user_data=(cid << _TAG_BITS) | tag, publish=False, **kw)
 
     def _arm_accept(self) -> None:
         assert self.listener is not None
