@@ -48,6 +48,12 @@ IDLE_CLIENTS = 100
 def skip_reason(model: str, conns: int) -> str | None:
     if model == "blocking" and conns > 1:
         return "serves one client at a time"
+    if model == "io_uring":
+        from fdscope.uring import available
+
+        reason = available()
+        if reason is not None:
+            return f"io_uring unavailable: {reason}"
     return None
 
 

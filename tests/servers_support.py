@@ -28,6 +28,7 @@ class ServerProc:
 
     def __init__(self, model: str, *args: str) -> None:
         self.model = model
+        skip_unavailable(model)
         fd, self.stderr_path = tempfile.mkstemp(prefix="fdscope-serve-", suffix=".err")
         os.close(fd)
         # O_APPEND: the child's writes never race with our reads over a shared file offset.
@@ -74,6 +75,18 @@ class ServerProc:
             self.proc.stdout.close()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.stderr_path)
+
+
+def skip_unavailable(model: str) -> None:
+    """Skip the calling test, with the reason, when `model` cannot run on this machine."""
+    if model == "io_uring":
+        import pytest
+
+        from fdscope.uring import available
+
+        reason = available()
+        if reason is not None:
+            pytest.skip(f"io_uring unavailable here: {reason}")
 
 
 def readline_timeout(proc: subprocess.Popen[str], timeout: float) -> str:

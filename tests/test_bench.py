@@ -94,7 +94,7 @@ def test_scaling_quick_document(quick_scaling: tuple[Any, dict[str, Any], Path])
     assert doc["elapsed_s"] < 30  # the --quick promise is 10 s on an idle 2-core machine
     names = [m["name"] for m in doc["mechanisms"]]
     assert names == ["select", "poll", "epoll", "epoll-et", "selectors", "asyncio",
-                     "asyncio-uvloop"]
+                     "asyncio-uvloop", "io_uring"]
     assert len(doc["rows"]) == len(names) * 3
     for r in doc["rows"]:
         assert set(r) == ROW_KEYS

@@ -511,3 +511,94 @@ def test_inspect_table_agrees_with_the_reference_classifier(links):
     for link, typ, ino in zip(links, table.types, table.inodes, strict=True):
         ref = classify_fd(link)
         assert (typ, ino) == (ref.type, ref.inode), link
+
+
+# ---------------------------------------------------------------- io_uring fdinfo (io_uring/fdinfo.c)
+
+S32 = st.integers(-(2**31), 2**31 - 1)
+# Opcode names as io_uring_get_opcode prints them (uppercase, underscores).
+OPCODE_NAMES = st.sampled_from(["NOP", "READ", "WRITE", "ACCEPT", "RECV", "SEND", "READ_FIXED",
+                                "URING_CMD", "INVALID"])
+
+
+@st.composite
+def uring_docs(draw):
+    """An io_uring fdinfo text formatted with io_uring_show_fdinfo's seq_printf formats, and the
+    values that went in."""
+    shift = draw(st.integers(0, 12))
+    sq_mask, cq_mask = (1 << shift) - 1, (1 << (shift + 1)) - 1
+    sq_head, sq_tail, cq_head, cq_tail = (draw(U32) for _ in range(4))
+    sqes = draw(st.lists(st.tuples(st.integers(0, sq_mask), OPCODE_NAMES, S32, st.integers(0, 255),
+                                   U64, U64, U32, st.integers(-(2**15), 2**16 - 1), U64),
+                         max_size=4))
+    cqes = draw(st.lists(st.tuples(st.integers(0, cq_mask), U64, S32, U32), max_size=4))
+    files = draw(st.lists(st.text(alphabet=st.characters(blacklist_characters="\n"),
+                                  min_size=1, max_size=20), max_size=3))
+    bufs = draw(st.lists(st.tuples(U64, U32), max_size=3))
+    polls = draw(st.lists(st.tuples(st.integers(0, 70), st.integers(0, 1)), max_size=3))
+    over = draw(st.lists(st.tuples(U64, S32, U32), max_size=3))
+    sq_thread, sq_cpu = draw(S32), draw(S32)
+    times = (draw(U64), draw(U64))
+    lines = ["pos:\t0", "flags:\t02000002", "mnt_id:\t17", "ino:\t47786",
+             "SqMask:\t0x%x" % sq_mask, "SqHead:\t%u" % sq_head, "SqTail:\t%u" % sq_tail,
+             "CachedSqHead:\t%u" % sq_head, "CqMask:\t0x%x" % cq_mask, "CqHead:\t%u" % cq_head,
+             "CqTail:\t%u" % cq_tail, "CachedCqTail:\t%u" % cq_tail,
+             "SQEs:\t%u" % ((sq_tail - sq_head) % 2**32)]
+    for idx, op, fd, fl, off, addr, rw, bi, ud in sqes:
+        lines.append("%5u: opcode:%s, fd:%d, flags:%x, off:%u, addr:0x%x, rw_flags:0x%x, "
+                     "buf_index:%d user_data:%u" % (idx, op, fd, fl, off, addr, rw, bi, ud))
+    lines.append("CQEs:\t%u" % ((cq_tail - cq_head) % 2**32))
+    for idx, ud, res, fl in cqes:
+        lines.append("%5u: user_data:%u, res:%d, flag:%x" % (idx, ud, res, fl))
+    lines += ["SqThread:\t%d" % sq_thread, "SqThreadCpu:\t%d" % sq_cpu,
+              "SqTotalTime:\t%u" % times[0], "SqWorkTime:\t%u" % times[1],
+              "UserFiles:\t%u" % len(files)]
+    lines += ["%5u: %s" % (i, name) for i, name in enumerate(files)]
+    lines.append("UserBufs:\t%u" % len(bufs))
+    lines += ["%5u: 0x%x/%u" % (i, a, n) for i, (a, n) in enumerate(bufs)]
+    lines.append("PollList:")
+    lines += ["  op=%d, task_works=%d" % p for p in polls]
+    lines.append("CqOverflowList:")
+    lines += ["  user_data=%u, res=%d, flags=%x" % o for o in over]
+    lines.append("NAPI:\tdisabled")
+    values = dict(masks=(sq_mask, cq_mask), idx=(sq_head, sq_tail, cq_head, cq_tail), sqes=sqes,
+                  cqes=cqes, files=files, bufs=bufs, polls=polls, over=over,
+                  sq=(sq_thread, sq_cpu), times=times)
+    return "\n".join(lines) + "\n", values
+
+
+@FUZZ
+@given(uring_docs())
+def test_uring_round_trip(doc):
+    from fdscope.parse.uring import parse_uring
+
+    text, v = doc
+    u = parse_uring(text)
+    assert u.form == "raw" and (u.sq_mask, u.cq_mask) == v["masks"]
+    assert (u.sq_head, u.sq_tail, u.cq_head, u.cq_tail) == v["idx"]
+    assert u.sq_pending == (v["idx"][1] - v["idx"][0]) % 2**32
+    assert u.cq_pending == (v["idx"][3] - v["idx"][2]) % 2**32
+    assert [(e.index, e.opcode, e.fd, e.flags, e.off, e.addr, e.rw_flags, e.buf_index,
+             e.user_data) for e in u.sqes] == list(v["sqes"])
+    assert [(e.index, e.user_data, e.res, e.flags) for e in u.cqes] == list(v["cqes"])
+    assert [name for _, name in u.files] == v["files"]
+    assert [(a, n) for _, a, n in u.bufs] == v["bufs"]
+    assert [(p.opcode, p.task_works) for p in u.poll_list or ()] == v["polls"]
+    assert [(o.user_data, o.res, o.flags) for o in u.cq_overflow_list or ()] == v["over"]
+    assert (u.sq_thread, u.sq_thread_cpu) == v["sq"]
+    assert (u.sq_total_time, u.sq_work_time) == v["times"]
+    assert u.napi == "disabled" and u.unknown == ()
+
+
+@FUZZ
+@given(st.data())
+def test_uring_mutated_or_random_never_raises(data):
+    from fdscope.parse.uring import parse_uring
+
+    text, _ = data.draw(uring_docs())
+    for sample in (mutate(data.draw, text), data.draw(any_text)):
+        u = parse_uring(sample)
+        # Whatever came in: the counts it reports are never negative, the form one of three.
+        assert u.form in (None, "raw", "masked")
+        for n in (u.sq_pending, u.cq_pending):
+            assert n is None or n >= 0

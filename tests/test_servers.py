@@ -187,7 +187,7 @@ def test_select_refuses_fds_beyond_fd_setsize_and_keeps_serving() -> None:
     assert "Traceback" not in err
 
 
-@pytest.mark.parametrize("model", ["epoll", "threads", "asyncio", "asyncio-uvloop"])
+@pytest.mark.parametrize("model", ["epoll", "threads", "asyncio", "asyncio-uvloop", "io_uring"])
 def test_max_clients_refuses_the_extra_client(model: str) -> None:
     with server(model, "--max-clients", "2") as srv:
         a = socket.create_connection(srv.addr, timeout=5)
@@ -291,7 +291,8 @@ def test_help_has_examples(invoke, name: str) -> None:  # type: ignore[no-untype
 
 @pytest.mark.timing
 @pytest.mark.slow
-@pytest.mark.parametrize("model", ["epoll", "epoll-et", "select", "threads", "asyncio"])
+@pytest.mark.parametrize("model", ["epoll", "epoll-et", "select", "threads", "asyncio",
+                                   "io_uring"])
 def test_out_of_fds_sheds_clients_without_spinning(model: str) -> None:
     """accept() failing with EMFILE leaves the connection queued and the listener readable: a
     level-triggered loop that just retries spins at 100% CPU. The server must shed the client
@@ -301,7 +302,9 @@ def test_out_of_fds_sheds_clients_without_spinning(model: str) -> None:
 
     import psutil
 
-    from tests.servers_support import readline_timeout
+    from tests.servers_support import readline_timeout, skip_unavailable
+
+    skip_unavailable(model)
 
     def low_limit() -> None:
         hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
@@ -383,6 +386,7 @@ def _try_exchange(port: int) -> bool:
     ("nonblocking", ("--idle-sleep", "0.05"), False),
     ("epoll", (), False),
     ("sigio", (), False),
+    ("io_uring", (), False),
 ])
 def test_idle_cpu(model: str, args: tuple[str, ...], busy: bool) -> None:
     """The seed's claim, measured: polling without waiting burns a CPU even with nothing to do;
@@ -490,8 +494,9 @@ def test_a_second_stop_signal_keeps_the_totals(model: str) -> None:
     import sys
 
     from fdscope.servers.run import stopped_event
-    from tests.servers_support import readline_timeout
+    from tests.servers_support import readline_timeout, skip_unavailable
 
+    skip_unavailable(model)
     proc = subprocess.Popen([sys.executable, "-m", "fdscope", "serve", model, "--json"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     clients: list[socket.socket] = []

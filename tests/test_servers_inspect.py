@@ -23,6 +23,7 @@ EXPECTED_KIND = {
     "asyncio": "epoll",
     "asyncio-uvloop": "epoll",
     "sigio": "signal_driven",
+    "io_uring": "io_uring",
 }
 EPOLLET = 1 << 31
 
@@ -66,6 +67,14 @@ def test_inspect_classifies_model(model: str) -> None:
         assert all(r["status"] == "ok" for r in regs)
     if model == "threads":
         assert len(doc["threads"]) >= 4  # the acceptor and one per client
+    if model == "io_uring":
+        (ring,) = doc["io_uring"]
+        from fdscope.servers.io_uring import ACCEPT_DEPTH
+
+        # The accepts and one recv per client wait in the kernel for their sockets.
+        ops = sorted(p["opcode"] for p in ring["poll_list"])
+        assert ops == ["ACCEPT"] * ACCEPT_DEPTH + ["RECV"] * 3, ring["poll_list"]
+        assert ring["sq"]["pending"] == 0 and ring["waiters"]
     if model == "sigio":
         flagged = [f for f in doc["fds"] if "O_ASYNC" in (f["flags"] or [])]
         assert len(flagged) == 4

@@ -234,6 +234,64 @@ class AsyncioUvloop(Asyncio):
         return uvloop.new_event_loop(), None
 
 
+class IoUring(WaitLoop):
+    """io_uring: one multishot IORING_OP_POLL_ADD per fd, armed once (as epoll_ctl is), and
+    io_uring_enter(min_complete=1) returns a CQE per readiness event (io_uring/poll.c;
+    IORING_POLL_ADD_MULTI since 5.13). A CQE without IORING_CQE_F_MORE ended the multishot
+    poll, which is armed again."""
+
+    name = "io_uring"
+    calls = "io_uring_enter(2), min_complete=1; a multishot POLL_ADD per fd, armed once"
+
+    @classmethod
+    def unavailable(cls) -> str | None:
+        from fdscope.uring import available
+
+        return available()
+
+    def open(self, watched: list[int]) -> None:
+        from fdscope.uring import Ring
+
+        self._ring = Ring(min(4096, max(64, len(watched))))
+        for fd in watched:
+            self._arm(fd)
+        self._ring.submit()
+
+    def _arm(self, fd: int) -> None:
+        from fdscope.uring import OP
+
+        ring = self._ring
+        # sqe->len = IORING_POLL_ADD_MULTI; the poll mask goes in poll32_events (rw_flags).
+        try:
+            ring.queue(OP["POLL_ADD"], fd, length=1, op_flags=select.POLLIN, user_data=fd,
+                       publish=False)
+        except BlockingIOError:  # the SQ ring is full: submit what is queued first
+            ring.submit()
+            ring.queue(OP["POLL_ADD"], fd, length=1, op_flags=select.POLLIN, user_data=fd,
+                       publish=False)
+
+    def wait(self) -> list[int]:
+        ring = self._ring
+        while True:
+            try:
+                ring.submit(wait=1)
+                break
+            except InterruptedError:
+                continue
+        ready = []
+        for cqe in ring.completions():
+            if cqe.res < 0:
+                raise FdscopeError(f"io_uring poll on fd {cqe.user_data}: errno {-cqe.res}")
+            ready.append(cqe.user_data)
+            if not cqe.flags & 2:  # IORING_CQE_F_MORE: the multishot poll stays armed
+                self._arm(cqe.user_data)
+        return ready
+
+    def close(self) -> None:
+        self._ring.close()
+
+
 MECHANISMS: dict[str, type[Mechanism]] = {
-    m.name: m for m in (Select, Poll, Epoll, EpollET, Selectors, Asyncio, AsyncioUvloop)
+    m.name: m for m in (Select, Poll, Epoll, EpollET, Selectors, Asyncio, AsyncioUvloop,
+                        IoUring)
 }

@@ -29,13 +29,13 @@ SCALING_HELP = """Cost per delivered event against the number of idle fds watche
 
 N idle connected sockets (unix socketpairs; --idle-kind tcp for loopback TCP) plus K active
 socketpairs passing one token round-robin. Each mechanism (select, poll, epoll, epoll-et,
-selectors, asyncio, asyncio-uvloop) delivers the token's events; reported per event: µs
+selectors, asyncio, asyncio-uvloop, io_uring) delivers the token's events; reported per event: µs
 median and p99, and the wait call's own µs. select above FD_SETSIZE is reported as refused.
 Ends with the least-squares growth per 1,000 idle fds for each mechanism.
 
 \b
 Exit 0 when every cell was measured or refused by the mechanism itself (select above
-FD_SETSIZE; asyncio-uvloop without uvloop); 1 when the fd limit stopped a size; 5 when
+FD_SETSIZE; asyncio-uvloop without uvloop; io_uring where the kernel refuses it); 1 when the fd limit stopped a size; 5 when
 --plot needs matplotlib, or a mechanism named with --mechanisms needs a missing module.
 
 \b
@@ -113,7 +113,7 @@ def command() -> None:
               help="Active socketpairs passing the token.")
 @click.option("--mechanisms", default=None, metavar="LIST",
               help="Comma-separated subset of: select, poll, epoll, epoll-et, selectors, "
-                   "asyncio, asyncio-uvloop [default: all].")
+                   "asyncio, asyncio-uvloop, io_uring [default: all].")
 @click.option("--seconds", type=click.FloatRange(0.01, 60), default=None,
               help="Time per cell (at least --min-events events) [default: 0.8; --quick 0.05].")
 @click.option("--min-events", type=click.IntRange(10), default=None,

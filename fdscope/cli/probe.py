@@ -19,10 +19,13 @@ Probes (NAME):
   stale      close a dup'ed fd: the epoll registration lives on (flagged by inspect)
   exclusive  4 waiters, 1 connection: wake-ups without/with EPOLLEXCLUSIVE
   rdhup      peer shutdown(SHUT_WR): EPOLLRDHUP|EPOLLIN, then read() == 0
+  io_uring   NOPs and a pipe read on a raw ring: fdinfo SQ/CQ head and tail move as
+             documented (exit 5 where io_uring is unavailable)
 
 \b
 Without NAME or --all, runs `trigger` (both modes) on a socketpair.
-Exit status: 0 when every probe matches or is skipped, 1 when any deviates.
+Exit status: 0 when every probe matches or is skipped, 1 when any deviates, 5 when
+the io_uring probe alone was asked for and io_uring is unavailable here.
 
 \b
 Examples:
@@ -30,6 +33,7 @@ Examples:
   fdscope probe --trigger edge --transport pipe
   fdscope probe oneshot --transport tcp
   fdscope probe fdsetsize
+  fdscope probe io_uring
   fdscope probe --all                    every probe, then a summary table
   fdscope probe --all --json | jq '.probes[] | {name, verdict}'
 """
@@ -66,6 +70,10 @@ def command(name: str | None, run_all: bool, trigger_mode: str | None, transport
                 f"{spec.name} runs on {' or '.join(spec.transports)}, not {transport}")
     modes = TRIGGER_MODES if trigger_mode in (None, "both") else (trigger_mode,)
     report = run_probes(plan(names, modes=modes, transport=transport))
+    if names == ["io_uring"] and report.results and report.results[0].verdict == "skipped":
+        from fdscope.errors import Unsupported
+
+        raise Unsupported(f"probe io_uring: {report.results[0].reason}")
     colour = colour_enabled()
     echo_doc(report.to_json(), as_json, lambda d: render_text(d, colour, sources=verbose))
     return 1 if report.deviates else 0

@@ -15,7 +15,7 @@ HELP = """Run a reference upper-case echo server using one I/O MODEL.
 
 \b
 Models: blocking, threads (--pool N), nonblocking (--idle-sleep S), select, poll,
-epoll, epoll-et, selectors, sigio, asyncio, asyncio-uvloop (needs fdscope[uvloop]).
+epoll, epoll-et, selectors, sigio, asyncio, asyncio-uvloop (needs fdscope[uvloop]), io_uring.
 See docs/serve.md in the source.
 
 \b

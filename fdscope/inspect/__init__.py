@@ -6,6 +6,7 @@ The modules, in the order data flows through them (nothing imports back up):
   sockets    /proc/PID/net tables -> each socket's protocol, state, addresses
   epoll      epoll fdinfo -> interest lists and each registration's status
   threads    task files -> what each thread waits in; CPU
+  uring      io_uring fdinfo -> rings, their waiters, the io_uring io_model and findings
   model      the report's types and its JSON document (fdscope.inspect/1)
   iomodel    how the process waits for I/O, from its threads
   findings   rules that turn a report into findings

@@ -8,13 +8,16 @@ reason are in docs/inspect.md ("Findings").
 
 Codes: epoll_closed_registration, epoll_reused_registration, epoll_oneshot_disarmed,
 epoll_et_blocking, epoll_multi_set, select_fd_setsize, fd_limit_near, close_wait_pile,
-listen_backlog_full, listen_backlog_filling, busy_polling, zombie, kernel_thread.
+listen_backlog_full, listen_backlog_filling, busy_polling, zombie, kernel_thread; the io_uring
+rules (uring_cq_overflow, uring_sq_full_no_waiter, uring_sq_unsubmitted, uring_files_near_full,
+uring_foreign_submitter) are in fdscope.inspect.uring.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 
+from fdscope.inspect import uring
 from fdscope.inspect.iomodel import EPOLL_CALLS, SELECT_CALLS, call_args, effective_call
 from fdscope.inspect.model import EpollSet, FdEntry, InspectReport, Registration
 from fdscope.model import Finding
@@ -45,6 +48,7 @@ def findings_for(rep: InspectReport) -> list[Finding]:
     out += _select(rep)
     out += _limit(rep)
     out += _sockets(rep)
+    out += uring.findings(rep, rep.io_uring)
     if rep.io_model.kind == "busy_polling":
         out.append(Finding("warn", "busy_polling", rep.io_model.summary +
                            ": a loop that polls without blocking burns a core while idle"))

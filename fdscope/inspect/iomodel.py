@@ -1,17 +1,18 @@
 """How a process waits for I/O, derived from its threads' blocked syscalls, its fds and its CPU.
 
-Kinds (a public contract, see README, "fdscope inspect" section): epoll, select, poll, threads, busy_polling,
-blocking, signal_driven, idle, unknown.
+Kinds (a public contract, see README, "fdscope inspect" section): epoll, io_uring, select, poll, threads,
+busy_polling, blocking, signal_driven, idle, unknown.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 
+from fdscope.inspect import uring
 from fdscope.inspect.model import InspectReport, IoModel, ThreadInfo
 from fdscope.parse.events import EPOLLET
 
-KINDS = ("epoll", "select", "poll", "threads", "busy_polling", "blocking", "signal_driven",
+KINDS = ("epoll", "io_uring", "select", "poll", "threads", "busy_polling", "blocking", "signal_driven",
          "idle", "cpu_bound", "unknown")
 
 EPOLL_CALLS = frozenset({"epoll_wait", "epoll_pwait", "epoll_pwait2"})
@@ -21,8 +22,9 @@ IO_CALLS = frozenset({"read", "readv", "pread64", "recvfrom", "recvmsg", "recvmm
                       "accept4", "connect", "write", "writev", "sendto", "sendmsg", "sendmmsg",
                       "sendfile", "splice"})
 SIGNAL_CALLS = frozenset({"rt_sigsuspend", "pause", "rt_sigtimedwait", "sigsuspend"})
-SLEEP_CALLS = frozenset({"nanosleep", "clock_nanosleep", "futex", "wait4", "waitid",
-                         "io_uring_enter"})
+SLEEP_CALLS = frozenset({"nanosleep", "clock_nanosleep", "futex", "wait4", "waitid"})
+# io_uring_enter(2) with min_complete > 0 waits for completions: an I/O wait (fdscope.inspect.uring).
+URING_CALLS = frozenset({"io_uring_enter"})
 # Kernel functions /proc/PID/task/TID/wchan shows for the same waits (used when syscall is
 # unreadable; names from fs/eventpoll.c, fs/select.c, net/, kernel/futex/, kernel/time/).
 WCHAN_CALLS = {
@@ -38,8 +40,10 @@ WCHAN_CALLS = {
     "hrtimer_nanosleep": "clock_nanosleep", "do_nanosleep": "clock_nanosleep",
     "do_wait": "wait4", "sigsuspend": "rt_sigsuspend", "sys_pause": "pause",
     "__x64_sys_pause": "pause", "do_sigtimedwait": "rt_sigtimedwait",
+    "io_cqring_wait": "io_uring_enter",
 }
-WAIT_CALLS = EPOLL_CALLS | SELECT_CALLS | POLL_CALLS | IO_CALLS | SIGNAL_CALLS | SLEEP_CALLS
+WAIT_CALLS = (EPOLL_CALLS | SELECT_CALLS | POLL_CALLS | IO_CALLS | SIGNAL_CALLS | SLEEP_CALLS
+              | URING_CALLS)
 BUSY_PERCENT = 50.0
 # A thread that never blocked during the sample and still got this much CPU was runnable
 # throughout (sharing a busy core), not waiting.
@@ -86,7 +90,7 @@ def is_waiting(t: ThreadInfo) -> bool:
 
 def needs_cpu_sample(rep: InspectReport) -> bool:
     """True when a thread is on CPU and none is waiting: only a CPU sample tells spin from burst."""
-    threads = rep.threads
+    threads = [t for t in rep.threads if not uring.is_io_thread(t)]
     if not threads or any(is_waiting(t) for t in threads):
         return False
     return any(t.syscall == "running" or t.state == "R" for t in threads)
@@ -101,7 +105,8 @@ def _hot(t: ThreadInfo) -> bool:
 
 
 def classify(rep: InspectReport) -> IoModel:
-    threads = rep.threads
+    # io_uring's kernel threads (iou-sqp-*, iou-wrk-*) are no user thread waiting in a call.
+    threads = [t for t in rep.threads if not uring.is_io_thread(t)]
     if not threads:
         return IoModel("unknown", "no thread readable")
     calls = {t.tid: effective_call(t) for t in threads}
@@ -141,6 +146,9 @@ def classify(rep: InspectReport) -> IoModel:
     extras = _extras(epoll_t, select_t, poll_t, io_t)
     if epoll_t:
         return IoModel("epoll", _epoll_summary(rep, epoll_t) + extras("epoll") + _busy(cpu))
+    ring = uring.io_model(rep, rep.io_uring)
+    if ring is not None:
+        return ring._replace(summary=ring.summary + _busy(cpu))
     if select_t:
         who = _threads_in(select_t, calls)
         return IoModel("select", f"select() loop{_nfds(select_t)}: {who}" + extras("select")

@@ -16,7 +16,7 @@ from fdscope.errors import FdscopeError
 from fdscope.model import Finding
 
 SCHEMA = "fdscope.inspect/1"
-SECTIONS = ("summary", "findings", "fds", "epoll", "threads", "io_model")
+SECTIONS = ("summary", "findings", "fds", "epoll", "io_uring", "threads", "io_model")
 
 
 class SocketInfo(NamedTuple):
@@ -161,6 +161,7 @@ class InspectReport:
     findings: list[Finding] = field(default_factory=list)
     fds: list[FdEntry] = field(default_factory=list)
     epoll: list[EpollSet] = field(default_factory=list)
+    io_uring: list[Any] = field(default_factory=list)  # fdscope.inspect.uring.UringRing
     threads: list[ThreadInfo] = field(default_factory=list)
     io_model: IoModel = IoModel("unknown", "not determined")
     cpu: Cpu | None = None
@@ -212,6 +213,8 @@ class InspectReport:
             doc["fds"] = [e.to_json() for e in self.listed_fds()] if rows else []
         if "epoll" in shown:
             doc["epoll"] = [s.to_json() for s in self.epoll] if rows else []
+        if "io_uring" in shown:
+            doc["io_uring"] = [r.to_json() for r in self.io_uring]
         if "threads" in shown:
             doc["threads"] = [t.to_json() for t in self.threads]
         if "io_model" in shown:

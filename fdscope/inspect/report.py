@@ -15,7 +15,7 @@ import time
 from collections.abc import Collection
 
 from fdscope.errors import FdscopeError, NoSuchProcess, ParseError, ProcGone
-from fdscope.inspect import epoll, fds, gather, readahead, sockets, threads
+from fdscope.inspect import epoll, fds, gather, readahead, sockets, threads, uring
 from fdscope.inspect.findings import CLOSE_WAIT_PILE, findings_for
 from fdscope.inspect.iomodel import WAIT_CALLS, classify, needs_cpu_sample
 from fdscope.inspect.model import InspectReport, IoModel, normalize_sections, normalize_types
@@ -144,6 +144,7 @@ class _Build:
                              "and were skipped")
         if "findings" in sections:
             rep.findings = findings_for(rep)
+
         return rep
 
     def _thread_group_leader(self) -> int | None:
@@ -260,6 +261,7 @@ class _Build:
         rep.epoll, gone = epoll.build(sets, table, identity)
         self.vanished += gone
         rep.summary.epoll_registrations = sum(len(s.registrations) for s in rep.epoll)
+        self._io_uring(table, texts)
         if rep.epoll and identity.reason is not None:
             rep.notes.append(
                 f"epoll registrations not verified ({identity.reason}): their status comes "
@@ -272,6 +274,19 @@ class _Build:
                 f"flags/pos read for {len(fd_flags)} of {len(table.fds)} fds: {why} fdinfo is "
                 "read only for epoll fds, path fds and edge-triggered targets (--flags all reads "
                 "every fd)")
+
+    def _io_uring(self, table: fds.Table, texts: dict[int, str]) -> None:
+        """Each io_uring fd's ring from its fdinfo (read now when the flags pass did not)."""
+        assert self.rep is not None
+        ring_fds = [fd for fd, typ in zip(table.fds, table.types, strict=True)
+                    if typ == "io_uring"]
+        have = {fd: texts[fd] for fd in ring_fds if fd in texts}
+        missing = [fd for fd in ring_fds if fd not in have]
+        if missing:
+            more, gone = gather.fdinfo(self.proc, self.pid, missing)
+            have.update(more)
+            self.vanished += gone
+        self.rep.io_uring = uring.rings(have, self.rep.threads)
 
     def _unlisted_sockets(self, table: fds.Table, found: dict) -> None:  # type: ignore[type-arg]
         """Sockets the net tables do not list: their protocol from sockfs."""

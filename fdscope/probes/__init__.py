@@ -67,6 +67,12 @@ def _rdhup(transport: str, mode: str, kernel: str) -> ProbeResult:
     return rdhup.run(transport, kernel)
 
 
+def _uring(transport: str, mode: str, kernel: str) -> ProbeResult:
+    from fdscope.probes import uring
+
+    return uring.run(kernel)
+
+
 ALL_TRANSPORTS = ("socketpair", "pipe", "tcp")
 
 PROBES: dict[str, ProbeSpec] = {
@@ -84,6 +90,8 @@ PROBES: dict[str, ProbeSpec] = {
                   ("tcp-listen",), "tcp-listen", _exclusive),
         ProbeSpec("rdhup", "peer shutdown(SHUT_WR): EPOLLRDHUP|EPOLLIN, read() == 0",
                   ("socketpair", "tcp"), "socketpair", _rdhup),
+        ProbeSpec("io_uring", "SQ/CQ ring indices in fdinfo move on submit and completion",
+                  ("ring",), "ring", _uring),
     )
 }
 

@@ -11,7 +11,7 @@ from fdscope.render.escape import escape
 from fdscope.render.json import utf8_safe
 from fdscope.render.style import heading, level
 
-SECTIONS = ("summary", "findings", "fds", "epoll", "threads", "io_model")
+SECTIONS = ("summary", "findings", "fds", "epoll", "io_uring", "threads", "io_model")
 # Records printed one per line in --json (fast C encoder, greppable); the rest is indented.
 _ROW_LISTS = ("fds", "threads", "findings")
 
@@ -82,7 +82,9 @@ def render_text(doc: dict[str, Any], sections: Iterable[str] | None = None,
         out.append(section(f"{tag}:", "\n".join(f"  - {escape(n)}" for n in doc["notes"]),
                            colour))
     for name in shown:
-        out.append(_SECTION_RENDERERS[name](doc, colour))
+        text = _SECTION_RENDERERS[name](doc, colour)
+        if text:
+            out.append(text)
     return "\n".join(out)
 
 
@@ -188,6 +190,9 @@ def _short_events(events: list[str]) -> str:
     return "|".join(e.removeprefix("EPOLL") for e in events) or "-"
 
 
+_IO_THREADS = {"iou-sqp-": "(io_uring SQ poll)", "iou-wrk-": "(io_uring worker)"}
+
+
 def _threads(doc: dict[str, Any], colour: bool) -> str:
     from fdscope.render.table import fmt, section, table
 
@@ -195,7 +200,12 @@ def _threads(doc: dict[str, Any], colour: bool) -> str:
     sampled = any(t.get("cpu_percent") is not None for t in doc["threads"])
     for t in doc["threads"]:
         args = escape(" ".join(f"{k}={v}" for k, v in (t.get("args") or {}).items()))
-        row = [t["tid"], escape(t["name"]), t["state"], fmt(t["syscall"]), args or "-",
+        call = fmt(t["syscall"])
+        if t["name"].startswith(tuple(_IO_THREADS)):
+            # io_uring's kernel threads: their syscall file shows the call that created them
+            # (fdscope.inspect.uring), not a call they wait in.
+            call, args = _IO_THREADS[t["name"][:8]], ""
+        row = [t["tid"], escape(t["name"]), t["state"], call, args or "-",
                escape(fmt(t["wchan"]))]
         if sampled:
             row.append(fmt(t.get("cpu_percent")))
@@ -217,7 +227,45 @@ def _io_model(doc: dict[str, Any], colour: bool) -> str:
     return section("io model", line, colour)
 
 
+def _io_uring(doc: dict[str, Any], colour: bool) -> str:
+    """One line per ring and its unconsumed entries; nothing when the process has no ring."""
+    from fdscope.render.table import section, table
+
+    parts = []
+    for r in doc["io_uring"]:
+        sq, cq = r["sq"], r["cq"]
+        head = (f"  SQ {sq['pending'] if sq['pending'] is not None else '?'}/"
+                f"{sq['entries'] or '?'} pending (head {sq['head']}, tail {sq['tail']}); "
+                f"CQ {cq['pending'] if cq['pending'] is not None else '?'}/{cq['entries'] or '?'} "
+                f"unreaped (head {cq['head']}, tail {cq['tail']})")
+        if r["form"] == "masked":
+            head += "; indices masked (older kernel)"
+        bits = []
+        if r["sq_thread"] is not None and r["sq_thread"] > 0:
+            bits.append(f"SQ poll thread {r['sq_thread']} on CPU {r['sq_thread_cpu']}")
+        if r["user_files"]:
+            used = sum(1 for f in r["files"] if f["name"] != "<none>")
+            bits.append(f"{used}/{r['user_files']} fixed files")
+        if r["user_bufs"]:
+            bits.append(f"{r['user_bufs']} fixed buffers")
+        if r["poll_list"]:
+            bits.append(f"{len(r['poll_list'])} waiting for readiness")
+        if r["cq_overflow_list"]:
+            bits.append(f"{len(r['cq_overflow_list'])} overflowed CQEs")
+        if r["waiters"]:
+            bits.append(f"waited on by thread {', '.join(map(str, r['waiters']))}")
+        body = head + ("\n  " + "; ".join(bits) if bits else "")
+        rows = [("SQE", e["index"], escape(e["opcode"]), e["fd"], e["user_data"], "")
+                for e in r["sqes"]]
+        rows += [("CQE", e["index"], "", "", e["user_data"], e["res"]) for e in r["cqes"]]
+        if rows:
+            body += "\n" + table(rows, ("entry", "index", "opcode", "fd", "user_data", "res"))
+        parts.append(section(f"io_uring fd {r['fd']}", body, colour))
+    return "\n".join(parts)
+
+
 _SECTION_RENDERERS = {"summary": _summary, "findings": _findings, "fds": _fds, "epoll": _epoll,
+                      "io_uring": _io_uring,
                       "threads": _threads, "io_model": _io_model}
 
 

@@ -22,6 +22,7 @@ MODELS: dict[str, tuple[str, str]] = {
     "sigio": ("fdscope.servers.sigio", "SigioServer"),
     "asyncio": ("fdscope.servers.asyncio", "AsyncioServer"),
     "asyncio-uvloop": ("fdscope.servers.asyncio_uvloop", "AsyncioUvloopServer"),
+    "io_uring": ("fdscope.servers.io_uring", "IoUringServer"),
 }
 
 Emit = Callable[[str, dict[str, Any]], None]

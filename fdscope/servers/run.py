@@ -38,9 +38,11 @@ class RunConfig:
 
 
 def inspection_sections(doc: dict[str, Any] | None) -> list[str]:
-    """summary, io_model, then epoll (when the server has an epoll set) or threads, findings."""
+    """summary, io_model, then epoll (when the server has an epoll set) or threads, its
+    io_uring rings when it has any, findings."""
     middle = "epoll" if doc and doc.get("epoll") else "threads"
-    return ["summary", "io_model", middle, "findings"]
+    rings = ["io_uring"] if doc and doc.get("io_uring") else []
+    return ["summary", "io_model", middle, *rings, "findings"]
 
 
 def _start_server(model: str, stderr: Any) -> tuple[subprocess.Popen[str], dict[str, Any]]:
