@@ -31,6 +31,7 @@ import json
 import os
 import pwd
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -1239,6 +1240,10 @@ def provoke_overflow(daemon: Daemon) -> OverflowResult:
     if not listeners or not listeners[0]["socket"]["send_q"]:
         return out
     out.backlog = listeners[0]["socket"]["send_q"]
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = 2 * out.backlog + 200  # the connects below, and what the test already holds
+    if soft != resource.RLIM_INFINITY and soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(want, hard), hard))
     before = tcp_ext(daemon.pid)
     with stopped(daemon.pids()), held_connections(daemon.port, out.backlog + 4,
                                                   out.connect_errors) as socks:
@@ -1253,8 +1258,8 @@ def provoke_overflow(daemon: Daemon) -> OverflowResult:
                 break
             # A SYN that met a full SYN queue is retried by the client only after 1, 3, 7 s:
             # a few more connects fill the last places sooner.
-            if len(socks) < out.backlog + 64:
-                socks += flood_connects(daemon.port, 2, out.connect_errors)
+            if len(socks) < 2 * out.backlog + 64:
+                socks += flood_connects(daemon.port, 32, out.connect_errors)
             time.sleep(0.2)
         out.overflows = tcp_ext(daemon.pid)["ListenOverflows"] - before["ListenOverflows"]
     wait_serving(daemon)
