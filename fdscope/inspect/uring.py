@@ -15,7 +15,11 @@ from typing import Any, NamedTuple
 
 from fdscope.inspect.model import InspectReport, IoModel, ThreadInfo
 from fdscope.model import Finding
-from fdscope.parse.uring import UringInfo, opcode_name, parse_uring
+
+# The ring parser (fdscope.parse.uring) loads only for a process that has a ring: most have none.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from fdscope.parse.uring import UringInfo
 
 ENTER = "io_uring_enter"
 SQPOLL_PREFIX = "iou-sqp-"
@@ -35,6 +39,8 @@ class UringRing(NamedTuple):
     min_complete: int | None = None  # the largest min_complete among the waiters
 
     def to_json(self) -> dict[str, Any]:
+        from fdscope.parse.uring import opcode_name
+
         u = self.info
         return {
             "fd": self.fd,
@@ -104,6 +110,8 @@ def _args(t: ThreadInfo) -> dict[str, int]:
 
 def rings(texts: dict[int, str], threads: list[ThreadInfo]) -> list[UringRing]:
     """The rings of the io_uring fds whose fdinfo `texts` holds, with their waiters."""
+    from fdscope.parse.uring import parse_uring
+
     waiting = _entering(threads)
     out = []
     for fd in sorted(texts):
