@@ -1,0 +1,394 @@
+"""One scan of the host: every process's fd count, RLIMIT_NOFILE, highest fd, fds by type and
+flags, read through fdscope.proc (the only reader of /proc).
+
+Per process the scan reads stat (name, state, kernel thread), the uid of /proc/PID, the fd
+count from stat(/proc/PID/fd).st_size (fs/proc/fd.c proc_fd_getattr, Linux 6.2+; it needs no
+ptrace access, so a process whose fds are denied still has a count) and /proc/PID/limits
+(world-readable). Processes the filter selects also have their fd links read and classified
+(fdscope.inspect.fds.classify, one classifier for inspect and top). Process enumeration is a
+listing of the proc root: psutil.process_iter() reads /proc/PID/status as well and took twice
+as long (docs/top.md, "Cost").
+
+A Scanner keeps what it read: on the next scan a process whose start time and fd count did
+not change keeps its types (re-read at the latest after `full_every` seconds), which is what
+makes a live refresh cheap. Races: a process that exits mid-scan is counted in `vanished` and
+left out; a permission error on the fd table marks the row denied (types unknown, never 0).
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import re
+import time
+from collections import Counter
+from collections.abc import Collection
+from dataclasses import dataclass
+
+from fdscope.errors import AccessDenied, FdscopeError, NoSuchProcess, ParseError, ProcGone
+from fdscope.host import flags as host_flags
+from fdscope.host.model import HostInfo, HostSnapshot, ProcessRow
+from fdscope.inspect import fds as fds_mod
+from fdscope.inspect import gather
+from fdscope.model import Finding
+from fdscope.parse.limits import parse_limits
+from fdscope.parse.sysctl import FileNr, parse_file_nr, parse_int
+from fdscope.parse.task import parse_stat
+from fdscope.proc import DEFAULT_ROOT, Proc
+
+# Types re-read at least this often (seconds) in a Scanner, even when the count is unchanged.
+FULL_EVERY = 30.0
+# Growth history kept per process (refreshes).
+HISTORY = 8
+TCP_CLOSE_WAIT, TCP_LISTEN = 8, 10  # include/net/tcp_states.h
+
+
+@dataclass(frozen=True)
+class ProcessFilter:
+    """Which processes get a row: pids, uids, a regex searched in the name (all: None)."""
+
+    pids: frozenset[int] | None = None
+    uids: frozenset[int] | None = None
+    name: re.Pattern[str] | None = None
+
+    def matches(self, pid: int, name: str, uid: int | None) -> bool:
+        return ((self.pids is None or pid in self.pids)
+                and (self.uids is None or uid in self.uids)
+                and (self.name is None or self.name.search(name) is not None))
+
+
+@dataclass
+class FdTable:
+    """What the scan keeps of one process's fd table: counts by type, highest fd, the fds of
+    each epoll, socket and pipe, and (for the peer index) each fd's type and inode."""
+
+    count: int
+    types: dict[str, int]
+    highest: int | None
+    epfds: list[int]
+    inode_of: dict[int, int | None]  # fd -> inode named by its link (sockets, pipes), or None
+    sockets: list[tuple[int, int]]  # (fd, inode)
+    table: fds_mod.Table | None  # kept for the peer index only
+    read_at: float
+
+
+class _Seen:
+    """A Scanner's memory of one process (pid and start time)."""
+
+    __slots__ = ("starttime", "table", "history", "suspects", "flags")
+
+    def __init__(self, starttime: int) -> None:
+        self.starttime = starttime
+        self.table: FdTable | None = None
+        self.history: list[tuple[float, int]] = []
+        self.suspects: tuple[object, ...] | None = None
+        self.flags: tuple[Finding, ...] = ()
+
+
+class Scanner:
+    """Scans the host again and again, re-reading only what changed (see module docstring).
+
+    proc: the proc root (default /proc). select: which processes get rows (the host totals
+    count every process). flags: compute flags (False: counts and types only). index: keep
+    every fd table's types and inodes for the peer index (fdscope.host.peers)."""
+
+    def __init__(self, proc: Proc | None = None, *, select: ProcessFilter | None = None,
+                 flags: bool = True, index: bool = False, full_every: float = FULL_EVERY,
+                 clock: object = time.monotonic) -> None:
+        self.proc = proc or Proc()
+        self.select = select or ProcessFilter()
+        self.want_flags = flags
+        self.index = index
+        self.full_every = full_every
+        self.clock = clock
+        self.seen: dict[int, _Seen] = {}
+        self.previous: HostSnapshot | None = None
+        self.tables: dict[int, FdTable] = {}  # of the last scan, readable processes
+        self._users: dict[int, str] = {}
+        self._counts = self.proc.root == DEFAULT_ROOT and _kernel_counts()
+        self.own_netns: int | None = _netns(self.proc, "self")
+
+    def user(self, uid: int | None) -> str:
+        if uid is None:
+            return "?"
+        name = self._users.get(uid)
+        if name is None:
+            try:
+                name = pwd.getpwuid(uid).pw_name
+            except (KeyError, OverflowError):
+                name = str(uid)
+            self._users[uid] = name
+        return name
+
+    def scan(self) -> HostSnapshot:
+        proc = self.proc
+        t0 = time.perf_counter()
+        now = self.clock()  # type: ignore[operator]
+        wall = time.time()
+        notes: list[str] = []
+        file_nr, nr_open = _host(proc, notes)
+        names = proc.listdir()
+        rows: list[ProcessRow] = []
+        tables: dict[int, FdTable] = {}
+        seen: dict[int, _Seen] = {}
+        processes = fds_total = denied = vanished = kthreads = zombies = 0
+        for entry in names:
+            if not (entry.isascii() and entry.isdigit()):
+                continue
+            pid = int(entry)
+            try:
+                task = parse_stat(proc.read_text(pid, "stat", pid=pid))
+            except (NoSuchProcess, ProcGone):
+                vanished += 1
+                continue
+            except (AccessDenied, ParseError):
+                continue
+            if task.is_kernel_thread:
+                kthreads += 1
+                continue
+            if task.state in ("Z", "X"):
+                zombies += 1
+                continue
+            try:
+                uid: int | None = proc.stat(pid, pid=pid).st_uid
+                count = proc.stat(pid, "fd", pid=pid).st_size if self._counts else None
+            except (NoSuchProcess, ProcGone):
+                vanished += 1
+                continue
+            except AccessDenied:
+                uid, count = None, None
+            processes += 1
+            if not self.select.matches(pid, task.comm, uid):
+                if count is not None:
+                    fds_total += count
+                continue
+            soft, hard = _nofile(proc, pid)
+            mem = self.seen.get(pid)
+            if mem is None or mem.starttime != task.starttime:
+                mem = _Seen(task.starttime)
+            seen[pid] = mem
+            table = mem.table
+            if (table is None or count is None or table.count != count
+                    or now - table.read_at >= self.full_every):
+                try:
+                    table = self._read_table(pid, now)
+                except (NoSuchProcess, ProcGone):
+                    processes -= 1
+                    vanished += 1
+                    del seen[pid]
+                    continue
+                except AccessDenied:
+                    table = None
+            mem.table = table
+            if table is None:
+                denied += 1
+                if count is not None:
+                    fds_total += count
+                rows.append(ProcessRow(pid, task.comm, self.user(uid), uid, task.state,
+                                       task.starttime, count, soft, hard, denied=True))
+                continue
+            tables[pid] = table
+            count = table.count
+            fds_total += count
+            mem.history = (mem.history + [(now, count)])[-HISTORY:]
+            rows.append(ProcessRow(pid, task.comm, self.user(uid), uid, task.state,
+                                   task.starttime, count, soft, hard, table.highest,
+                                   dict(table.types), growth_per_min=_growth(mem.history)))
+        if self.want_flags:
+            rows = self._flags(rows, tables, seen, notes)
+        self.seen = seen
+        self.tables = tables
+        host = HostInfo(file_nr, nr_open, processes, fds_total, denied, vanished, kthreads,
+                        zombies)
+        if denied:
+            notes.append(f"{denied} process(es) denied: their fd tables need ptrace read "
+                         "access (run as their owner or as root); their counts come from "
+                         "stat(/proc/PID/fd)" if self._counts else
+                         f"{denied} process(es) denied: their fd tables need ptrace read "
+                         "access (run as their owner or as root)")
+        snap = HostSnapshot(now, wall, host, tuple(rows), (time.perf_counter() - t0) * 1000.0,
+                            tuple(notes))
+        self.previous = snap
+        return snap
+
+    def _read_table(self, pid: int, now: float) -> FdTable:
+        proc = self.proc
+        fd_list, links, _gone = gather.fd_links(proc, pid)
+        paths = [fd for fd, link in zip(fd_list, links, strict=True) if link[:1] == "/"]
+        stats = gather.stat_fds(proc, pid, paths) if paths else {}
+        table = fds_mod.classify(fd_list, links, stats)
+        types = Counter(table.types)
+        inode_of: dict[int, int | None] = {}
+        sockets: list[tuple[int, int]] = []
+        epfds: list[int] = []
+        if types.get("epoll"):
+            inode_of = dict(zip(table.fds, table.inodes, strict=True))
+            epfds = [fd for fd, t in zip(table.fds, table.types, strict=True) if t == "epoll"]
+        if types.get("socket"):
+            sockets = [(fd, ino) for fd, t, ino in zip(table.fds, table.types, table.inodes,
+                                                       strict=True)
+                       if t == "socket" and ino is not None]
+        return FdTable(len(fd_list), dict(sorted(types.items(), key=lambda kv: (-kv[1], kv[0]))),
+                       fd_list[-1] if fd_list else None, epfds, inode_of, sockets,
+                       table if self.index else None, now)
+
+    def _flags(self, rows: list[ProcessRow], tables: dict[int, FdTable],
+               seen: dict[int, _Seen], notes: list[str]) -> list[ProcessRow]:
+        proc = self.proc
+        sockets = _SocketStates(proc, self.own_netns, notes)
+        out = []
+        for row in rows:
+            flags: list[Finding] = []
+            f = host_flags.near_limit(row.fds, row.soft)
+            if f is not None:
+                flags.append(f)
+            mem = seen.get(row.pid)
+            table = tables.get(row.pid)
+            if mem is not None and table is not None:
+                f = host_flags.growing(mem.history, row.soft)
+                if f is not None:
+                    flags.append(f)
+                suspects = self._suspects(row.pid, table, sockets)
+                if suspects:
+                    if suspects != mem.suspects:
+                        got = host_flags.from_inspect(row.pid, proc)
+                        mem.flags = got if got is not None else ()
+                    flags.extend(mem.flags)
+                else:
+                    mem.flags = ()
+                mem.suspects = suspects
+            out.append(row if not flags else _with_flags(row, tuple(flags)))
+        return out
+
+    def _suspects(self, pid: int, table: FdTable, sockets: _SocketStates) -> tuple[object, ...]:
+        """What in pid's fds may be a finding; inspect runs again when this changes."""
+        proc = self.proc
+        out: list[object] = []
+        if table.epfds:
+            try:
+                stale = host_flags.epoll_suspects(proc, pid, table.epfds, table.inode_of)
+            except FdscopeError:
+                stale = ()
+            if stale:
+                out.append(("epoll", stale))
+        if table.sockets:
+            cw, full = sockets.of(pid, [ino for _fd, ino in table.sockets])
+            if cw:
+                out.append(("close_wait", cw))
+            if full:
+                out.append(("backlog_full", full))
+        if host_flags.suspicious_fd_limit(table.highest) and host_flags.select_suspect(proc, pid):
+            out.append(("select", table.highest))
+        return tuple(out)
+
+
+class _SocketStates:
+    """CLOSE_WAIT sockets and full listeners, per network namespace: fdscope's own from
+    sock_diag (the kernel filters by state), another one from the TCP tables of one of its
+    processes (its listeners' backlog is unknown there: sock_diag answers for fdscope's own
+    namespace only)."""
+
+    def __init__(self, proc: Proc, own: int | None, notes: list[str]) -> None:
+        self.proc = proc
+        self.own = own
+        self.notes = notes
+        self.by_ns: dict[int | None, tuple[frozenset[int], frozenset[int]]] = {}
+
+    def of(self, pid: int, inodes: list[int]) -> tuple[int, int]:
+        """(sockets of `inodes` in CLOSE_WAIT, listeners of them with a full accept queue)."""
+        ns = _netns(self.proc, pid)
+        states = self.by_ns.get(ns)
+        if states is None:
+            states = self.by_ns[ns] = self._read(ns, pid)
+        mine = set(inodes)
+        return len(mine & states[0]), len(mine & states[1])
+
+    def _read(self, ns: int | None, pid: int) -> tuple[frozenset[int], frozenset[int]]:
+        if ns is not None and ns == self.own:
+            from fdscope import netdiag
+
+            try:
+                socks = netdiag.inet_sockets(1 << TCP_CLOSE_WAIT | 1 << TCP_LISTEN)
+                unix = netdiag.unix_listen_queues()
+            except OSError as err:
+                self.notes.append(f"sock_diag failed ({err}): close_wait and backlog_full "
+                                  "not checked")
+                return frozenset(), frozenset()
+            cw = frozenset(ino for ino, (st, _rq, _wq) in socks.items() if st == TCP_CLOSE_WAIT)
+            full = frozenset(ino for ino, (st, rq, wq) in socks.items()
+                             if st == TCP_LISTEN and rq > wq)
+            return cw, full | frozenset(ino for ino, (rq, wq) in unix.items() if rq > wq)
+        from fdscope import speedups
+
+        cw_set: set[int] = set()
+        try:
+            texts, _gone = self.proc.read_many(pid, "net", names=["tcp", "tcp6"], pid=pid)
+        except FdscopeError:
+            return frozenset(), frozenset()
+        for table, text in texts.items():
+            try:
+                rows = speedups.backend.net_rows(table, text, None)
+            except ParseError:
+                continue
+            cw_set.update(r[0] for r in rows if r[2] == "CLOSE_WAIT")
+        return frozenset(cw_set), frozenset()
+
+
+def _with_flags(row: ProcessRow, flags: tuple[Finding, ...]) -> ProcessRow:
+    from dataclasses import replace
+
+    order = {"crit": 0, "warn": 1, "info": 2}
+    return replace(row, flags=tuple(sorted(flags, key=lambda f: order[f.level])))
+
+
+def _growth(history: list[tuple[float, int]]) -> float | None:
+    """fds per minute between the last two scans of a process."""
+    if len(history) < 2:
+        return None
+    (t0, n0), (t1, n1) = history[-2], history[-1]
+    return (n1 - n0) * 60.0 / (t1 - t0) if t1 > t0 else None
+
+
+def _nofile(proc: Proc, pid: int) -> tuple[int | None, int | None]:
+    try:
+        limit = parse_limits(proc.read_text(pid, "limits", pid=pid)).nofile
+    except FdscopeError:
+        return None, None
+    return limit.soft, limit.hard
+
+
+def _netns(proc: Proc, who: int | str) -> int | None:
+    """The network namespace's inode ("net:[INODE]", fs/nsfs.c ns_dname), None if unreadable."""
+    try:
+        link = proc.readlink(who, "ns", "net")
+    except FdscopeError:
+        return None
+    return int(link[5:-1]) if link.startswith("net:[") and link[5:-1].isdigit() else None
+
+
+def _host(proc: Proc, notes: list[str]) -> tuple[FileNr | None, int | None]:
+    file_nr = nr_open = None
+    try:
+        file_nr = parse_file_nr(proc.sysctl("fs.file-nr"))
+    except FdscopeError as err:
+        notes.append(f"fs.file-nr unreadable: {err}")
+    try:
+        nr_open = parse_int(proc.sysctl("fs.nr_open"), "fs.nr_open")
+    except FdscopeError as err:
+        notes.append(f"fs.nr_open unreadable: {err}")
+    return file_nr, nr_open
+
+
+def _kernel_counts() -> bool:
+    """stat(/proc/PID/fd).st_size is the open fd count from Linux 6.2 on (0 before)."""
+    release = os.uname().release
+    m = re.match(r"(\d+)\.(\d+)", release)
+    return m is not None and (int(m[1]), int(m[2])) >= (6, 2)
+
+
+def scan_host(proc: Proc | None = None, *, select: ProcessFilter | None = None,
+              flags: bool = True, pids: Collection[int] | None = None) -> HostSnapshot:
+    """One scan of the host (a new Scanner's first scan: no growth)."""
+    if pids is not None:
+        select = ProcessFilter(frozenset(pids), *(select.uids, select.name) if select else ())
+    return Scanner(proc, select=select, flags=flags).scan()
