@@ -125,8 +125,7 @@ def command(once: bool, as_json: bool, count: int | None, interval: float, sort:
     if live:
         from fdscope.render.live import run
 
-        run(lambda: scanner.scan(), lambda snap, key: [r.to_json() for r in rows_of(snap, key)],
-            sort, interval, colour_enabled())
+        run(scanner.scan, doc_of, sort, interval, colour_enabled())
         return 0
     from fdscope.render.json import dumps, dumps_line
     from fdscope.render.top import render_text

@@ -24,14 +24,15 @@ KEYS = {"f": "fds", "u": "used", "g": "growth", "h": "headroom"}
 HELP = "q quit  f/u/g/h sort by fds/used/growth/headroom"
 
 
-def screen(doc: dict[str, Any], rows: list[dict[str, Any]], sort: str, interval: float,
-           width: int, height: int, colour: bool) -> str:
+def screen(doc: dict[str, Any], sort: str, interval: float, width: int, height: int,
+           colour: bool) -> str:
     """One frame: cursor home, each line cleared to its end, the rest of the screen cleared."""
     from fdscope.render.style import heading
     from fdscope.render.top import cut
 
     head = [cut(heading(host_line(doc), colour), width),
             cut(f"sort {sort}  every {interval:g} s  {HELP}", width), ""]
+    rows = doc["processes"]
     room = max(1, height - len(head) - 1)
     body = table_lines(rows[:room], colour, width)
     flags = [cut(x, width) for x in flag_lines(rows[:room], colour)]
@@ -41,10 +42,10 @@ def screen(doc: dict[str, Any], rows: list[dict[str, Any]], sort: str, interval:
     return "\x1b[H" + "\n".join(x + "\x1b[K" for x in head + body) + "\x1b[J"
 
 
-def run(scan: Callable[[], Any], rows_of: Callable[[Any, str], list[dict[str, Any]]],
+def run(scan: Callable[[], Any], doc_of: Callable[[Any, str], dict[str, Any]],
         sort: str, interval: float, colour: bool, fd_in: int = 0, fd_out: int = 1) -> None:
-    """Scan every `interval` s and redraw until q or Ctrl-C. `scan()` returns a document,
-    `rows_of(doc, sort)` the rows to show in order."""
+    """Scan every `interval` s and redraw until q or Ctrl-C. `scan()` returns a snapshot,
+    `doc_of(snapshot, sort)` its document with the rows to show, in order."""
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
     old_wakeup = signal.set_wakeup_fd(wake_w)
@@ -59,12 +60,13 @@ def run(scan: Callable[[], Any], rows_of: Callable[[Any, str], list[dict[str, An
     try:
         tty.setcbreak(fd_in)
         write("\x1b[?1049h\x1b[?25l")
-        doc = scan()
+        snap = scan()
         due = time.monotonic() + interval
         while True:
             size = os.get_terminal_size(fd_out) if os.isatty(fd_out) else os.terminal_size((80, 24))
-            write(screen(doc, rows_of(doc, sort), sort, interval, size.columns, size.lines,
-                         colour))
+            # A terminal that never got a size (a fresh pty) reports 0 x 0.
+            write(screen(doc_of(snap, sort), sort, interval, size.columns or 80,
+                         size.lines or 24, colour))
             ready, _, _ = select.select([fd_in, wake_r], [], [], max(0.0, due - time.monotonic()))
             if wake_r in ready:
                 os.read(wake_r, 512)  # a resize (or another signal): redraw
@@ -75,7 +77,7 @@ def run(scan: Callable[[], Any], rows_of: Callable[[Any, str], list[dict[str, An
                 for k in keys:
                     sort = KEYS.get(k.lower(), sort)
             if time.monotonic() >= due:
-                doc = scan()
+                snap = scan()
                 due = time.monotonic() + interval
     except KeyboardInterrupt:
         return
