@@ -168,6 +168,9 @@ class InspectReport:
     # TcpExt ListenOverflows/ListenDrops of the target's network namespace, and how much each
     # grew during the scan (read again only when an accept queue is full).
     listen_drops: dict[str, int] | None = None
+    # --peers: the other holders of each pipe and socket (fdscope.host.peers.Peer rows), and
+    # None when not asked for (the document then has no "peers" key).
+    peers: list[Any] | None = None
     sections: tuple[str, ...] = SECTIONS
     types: tuple[str, ...] | None = None
 
@@ -213,6 +216,8 @@ class InspectReport:
         if "io_model" in shown:
             doc["io_model"] = self.io_model.to_json()
             doc["cpu"] = self.cpu.to_json() if self.cpu is not None else None
+        if self.peers is not None:
+            doc["peers"] = [p.to_json() for p in self.peers]
         return doc
 
 
