@@ -23,6 +23,10 @@ from fdscope.inspect.iomodel import WCHAN_CALLS
 from fdscope.model import LEVELS, Finding
 from fdscope.proc import Proc
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from fdscope.inspect.fds import Table
+
 # inspect's finding code -> top's flag code
 FROM_INSPECT = {
     "select_fd_setsize": "select_risk",
@@ -82,23 +86,20 @@ def _minutes(m: float) -> str:
     return f"{m / 60:.1f} h"
 
 
-def epoll_suspects(proc: Proc, pid: int, epfds: list[int], open_fds: dict[int, int | None]
-                   ) -> tuple[int, ...]:
-    """The registrations (as tfds) of pid's epoll fds that may be stale: their fd is not open,
-    or its inode (`open_fds`: fd -> inode, None when its link names none) differs. An anon-inode
-    target reused by another anon-inode file is not seen here (they share one inode): only
-    inspect's kcmp check tells those apart."""
-    from fdscope.inspect import gather
-
-    texts, _gone = gather.fdinfo(proc, pid, epfds)
+def epoll_suspects(texts: dict[int, str], table: Table) -> tuple[int, ...]:
+    """The registrations (as tfds) in the epoll fdinfo `texts` (epfd -> text) that may be
+    stale: their fd is not open in `table`, or its inode differs from the registration's. An
+    anon-inode target reused by another anon-inode file is not seen here (they share one
+    inode): only inspect's kcmp check tells those apart."""
     sets, _errors = epoll_mod.parse_sets(dict(texts))
     out = []
     for regs in sets.values():
         for tfd, _mask, _data, ino, _sdev in regs:
-            if tfd not in open_fds:
+            row = table.row(tfd)
+            if row is None:
                 out.append(tfd)
                 continue
-            now = open_fds[tfd]
+            now = table.inodes[row]
             if now is not None and ino is not None and now != ino:
                 out.append(tfd)
     return tuple(sorted(out))

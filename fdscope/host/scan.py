@@ -40,6 +40,9 @@ from fdscope.proc import DEFAULT_ROOT, Proc
 FULL_EVERY = 30.0
 # Growth history kept per process (refreshes).
 HISTORY = 8
+# Fd tables are read on this many threads when at least PARALLEL_FROM are due.
+READERS = min(4, os.cpu_count() or 1)
+PARALLEL_FROM = 16
 TCP_CLOSE_WAIT, TCP_LISTEN = 8, 10  # include/net/tcp_states.h
 
 
@@ -59,17 +62,18 @@ class ProcessFilter:
 
 @dataclass
 class FdTable:
-    """What the scan keeps of one process's fd table: counts by type, highest fd, the fds of
-    each epoll, socket and pipe, and (for the peer index) each fd's type and inode."""
+    """What the scan keeps of one process's fd table: counts by type, highest fd, its epoll
+    fds, its sockets' inodes, (for the peer index) the whole table, when it was read, and the
+    epoll registrations that may be stale."""
 
     count: int
     types: dict[str, int]
     highest: int | None
     epfds: list[int]
-    inode_of: dict[int, int | None]  # fd -> inode named by its link (sockets, pipes), or None
     sockets: list[tuple[int, int]]  # (fd, inode)
     table: fds_mod.Table | None  # kept for the peer index only
     read_at: float
+    stale_epoll: tuple[int, ...] = ()  # registrations that may be stale (flags.epoll_suspects)
 
 
 class _Seen:
@@ -132,6 +136,9 @@ class Scanner:
         tables: dict[int, FdTable] = {}
         seen: dict[int, _Seen] = {}
         processes = fds_total = denied = vanished = kthreads = zombies = 0
+        todo: list[tuple[int, object, int | None, int | None, int | None, int | None,
+                         _Seen]] = []
+        reads: list[int] = []
         for entry in names:
             if not (entry.isascii() and entry.isdigit()):
                 continue
@@ -166,34 +173,42 @@ class Scanner:
             mem = self.seen.get(pid)
             if mem is None or mem.starttime != task.starttime:
                 mem = _Seen(task.starttime)
-            seen[pid] = mem
             table = mem.table
             if (table is None or count is None or table.count != count
                     or now - table.read_at >= self.full_every):
-                try:
-                    table = self._read_table(pid, now)
-                except (NoSuchProcess, ProcGone):
-                    processes -= 1
-                    vanished += 1
-                    del seen[pid]
-                    continue
-                except AccessDenied:
-                    table = None
+                reads.append(pid)
+            todo.append((pid, task, uid, count, soft, hard, mem))
+        raw = self._read_raw_all(reads)
+        for pid, task, uid, count, soft, hard, mem in todo:
+            got = raw.get(pid)
+            if got is None:
+                table = mem.table
+            elif isinstance(got, AccessDenied):
+                table = None
+            elif isinstance(got, FdscopeError):  # exited meanwhile
+                processes -= 1
+                vanished += 1
+                continue
+            else:
+                table = self._table(got, now)
+            seen[pid] = mem
             mem.table = table
+            name = task.comm  # type: ignore[attr-defined]
+            state, starttime = task.state, task.starttime  # type: ignore[attr-defined]
             if table is None:
                 denied += 1
                 if count is not None:
                     fds_total += count
-                rows.append(ProcessRow(pid, task.comm, self.user(uid), uid, task.state,
-                                       task.starttime, count, soft, hard, denied=True))
+                rows.append(ProcessRow(pid, name, self.user(uid), uid, state, starttime, count,
+                                       soft, hard, denied=True))
                 continue
             tables[pid] = table
             count = table.count
             fds_total += count
             mem.history = (mem.history + [(now, count)])[-HISTORY:]
-            rows.append(ProcessRow(pid, task.comm, self.user(uid), uid, task.state,
-                                   task.starttime, count, soft, hard, table.highest,
-                                   dict(table.types), growth_per_min=_growth(mem.history)))
+            rows.append(ProcessRow(pid, name, self.user(uid), uid, state, starttime, count, soft,
+                                   hard, table.highest, dict(table.types),
+                                   growth_per_min=_growth(mem.history)))
         if self.want_flags:
             rows = self._flags(rows, tables, seen, notes)
         self.seen = seen
@@ -211,26 +226,56 @@ class Scanner:
         self.previous = snap
         return snap
 
-    def _read_table(self, pid: int, now: float) -> FdTable:
+    def _read_raw_all(self, pids: list[int]) -> dict[int, object]:
+        """pid -> (fds, links, stats) or the FdscopeError that stopped the read. The reads run
+        on up to READERS threads: the batch readlinks release the GIL, so the kernel's work
+        for one process overlaps the classification of another."""
+        if len(pids) < PARALLEL_FROM:
+            return {pid: self._read_raw(pid) for pid in pids}
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=READERS) as pool:
+            return dict(zip(pids, pool.map(self._read_raw, pids), strict=True))
+
+    def _read_raw(self, pid: int) -> object:
+        """(fds, links, path fd stats, epoll fdinfo texts) of pid, or the error that stopped
+        the read (exited: NoSuchProcess/ProcGone; denied: AccessDenied)."""
         proc = self.proc
-        fd_list, links, _gone = gather.fd_links(proc, pid)
-        paths = [fd for fd, link in zip(fd_list, links, strict=True) if link[:1] == "/"]
-        stats = gather.stat_fds(proc, pid, paths) if paths else {}
+        try:
+            names = proc.listdir(pid, "fd", pid=pid)
+            links, gone = proc.readlinks(pid, "fd", names=names, pid=pid)
+            if gone:
+                names = [n for n in names if n in links]
+            if proc.root != DEFAULT_ROOT:
+                # procfs lists fds ascending (fs/proc/fd.c proc_readfd_common); a copied tree
+                # may not, and may hold names that are no fds
+                names = sorted((n for n in names if n.isascii() and n.isdigit()), key=int)
+            fd_list = list(map(int, names))
+            link_list = [links[n] for n in names]
+            paths = [n for n, link in zip(names, link_list, strict=True) if link[:1] == "/"]
+            stats = proc.stats(pid, "fd", names=paths, pid=pid)[0] if paths else {}
+            epfds = [n for n, link in zip(names, link_list, strict=True)
+                     if link == gather.EPOLL_LINK]
+            texts = proc.read_many(pid, "fdinfo", names=epfds, pid=pid)[0] if epfds else {}
+        except (NoSuchProcess, ProcGone, AccessDenied) as err:
+            return err
+        return (fd_list, link_list, {int(k): v for k, v in stats.items()},
+                {int(k): v for k, v in texts.items()})
+
+    def _table(self, raw: object, now: float) -> FdTable:
+        fd_list, links, stats, epoll_texts = raw  # type: ignore[misc]
         table = fds_mod.classify(fd_list, links, stats)
         types = Counter(table.types)
-        inode_of: dict[int, int | None] = {}
         sockets: list[tuple[int, int]] = []
-        epfds: list[int] = []
-        if types.get("epoll"):
-            inode_of = dict(zip(table.fds, table.inodes, strict=True))
-            epfds = [fd for fd, t in zip(table.fds, table.types, strict=True) if t == "epoll"]
         if types.get("socket"):
             sockets = [(fd, ino) for fd, t, ino in zip(table.fds, table.types, table.inodes,
                                                        strict=True)
                        if t == "socket" and ino is not None]
+        epfds = sorted(epoll_texts)
+        stale = host_flags.epoll_suspects(epoll_texts, table) if epoll_texts else ()
         return FdTable(len(fd_list), dict(sorted(types.items(), key=lambda kv: (-kv[1], kv[0]))),
-                       fd_list[-1] if fd_list else None, epfds, inode_of, sockets,
-                       table if self.index else None, now)
+                       fd_list[-1] if fd_list else None, epfds, sockets,
+                       table if self.index else None, now, stale)
 
     def _flags(self, rows: list[ProcessRow], tables: dict[int, FdTable],
                seen: dict[int, _Seen], notes: list[str]) -> list[ProcessRow]:
@@ -264,13 +309,8 @@ class Scanner:
         """What in pid's fds may be a finding; inspect runs again when this changes."""
         proc = self.proc
         out: list[object] = []
-        if table.epfds:
-            try:
-                stale = host_flags.epoll_suspects(proc, pid, table.epfds, table.inode_of)
-            except FdscopeError:
-                stale = ()
-            if stale:
-                out.append(("epoll", stale))
+        if table.stale_epoll:
+            out.append(("epoll", table.stale_epoll))
         if table.sockets:
             cw, full = sockets.of(pid, [ino for _fd, ino in table.sockets])
             if cw:
