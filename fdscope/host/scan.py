@@ -10,8 +10,9 @@ listing of the proc root: psutil.process_iter() reads /proc/PID/status as well a
 as long (docs/top.md, "Cost").
 
 A Scanner keeps what it read: on the next scan a process whose start time and fd count did
-not change keeps its types (re-read at the latest after `full_every` seconds), which is what
-makes a live refresh cheap. Races: a process that exits mid-scan is counted in `vanished` and
+not change keeps its types and its epoll check (re-read at the latest after `full_every`
+seconds), which is what makes a live refresh cheap. CLOSE_WAIT sockets, full listeners and
+select() sleepers are looked for on every scan. Races: a process that exits mid-scan is counted in `vanished` and
 left out; a permission error on the fd table marks the row denied (types unknown, never 0).
 """
 
@@ -36,7 +37,8 @@ from fdscope.parse.sysctl import FileNr, parse_file_nr, parse_int
 from fdscope.parse.task import parse_stat
 from fdscope.proc import DEFAULT_ROOT, Proc
 
-# Types re-read at least this often (seconds) in a Scanner, even when the count is unchanged.
+# Types re-read at least this often (seconds) in a Scanner, even when the count is unchanged;
+# each process after 50-100% of it (by pid), so that the re-reads spread over the refreshes.
 FULL_EVERY = 30.0
 # Growth history kept per process (refreshes).
 HISTORY = 8
@@ -175,7 +177,7 @@ class Scanner:
                 mem = _Seen(task.starttime)
             table = mem.table
             if (table is None or count is None or table.count != count
-                    or now - table.read_at >= self.full_every):
+                    or now - table.read_at >= self.full_every * (0.5 + (pid % 16) / 32)):
                 reads.append(pid)
             todo.append((pid, task, uid, count, soft, hard, mem))
         raw = self._read_raw_all(reads)
