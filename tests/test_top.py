@@ -354,3 +354,30 @@ def test_growing_needs_steady_growth():
     assert host_flags.near_limit(80, 100).level == "warn"
     assert host_flags.near_limit(95, 100).level == "crit"
     assert host_flags.near_limit(5, None) is None
+
+
+@pytest.mark.timeout(60)
+def test_refresh_rereads_only_what_changed(host):
+    from fdscope.proc import Proc
+
+    class Counting(Proc):
+        read: list[int] = []
+
+        def readlinks(self, *parts, names, pid=None):
+            self.read.append(parts[0])
+            return super().readlinks(*parts, names=names, pid=pid)
+
+    proc = Counting()
+    pids = {t.pid for t in host.values()}
+    scanner = Scanner(proc, select=ProcessFilter(pids=frozenset(pids)))
+    first = scanner.scan()
+    assert set(proc.read) == pids
+    proc.read.clear()
+    time.sleep(0.3)
+    second = scanner.scan()
+    # only the leaker's count changed: only its table is read again
+    assert proc.read == [host["leaker"].pid]
+    for role, t in host.items():
+        if role != "leaker":
+            assert second.row(t.pid).types == first.row(t.pid).types
+            assert second.row(t.pid).flags == first.row(t.pid).flags
