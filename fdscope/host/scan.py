@@ -37,9 +37,9 @@ from fdscope.parse.sysctl import FileNr, parse_file_nr, parse_int
 from fdscope.parse.task import parse_stat
 from fdscope.proc import DEFAULT_ROOT, Proc
 
-# Types re-read at least this often (seconds) in a Scanner, even when the count is unchanged;
-# each process after 50-100% of it (by pid), so that the re-reads spread over the refreshes.
-FULL_EVERY = 30.0
+# A Scanner re-reads an fd table (and RLIMIT_NOFILE) when its count changed, and else after
+# 50-100% of this many seconds (by pid, so that the re-reads spread over the refreshes).
+FULL_EVERY = 120.0
 # Growth history kept per process (refreshes).
 HISTORY = 8
 # Fd tables are read on this many threads when at least PARALLEL_FROM are due.
@@ -81,10 +81,12 @@ class FdTable:
 class _Seen:
     """A Scanner's memory of one process (pid and start time)."""
 
-    __slots__ = ("starttime", "table", "history", "suspects", "flags")
+    __slots__ = ("starttime", "table", "history", "suspects", "flags", "limits", "netns")
 
     def __init__(self, starttime: int) -> None:
         self.starttime = starttime
+        self.limits: tuple[int | None, int | None] | None = None
+        self.netns: int | None | bool = False  # not read yet
         self.table: FdTable | None = None
         self.history: list[tuple[float, int]] = []
         self.suspects: tuple[object, ...] | None = None
@@ -171,7 +173,6 @@ class Scanner:
                 if count is not None:
                     fds_total += count
                 continue
-            soft, hard = _nofile(proc, pid)
             mem = self.seen.get(pid)
             if mem is None or mem.starttime != task.starttime:
                 mem = _Seen(task.starttime)
@@ -179,6 +180,10 @@ class Scanner:
             if (table is None or count is None or table.count != count
                     or now - table.read_at >= self.full_every * (0.5 + (pid % 16) / 32)):
                 reads.append(pid)
+                mem.limits = _nofile(proc, pid)
+            elif mem.limits is None:
+                mem.limits = _nofile(proc, pid)
+            soft, hard = mem.limits
             todo.append((pid, task, uid, count, soft, hard, mem))
         raw = self._read_raw_all(reads)
         for pid, task, uid, count, soft, hard, mem in todo:
@@ -295,7 +300,7 @@ class Scanner:
                 f = host_flags.growing(mem.history, row.soft)
                 if f is not None:
                     flags.append(f)
-                suspects = self._suspects(row.pid, table, sockets)
+                suspects = self._suspects(row.pid, table, sockets, mem)
                 if suspects:
                     if suspects != mem.suspects:
                         got = host_flags.from_inspect(row.pid, proc)
@@ -307,14 +312,17 @@ class Scanner:
             out.append(row if not flags else _with_flags(row, tuple(flags)))
         return out
 
-    def _suspects(self, pid: int, table: FdTable, sockets: _SocketStates) -> tuple[object, ...]:
+    def _suspects(self, pid: int, table: FdTable, sockets: _SocketStates, mem: _Seen
+                  ) -> tuple[object, ...]:
         """What in pid's fds may be a finding; inspect runs again when this changes."""
         proc = self.proc
         out: list[object] = []
         if table.stale_epoll:
             out.append(("epoll", table.stale_epoll))
         if table.sockets:
-            cw, full = sockets.of(pid, [ino for _fd, ino in table.sockets])
+            if mem.netns is False:
+                mem.netns = _netns(proc, pid)
+            cw, full = sockets.of(pid, mem.netns, [ino for _fd, ino in table.sockets])
             if cw:
                 out.append(("close_wait", cw))
             if full:
@@ -336,9 +344,10 @@ class _SocketStates:
         self.notes = notes
         self.by_ns: dict[int | None, tuple[frozenset[int], frozenset[int]]] = {}
 
-    def of(self, pid: int, inodes: list[int]) -> tuple[int, int]:
-        """(sockets of `inodes` in CLOSE_WAIT, listeners of them with a full accept queue)."""
-        ns = _netns(self.proc, pid)
+    def of(self, pid: int, ns: int | None | bool, inodes: list[int]) -> tuple[int, int]:
+        """(sockets of `inodes` in CLOSE_WAIT, listeners of them with a full accept queue);
+        ns: pid's network namespace (None: unreadable)."""
+        ns = None if ns is False else ns
         states = self.by_ns.get(ns)
         if states is None:
             states = self.by_ns[ns] = self._read(ns, pid)
@@ -392,8 +401,15 @@ def _growth(history: list[tuple[float, int]]) -> float | None:
 
 
 def _nofile(proc: Proc, pid: int) -> tuple[int | None, int | None]:
+    """RLIMIT_NOFILE from /proc/PID/limits: its header and "Max open files" row only go through
+    the parser (fdscope.parse.limits), the other 15 rows are not needed here."""
     try:
-        limit = parse_limits(proc.read_text(pid, "limits", pid=pid)).nofile
+        text = proc.read_text(pid, "limits", pid=pid)
+        at = text.find("\nMax open files")
+        if at >= 0:
+            end = text.find("\n", at + 1)
+            text = text[:text.find("\n") + 1] + text[at + 1:end if end >= 0 else None]
+        limit = parse_limits(text).nofile
     except FdscopeError:
         return None, None
     return limit.soft, limit.hard
