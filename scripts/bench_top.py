@@ -188,17 +188,20 @@ def live_cpu(fdscope: str, seconds: float, interval: float = 2.0) -> dict[str, f
             fields = f.read().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / hz
 
-    def drain(until: float) -> None:
-        while time.monotonic() < until:
+    frames = 0
+
+    def drain(until: float, want_frames: int | None = None) -> None:
+        nonlocal frames
+        while time.monotonic() < until and (want_frames is None or frames < want_frames):
             r, _, _ = select.select([master], [], [], 0.1)
             if r:
                 try:
-                    os.read(master, 1 << 16)
+                    frames += os.read(master, 1 << 16).count(b"\x1b[H")
                 except OSError:
                     return
 
-    start = time.monotonic()
-    drain(start + interval + 1.0)  # startup and the first (full) scan
+    # startup, the first (full) scan and one refresh: the window starts at a refresh
+    drain(time.monotonic() + 120, want_frames=2)
     c0, t0 = cpu(), time.monotonic()
     drain(t0 + seconds)
     c1, t1 = cpu(), time.monotonic()

@@ -76,6 +76,7 @@ class FdTable:
     table: fds_mod.Table | None  # kept for the peer index only
     read_at: float
     stale_epoll: tuple[int, ...] = ()  # registrations that may be stale (flags.epoll_suspects)
+    socket_inodes: frozenset[int] = frozenset()
 
 
 class _Seen:
@@ -282,7 +283,8 @@ class Scanner:
         stale = host_flags.epoll_suspects(epoll_texts, table) if epoll_texts else ()
         return FdTable(len(fd_list), dict(sorted(types.items(), key=lambda kv: (-kv[1], kv[0]))),
                        fd_list[-1] if fd_list else None, epfds, sockets,
-                       table if self.index else None, now, stale)
+                       table if self.index else None, now, stale,
+                       frozenset(ino for _fd, ino in sockets))
 
     def _flags(self, rows: list[ProcessRow], tables: dict[int, FdTable],
                seen: dict[int, _Seen], notes: list[str]) -> list[ProcessRow]:
@@ -322,7 +324,7 @@ class Scanner:
         if table.sockets:
             if mem.netns is False:
                 mem.netns = _netns(proc, pid)
-            cw, full = sockets.of(pid, mem.netns, [ino for _fd, ino in table.sockets])
+            cw, full = sockets.of(pid, mem.netns, table.socket_inodes)
             if cw:
                 out.append(("close_wait", cw))
             if full:
@@ -344,15 +346,14 @@ class _SocketStates:
         self.notes = notes
         self.by_ns: dict[int | None, tuple[frozenset[int], frozenset[int]]] = {}
 
-    def of(self, pid: int, ns: int | None | bool, inodes: list[int]) -> tuple[int, int]:
+    def of(self, pid: int, ns: int | None | bool, inodes: frozenset[int]) -> tuple[int, int]:
         """(sockets of `inodes` in CLOSE_WAIT, listeners of them with a full accept queue);
         ns: pid's network namespace (None: unreadable)."""
         ns = None if ns is False else ns
         states = self.by_ns.get(ns)
         if states is None:
             states = self.by_ns[ns] = self._read(ns, pid)
-        mine = set(inodes)
-        return len(mine & states[0]), len(mine & states[1])
+        return len(inodes & states[0]), len(inodes & states[1])
 
     def _read(self, ns: int | None, pid: int) -> tuple[frozenset[int], frozenset[int]]:
         if ns is not None and ns == self.own:
