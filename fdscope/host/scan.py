@@ -23,8 +23,10 @@ import pwd
 import re
 import time
 from collections import Counter
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
+from functools import partial
+from typing import Any
 
 from fdscope.errors import AccessDenied, FdscopeError, NoSuchProcess, ParseError, ProcGone
 from fdscope.host import flags as host_flags
@@ -42,7 +44,8 @@ from fdscope.proc import DEFAULT_ROOT, Proc
 FULL_EVERY = 120.0
 # Growth history kept per process (refreshes).
 HISTORY = 8
-# Fd tables are read on this many threads when at least PARALLEL_FROM are due.
+# Fd tables are read (and inspect run) on this many threads when at least PARALLEL_FROM
+# tables are due.
 READERS = min(4, os.cpu_count() or 1)
 PARALLEL_FROM = 16
 TCP_CLOSE_WAIT, TCP_LISTEN = 8, 10  # include/net/tcp_states.h
@@ -137,9 +140,6 @@ class Scanner:
         notes: list[str] = []
         file_nr, nr_open = _host(proc, notes)
         names = proc.listdir()
-        rows: list[ProcessRow] = []
-        tables: dict[int, FdTable] = {}
-        seen: dict[int, _Seen] = {}
         processes = fds_total = denied = vanished = kthreads = zombies = 0
         todo: list[tuple[int, object, int | None, int | None, int | None, int | None,
                          _Seen]] = []
@@ -186,16 +186,54 @@ class Scanner:
                 mem.limits = _nofile(proc, pid)
             soft, hard = mem.limits
             todo.append((pid, task, uid, count, soft, hard, mem))
-        raw = self._read_raw_all(reads)
+        pool = _pool() if len(reads) >= PARALLEL_FROM else None
+        try:
+            # Results in order, each as soon as it is read: the main thread classifies one
+            # table while the readers read the next ones.
+            results = iter(pool.map(self._read_raw, reads) if pool is not None
+                           else map(self._read_raw, reads))
+            rows, tables, seen, counts = self._rows(todo, set(reads), results, now)
+            if self.want_flags:
+                rows = self._flags(rows, tables, seen, notes, pool)
+        finally:
+            if pool is not None:
+                pool.shutdown()
+        processes -= counts[0]
+        vanished += counts[0]
+        denied += counts[1]
+        fds_total += counts[2]
+        self.seen = seen
+        self.tables = tables
+        host = HostInfo(file_nr, nr_open, processes, fds_total, denied, vanished, kthreads,
+                        zombies)
+        if denied:
+            notes.append(f"{denied} process(es) denied: their fd tables need ptrace read "
+                         "access (run as their owner or as root); their counts come from "
+                         "stat(/proc/PID/fd)" if self._counts else
+                         f"{denied} process(es) denied: their fd tables need ptrace read "
+                         "access (run as their owner or as root)")
+        snap = HostSnapshot(now, wall, host, tuple(rows), (time.perf_counter() - t0) * 1000.0,
+                            tuple(notes))
+        self.previous = snap
+        return snap
+
+    def _rows(self, todo: list[Any], reading: set[int], results: Iterator[object], now: float
+              ) -> tuple[list[ProcessRow], dict[int, FdTable], dict[int, _Seen],
+                         tuple[int, int, int]]:
+        """The rows of the selected processes, their tables and memories, and (exited
+        meanwhile, denied, their fds)."""
+        rows: list[ProcessRow] = []
+        tables: dict[int, FdTable] = {}
+        seen: dict[int, _Seen] = {}
+        gone = denied = fds_total = 0
         for pid, task, uid, count, soft, hard, mem in todo:
-            got = raw.get(pid)
+            got = next(results) if pid in reading else None
             if got is None:
                 table = mem.table
             elif isinstance(got, AccessDenied):
                 table = None
             elif isinstance(got, FdscopeError):  # exited meanwhile
-                processes -= 1
-                vanished += 1
+                gone += 1
                 continue
             else:
                 table = self._table(got, now)
@@ -217,33 +255,7 @@ class Scanner:
             rows.append(ProcessRow(pid, name, self.user(uid), uid, state, starttime, count, soft,
                                    hard, table.highest, dict(table.types),
                                    growth_per_min=_growth(mem.history)))
-        if self.want_flags:
-            rows = self._flags(rows, tables, seen, notes)
-        self.seen = seen
-        self.tables = tables
-        host = HostInfo(file_nr, nr_open, processes, fds_total, denied, vanished, kthreads,
-                        zombies)
-        if denied:
-            notes.append(f"{denied} process(es) denied: their fd tables need ptrace read "
-                         "access (run as their owner or as root); their counts come from "
-                         "stat(/proc/PID/fd)" if self._counts else
-                         f"{denied} process(es) denied: their fd tables need ptrace read "
-                         "access (run as their owner or as root)")
-        snap = HostSnapshot(now, wall, host, tuple(rows), (time.perf_counter() - t0) * 1000.0,
-                            tuple(notes))
-        self.previous = snap
-        return snap
-
-    def _read_raw_all(self, pids: list[int]) -> dict[int, object]:
-        """pid -> (fds, links, stats) or the FdscopeError that stopped the read. The reads run
-        on up to READERS threads: the batch readlinks release the GIL, so the kernel's work
-        for one process overlaps the classification of another."""
-        if len(pids) < PARALLEL_FROM:
-            return {pid: self._read_raw(pid) for pid in pids}
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(max_workers=READERS) as pool:
-            return dict(zip(pids, pool.map(self._read_raw, pids), strict=True))
+        return rows, tables, seen, (gone, denied, fds_total)
 
     def _read_raw(self, pid: int) -> object:
         """(fds, links, path fd stats, epoll fdinfo texts) of pid, or the error that stopped
@@ -287,9 +299,26 @@ class Scanner:
                        frozenset(ino for _fd, ino in sockets))
 
     def _flags(self, rows: list[ProcessRow], tables: dict[int, FdTable],
-               seen: dict[int, _Seen], notes: list[str]) -> list[ProcessRow]:
+               seen: dict[int, _Seen], notes: list[str], pool: Any) -> list[ProcessRow]:
         proc = self.proc
         sockets = _SocketStates(proc, self.own_netns, notes)
+        again: list[int] = []  # suspects changed: inspect decides anew
+        for row in rows:
+            mem = seen.get(row.pid)
+            table = tables.get(row.pid)
+            if mem is None or table is None:
+                continue
+            suspects = self._suspects(row.pid, table, sockets, mem)
+            if not suspects:
+                mem.flags = ()
+            elif suspects != mem.suspects:
+                again.append(row.pid)
+            mem.suspects = suspects
+        inspect = partial(host_flags.from_inspect, proc=proc)
+        found = pool.map(inspect, again) if pool is not None and len(again) > 1 else \
+            map(inspect, again)
+        for pid, flags_of in zip(again, found, strict=True):
+            seen[pid].flags = flags_of if flags_of is not None else ()
         out = []
         for row in rows:
             flags: list[Finding] = []
@@ -297,20 +326,11 @@ class Scanner:
             if f is not None:
                 flags.append(f)
             mem = seen.get(row.pid)
-            table = tables.get(row.pid)
-            if mem is not None and table is not None:
+            if mem is not None and row.pid in tables:
                 f = host_flags.growing(mem.history, row.soft)
                 if f is not None:
                     flags.append(f)
-                suspects = self._suspects(row.pid, table, sockets, mem)
-                if suspects:
-                    if suspects != mem.suspects:
-                        got = host_flags.from_inspect(row.pid, proc)
-                        mem.flags = got if got is not None else ()
-                    flags.extend(mem.flags)
-                else:
-                    mem.flags = ()
-                mem.suspects = suspects
+                flags.extend(mem.flags)
             out.append(row if not flags else _with_flags(row, tuple(flags)))
         return out
 
@@ -384,6 +404,12 @@ class _SocketStates:
                 continue
             cw_set.update(r[0] for r in rows if r[2] == "CLOSE_WAIT")
         return frozenset(cw_set), frozenset()
+
+
+def _pool() -> Any:
+    from concurrent.futures import ThreadPoolExecutor
+
+    return ThreadPoolExecutor(max_workers=READERS)
 
 
 def _with_flags(row: ProcessRow, flags: tuple[Finding, ...]) -> ProcessRow:
