@@ -381,3 +381,29 @@ def test_refresh_rereads_only_what_changed(host):
         if role != "leaker":
             assert second.row(t.pid).types == first.row(t.pid).types
             assert second.row(t.pid).flags == first.row(t.pid).flags
+
+
+def test_a_copied_proc_tree(tmp_path):
+    """A canned tree (FDSCOPE_PROC_ROOT): counts from the listing (no st_size count there),
+    types by inspect's classifier, a hostile name kept exact in JSON, the sysctls read."""
+    from fdscope.proc import Proc
+    from tests.inspect_support import fake_proc
+
+    fake_proc(tmp_path, 4242, comm="a\x1bb", fds={
+        0: "/dev/null", 1: "pipe:[100]", 2: "socket:[200]", 7: "anon_inode:[eventfd]",
+        9: "anon_inode:[eventpoll]"})
+    fake_proc(tmp_path, 4243, fds={0: "socket:[201]"})
+    (tmp_path / "4243" / "fd").chmod(0)  # an unreadable fd table, as for another user
+    sys_fs = tmp_path / "sys" / "fs"
+    sys_fs.mkdir(parents=True)
+    (sys_fs / "file-nr").write_text("1000\t0\t50000\n")
+    (sys_fs / "nr_open").write_text("1048576\n")
+    snap = Scanner(Proc(str(tmp_path))).scan()
+    row = snap.row(4242)
+    assert (row.fds, row.highest_fd, row.soft, row.hard) == (5, 9, 1024, 4096)
+    assert row.types == {"chr": 1, "epoll": 1, "eventfd": 1, "pipe": 1, "socket": 1}  # /dev/null
+    assert row.to_json()["name"] == "a\x1bb"
+    assert snap.host.file_nr.max == 50000 and snap.host.nr_open == 1048576
+    if os.geteuid() != 0:  # root reads a mode-0 directory anyway
+        other = snap.row(4243)
+        assert other.denied and other.fds is None and snap.host.denied == 1
