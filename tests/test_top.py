@@ -163,13 +163,16 @@ def test_once_table_and_filters(host):
     assert "near_limit!" in out[3]
     assert any("near_limit: 96 fds open of a soft limit of 100" in line for line in out)
     # --name and --user narrow the rows; --limit cuts them.
-    res = _cli("top", "--json", "--name", "^python", "--user", "root,0", "--limit", "2",
-               "--sort", "used")
+    uid = os.geteuid()
+    pids = ",".join(str(x.pid) for x in host.values())
+    res = _cli("top", "--json", "--name", "^python", "--user", f"{uid},{uid}", "--limit", "2",
+               "--sort", "used", "--pid", pids)
     doc = json.loads(res.stdout)
     assert len(doc["processes"]) == 2
-    assert all(p["name"].startswith("python") and p["uid"] == 0 for p in doc["processes"])
-    if os.geteuid() == 0:
-        assert doc["processes"][0]["pid"] == t.pid  # the highest fraction used first
+    assert all(p["name"].startswith("python") and p["uid"] == uid for p in doc["processes"])
+    assert doc["processes"][0]["pid"] == t.pid  # the highest fraction used first
+    res = _cli("top", "--json", "--name", "^nomatch$", "--pid", pids)
+    assert json.loads(res.stdout)["processes"] == []
 
 
 @pytest.mark.timeout(60)

@@ -136,7 +136,8 @@ def command(once: bool, as_json: bool, count: int | None, interval: float, sort:
 
             time.sleep(interval)
         snap = scanner.scan()
-        if i == 0 and wanted is not None and not snap.processes:
+        if i == 0 and wanted is not None and not snap.processes and \
+                not any(scanner.proc.alive(pid) for pid in wanted):
             first = min(wanted)
             raise NoSuchProcess(first, f"no process with pid {', '.join(map(str, sorted(wanted)))}"
                                 if len(wanted) > 1 else None)

@@ -11,8 +11,8 @@ as long (docs/top.md, "Cost").
 
 A Scanner keeps what it read: on the next scan a process whose start time and fd count did
 not change keeps its types and its epoll check (re-read at the latest after `full_every`
-seconds), which is what makes a live refresh cheap. CLOSE_WAIT sockets, full listeners and
-select() sleepers are looked for on every scan. Races: a process that exits mid-scan is counted in `vanished` and
+seconds), which is what makes a live refresh cheap. select() sleepers are looked for on every
+scan, CLOSE_WAIT sockets and full listeners every SOCKETS_EVERY seconds. Races: a process that exits mid-scan is counted in `vanished` and
 left out; a permission error on the fd table marks the row denied (types unknown, never 0).
 """
 
@@ -49,6 +49,9 @@ HISTORY = 8
 READERS = min(4, os.cpu_count() or 1)
 PARALLEL_FROM = 16
 TCP_CLOSE_WAIT, TCP_LISTEN = 8, 10  # include/net/tcp_states.h
+# A Scanner asks sock_diag for CLOSE_WAIT sockets and full listeners at most this often
+# (seconds): each dump walks every socket of the namespace in the kernel.
+SOCKETS_EVERY = 10.0
 
 
 @dataclass(frozen=True)
@@ -85,12 +88,14 @@ class FdTable:
 class _Seen:
     """A Scanner's memory of one process (pid and start time)."""
 
-    __slots__ = ("starttime", "table", "history", "suspects", "flags", "limits", "netns")
+    __slots__ = ("starttime", "table", "history", "suspects", "flags", "limits", "netns",
+                 "uid")
 
     def __init__(self, starttime: int) -> None:
         self.starttime = starttime
         self.limits: tuple[int | None, int | None] | None = None
         self.netns: int | None | bool = False  # not read yet
+        self.uid: int | None = None
         self.table: FdTable | None = None
         self.history: list[tuple[float, int]] = []
         self.suspects: tuple[object, ...] | None = None
@@ -119,6 +124,7 @@ class Scanner:
         self._users: dict[int, str] = {}
         self._counts = self.proc.root == DEFAULT_ROOT and _kernel_counts()
         self.own_netns: int | None = _netns(self.proc, "self")
+        self._sockets: _SocketStates | None = None
 
     def user(self, uid: int | None) -> str:
         if uid is None:
@@ -161,9 +167,15 @@ class Scanner:
             if task.state in ("Z", "X"):
                 zombies += 1
                 continue
+            mem = self.seen.get(pid)
+            if mem is not None and mem.starttime != task.starttime:
+                mem = None
             try:
-                uid: int | None = proc.stat(pid, pid=pid).st_uid
                 count = proc.stat(pid, "fd", pid=pid).st_size if self._counts else None
+                # The owner is read again with the fd table (when the count changes).
+                uid: int | None = mem.uid if mem is not None and mem.table is not None \
+                    and count is not None and count == mem.table.count else \
+                    proc.stat(pid, pid=pid).st_uid
             except (NoSuchProcess, ProcGone):
                 vanished += 1
                 continue
@@ -174,9 +186,9 @@ class Scanner:
                 if count is not None:
                     fds_total += count
                 continue
-            mem = self.seen.get(pid)
-            if mem is None or mem.starttime != task.starttime:
+            if mem is None:
                 mem = _Seen(task.starttime)
+            mem.uid = uid
             table = mem.table
             if (table is None or count is None or table.count != count
                     or now - table.read_at >= self.full_every * (0.5 + (pid % 16) / 32)):
@@ -301,7 +313,11 @@ class Scanner:
     def _flags(self, rows: list[ProcessRow], tables: dict[int, FdTable],
                seen: dict[int, _Seen], notes: list[str], pool: Any) -> list[ProcessRow]:
         proc = self.proc
-        sockets = _SocketStates(proc, self.own_netns, notes)
+        sockets = self._sockets
+        if sockets is None or self.clock() - sockets.at >= SOCKETS_EVERY:  # type: ignore[operator]
+            sockets = self._sockets = _SocketStates(proc, self.own_netns,
+                                                    self.clock())  # type: ignore[operator]
+        notes.extend(sockets.notes)
         again: list[int] = []  # suspects changed: inspect decides anew
         for row in rows:
             mem = seen.get(row.pid)
@@ -360,10 +376,11 @@ class _SocketStates:
     processes (its listeners' backlog is unknown there: sock_diag answers for fdscope's own
     namespace only)."""
 
-    def __init__(self, proc: Proc, own: int | None, notes: list[str]) -> None:
+    def __init__(self, proc: Proc, own: int | None, at: float) -> None:
         self.proc = proc
         self.own = own
-        self.notes = notes
+        self.at = at
+        self.notes: list[str] = []
         self.by_ns: dict[int | None, tuple[frozenset[int], frozenset[int]]] = {}
 
     def of(self, pid: int, ns: int | None | bool, inodes: frozenset[int]) -> tuple[int, int]:
