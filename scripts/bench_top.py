@@ -271,6 +271,7 @@ def main() -> int:
     results: dict = {"sizes": [], "kernel": os.uname().release, "cpus": os.cpu_count()}
     points: list[tuple[float, float, float]] = []  # (processes, fds, scan ms) per round
     walls: list[tuple[float, float, float]] = []  # (processes, fds, fdscope wall ms)
+    cpu_pts: list[tuple[float, float, float]] = []  # (processes, fds, fdscope CPU ms)
     with tempfile.TemporaryDirectory() as tmp:
         fdscope = args.fdscope or install_copy(tmp)
         for size in SIZES:
@@ -294,6 +295,7 @@ def main() -> int:
                     scans.append(ms)
                     points.append((p, f, ms))
                     walls.append((p, f, times["fdscope"][-1] * 1000))
+                    cpu_pts.append((p, f, cpus["fdscope"][-1] * 1000))
                 med = {k: statistics.median(v) for k, v in times.items()}
                 row = {"size": size, "processes": procs, "fds": fds,
                        "farm": {"processes": size[0] + size[2],
@@ -319,6 +321,10 @@ def main() -> int:
                 farm.close()
     a, b, c = solve(points)
     wa, wb, wc = solve(walls)
+    ca, cb, cc = solve(cpu_pts)
+    results["model_cpu_ms"] = {"a": round(ca, 2), "per_process_us": round(cb * 1000, 2),
+                               "per_fd_us": round(cc * 1000, 3),
+                               "predict_10k_5M_s": round((ca + cb * 1e4 + cc * 5e6) / 1000, 2)}
     results["model_scan_ms"] = {"a": round(a, 2), "per_process_us": round(b * 1000, 2),
                                 "per_fd_us": round(c * 1000, 3),
                                 "predict_10k_5M_s": round((a + b * 1e4 + c * 5e6) / 1000, 2)}
@@ -326,7 +332,8 @@ def main() -> int:
                                 "per_fd_us": round(wc * 1000, 3),
                                 "predict_10k_5M_s": round((wa + wb * 1e4 + wc * 5e6) / 1000, 2)}
     print("model", json.dumps({"scan": results["model_scan_ms"],
-                               "wall": results["model_wall_ms"]}))
+                               "wall": results["model_wall_ms"],
+                               "cpu": results["model_cpu_ms"]}))
     if args.out:
         with open(args.out, "w") as f:
             json.dump(results, f, indent=2)
