@@ -263,6 +263,8 @@ def main() -> int:
     ap.add_argument("--live", type=float, default=62.0, help="live window in seconds (0: skip)")
     ap.add_argument("--fdscope", default=None, help="time this executable instead of a copy")
     ap.add_argument("--json", dest="out", default=None, help="write the figures here")
+    ap.add_argument("--size", dest="only", type=int, action="append", choices=(1, 2, 3),
+                    help="run only these sizes (1-3; the model needs all three)")
     args = ap.parse_args()
     lsfd, lsof = shutil.which("lsfd"), shutil.which("lsof")
     if lsfd is None:
@@ -274,7 +276,8 @@ def main() -> int:
     cpu_pts: list[tuple[float, float, float]] = []  # (processes, fds, fdscope CPU ms)
     with tempfile.TemporaryDirectory() as tmp:
         fdscope = args.fdscope or install_copy(tmp)
-        for size in SIZES:
+        sizes = [SIZES[i - 1] for i in sorted(set(args.only))] if args.only else list(SIZES)
+        for size in sizes:
             farm = Farm(*size, tmp)
             try:
                 load0 = os.getloadavg()[0]
@@ -319,6 +322,11 @@ def main() -> int:
                         print("live", json.dumps(results["live"]), flush=True)
             finally:
                 farm.close()
+    if len(results["sizes"]) < 3:
+        if args.out:
+            with open(args.out, "w") as f:
+                json.dump(results, f, indent=2)
+        return 0
     a, b, c = solve(points)
     wa, wb, wc = solve(walls)
     ca, cb, cc = solve(cpu_pts)
