@@ -254,7 +254,7 @@ class Scanner:
                 gone += 1
                 continue
             else:
-                table = self._table(got, now)  # type: ignore[arg-type]
+                table = self._table(got, now)
             seen[pid] = mem
             mem.table = table
             name, state, starttime = task.comm, task.state, task.starttime
