@@ -119,3 +119,60 @@ def unix_listen_queues(inodes: Iterable[int] | None = None) -> dict[int, tuple[i
                 result[inode] = struct.unpack_from("=II", msg, off + _NLA.size)
             off += (nla_len + 3) & ~3
     return result
+
+
+TCP_CLOSE_WAIT = 8  # include/net/tcp_states.h
+UDIAG_SHOW_PEER = 0x04  # include/uapi/linux/unix_diag.h
+UNIX_DIAG_PEER = 2
+# include/uapi/linux/unix_diag.h has no state names: unix sockets borrow TCP's numbers
+# (net/unix/af_unix.c: TCP_ESTABLISHED once connected, TCP_LISTEN, TCP_CLOSE otherwise).
+UNIX_STATES = {1: "CONNECTED", 7: "UNCONNECTED", 10: "LISTEN"}
+UNIX_TYPES = {1: "stream", 2: "dgram", 5: "seqpacket"}  # SOCK_STREAM, SOCK_DGRAM, SOCK_SEQPACKET
+
+
+def inet_sockets(states: int) -> dict[int, tuple[int, int, int]]:
+    """inode -> (state, recv queue, send queue) of every TCP socket (IPv4 and IPv6) in this
+    netns whose state's bit is set in `states` (1 << TCP_CLOSE_WAIT, ...): the kernel filters,
+    so a host with 100,000 established sockets answers a CLOSE_WAIT query with only those."""
+    result: dict[int, tuple[int, int, int]] = {}
+    for family in (socket.AF_INET, socket.AF_INET6):
+        req = _INET_REQ.pack(family, socket.IPPROTO_TCP, 0, 0, states, b"\0" * 48)
+        try:
+            replies = _dump(req)
+        except OSError as err:
+            raise DiagError(err.errno, f"inet_diag dump failed: {err.strerror or err}") from err
+        for msg in replies:
+            if len(msg) < _INET_MSG.size:
+                continue
+            fields = _INET_MSG.unpack_from(msg, 0)
+            state, rqueue, wqueue, inode = fields[1], fields[6], fields[7], fields[9]
+            if states >> state & 1 and inode:
+                result[inode] = (state, rqueue, wqueue)
+    return result
+
+
+def unix_sockets() -> dict[int, tuple[int, int, int]]:
+    """inode -> (type, state, peer inode or 0) of every unix socket in this netns, with the
+    peer from UNIX_DIAG_PEER as `ss -xp` shows it (net/unix/diag.c sk_diag_dump_peer: the
+    other end of a connected socket; for a listener's embryo, the listener)."""
+    req = _UNIX_REQ.pack(socket.AF_UNIX, 0, 0, 0xFFFFFFFF, 0, UDIAG_SHOW_PEER, b"\xff" * 8)
+    try:
+        replies = _dump(req)
+    except OSError as err:
+        raise DiagError(err.errno, f"unix_diag dump failed: {err.strerror or err}") from err
+    result: dict[int, tuple[int, int, int]] = {}
+    for msg in replies:
+        if len(msg) < _UNIX_MSG.size:
+            continue
+        _fam, typ, state, _pad, inode, _cookie = _UNIX_MSG.unpack_from(msg, 0)
+        peer = 0
+        off = _UNIX_MSG.size
+        while off + _NLA.size <= len(msg):
+            nla_len, nla_type = _NLA.unpack_from(msg, off)
+            if nla_len < _NLA.size:
+                break
+            if nla_type & 0x3FFF == UNIX_DIAG_PEER and nla_len >= _NLA.size + 4:
+                (peer,) = struct.unpack_from("=I", msg, off + _NLA.size)
+            off += (nla_len + 3) & ~3
+        result[inode] = (typ, state, peer)
+    return result

@@ -241,6 +241,38 @@ class Proc:
         vanished); other errors translate as in read_text()."""
         return self._batch(speedups.backend.read_many, self.read_text, parts, names, pid)
 
+    def stats(self, *parts: object, names: Iterable[str], pid: int | None = None
+              ) -> tuple[dict[str, tuple[int, int, int]], int]:
+        """(st_mode, st_ino, st_dev) from stat() (following links) of each NAME in directory
+        `parts` (e.g. PID, "fd"), relative to one directory fd. Returns (name -> stat, how many
+        vanished); other errors translate as in stat()."""
+        names = list(names)
+        path = self.path(*parts)
+        try:
+            with self._errors(path, pid):
+                dir_fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        except ProcGone:
+            return {}, len(names)
+        out: dict[str, tuple[int, int, int]] = {}
+        vanished = 0
+        try:
+            for name in names:
+                try:
+                    st = os.stat(name, dir_fd=dir_fd)
+                except OSError as err:
+                    if err.errno in VANISHED:
+                        vanished += 1
+                        continue
+                    try:
+                        st = self.stat(*parts, name, pid=pid)
+                    except ProcGone:
+                        vanished += 1
+                        continue
+                out[name] = (st.st_mode, st.st_ino, st.st_dev)
+        finally:
+            os.close(dir_fd)
+        return out, vanished
+
     def _batch(self, batch: Any, one: Any, parts: tuple[object, ...], names: Iterable[str],
                pid: int | None) -> tuple[dict[str, str], int]:
         """`batch` (readlinkat_many, read_many: relative to a directory fd, the GIL released in

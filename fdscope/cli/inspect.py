@@ -15,6 +15,7 @@ Examples:
   fdscope inspect 1234 --json | jq '.epoll[].registrations[] | select(.status != "ok")'
   fdscope inspect 1234 --sample 2           measure CPU for 2 s (busy-polling check)
   fdscope inspect 1234 --watch 5            fd counts by type every 5 s (leak hunting)
+  fdscope inspect 1234 --peers              who holds the other end of each pipe and socket
 
 \b
 Exit codes: 0 report printed (findings do not change it), 2 usage, 3 no such process or it
@@ -44,8 +45,12 @@ def _split(values: tuple[str, ...]) -> list[str]:
               help="Re-count fds by type every SECONDS until Ctrl-C (deltas, growth per minute).")
 @click.option("--count", type=COUNT, default=None, hidden=True,
               help="With --watch: stop after N samples.")
+@click.option("--peers", is_flag=True,
+              help="For each pipe and socket, the processes and fds holding its other end or "
+                   "the same socket (scans the host's fd tables).")
 def command(pid: int, as_json: bool, types: tuple[str, ...], sections: tuple[str, ...],
-            sample: float | None, flags: str, watch: float | None, count: int | None) -> int:
+            sample: float | None, flags: str, watch: float | None, count: int | None,
+            peers: bool) -> int:
     """Inspect process PID read-only: fds, sockets, epoll interest lists, threads, findings."""
     from fdscope.errors import FdscopeError, UsageError
     from fdscope.inspect.model import normalize_sections, normalize_types
@@ -56,6 +61,8 @@ def command(pid: int, as_json: bool, types: tuple[str, ...], sections: tuple[str
         section_list = normalize_sections(_split(sections))
     except FdscopeError as err:
         raise UsageError(str(err)) from err
+    if watch is not None and peers:
+        raise UsageError("--peers does not apply to --watch")
     if watch is not None:
         import gc
 
@@ -63,6 +70,15 @@ def command(pid: int, as_json: bool, types: tuple[str, ...], sections: tuple[str
         return _watch(pid, watch, count, as_json)
     report = inspect_process(pid, sample=sample, sections=section_list, types=type_list,
                              flags=flags)
+    if peers:
+        from fdscope.host.peers import HostIndex, peers_for
+
+        report.peers, notes = peers_for(pid, report.fds, HostIndex.scan())
+        report.notes.extend(notes)
+        if report.net_namespace_shared is False:
+            report.notes.append("the process is in another network namespace: the peers of its "
+                                "unix sockets are unknown (sock_diag answers for fdscope's own "
+                                "namespace); pipes and shared sockets are listed")
     if as_json:
         import gc
         import sys

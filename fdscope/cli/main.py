@@ -24,6 +24,7 @@ from fdscope.errors import (
 COMMANDS = {
     "limits": "fdscope.cli.limits",
     "inspect": "fdscope.cli.inspect",
+    "top": "fdscope.cli.top",
     "probe": "fdscope.cli.probe",
     "serve": "fdscope.cli.serve",
     "load": "fdscope.cli.load",
@@ -39,6 +40,7 @@ Exit codes: 0 ok, 1 failure or failed check, 2 usage error, 3 no such process
 Examples:
   fdscope limits                 system and own fd limits with verdicts
   fdscope inspect 1234           every fd, socket, epoll registration, thread of pid 1234
+  fdscope top                    every process's fds, limit, growth and flags, live
   fdscope probe --all            live epoll/select experiments on this kernel
   fdscope run epoll              start a reference server, load it, inspect it
   fdscope bench scaling          select/poll/epoll cost per event vs idle fds, measured

@@ -172,6 +172,9 @@ class InspectReport:
     # Sockets the program has not closed (CLOSE_WAIT, TCP CLOSE), read again a moment later:
     # {"delay_s", "still_open": [fds], "closed": n}; None when not re-checked.
     close_recheck: dict[str, Any] | None = None
+    # --peers: the other holders of each pipe and socket (fdscope.host.peers.Peer rows), and
+    # None when not asked for (the document then has no "peers" key).
+    peers: list[Any] | None = None
     sections: tuple[str, ...] = SECTIONS
     types: tuple[str, ...] | None = None
 
@@ -220,6 +223,8 @@ class InspectReport:
         if "io_model" in shown:
             doc["io_model"] = self.io_model.to_json()
             doc["cpu"] = self.cpu.to_json() if self.cpu is not None else None
+        if self.peers is not None:
+            doc["peers"] = [p.to_json() for p in self.peers]
         return doc
 
 

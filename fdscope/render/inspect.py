@@ -85,7 +85,33 @@ def render_text(doc: dict[str, Any], sections: Iterable[str] | None = None,
         text = _SECTION_RENDERERS[name](doc, colour)
         if text:
             out.append(text)
+    if doc.get("peers") is not None:
+        out.append(render_peers(doc["peers"], colour))
     return "\n".join(out)
+
+
+def render_peers(peers: list[dict[str, Any]], colour: bool = False) -> str:
+    """--peers: one line per holder, "fd 5 unix CONNECTED -> pid 812 (postgres) fd 9"."""
+    from fdscope.render.table import section
+
+    def who(h: dict[str, Any]) -> str:
+        end = f" ({h['end']} end)" if h.get("end") else ""
+        return f"pid {h['pid']} ({escape(str(h['name']))}) fd {h['fd']}{end}"
+
+    lines = []
+    for p in peers:
+        what = f"fd {p['fd']} {p['type']}"
+        if p["type"] == "pipe":
+            what += f" ({p['state']} end)" if p["state"] else ""
+        elif p["state"]:
+            what += f" {p['state']}"
+        arrow = {"peer": "->", "pipe": "<->", "shared": "shared with"}[p["relation"]]
+        if not p["holders"]:
+            lines.append(f"  {what} {arrow} peer inode {p['peer_inode']} (no readable holder)")
+        for h in p["holders"]:
+            lines.append(f"  {what} {arrow} {who(h)}")
+    return section("peers:", "\n".join(lines) or "  (no pipe or socket shared with another fd)",
+                   colour)
 
 
 def _header(doc: dict[str, Any], colour: bool) -> str:

@@ -1,0 +1,500 @@
+"""One scan of the host: every process's fd count, RLIMIT_NOFILE, highest fd, fds by type and
+flags, read through fdscope.proc (the only reader of /proc).
+
+Per process the scan reads stat (name, state, kernel thread), the uid of /proc/PID, the fd
+count from stat(/proc/PID/fd).st_size (fs/proc/fd.c proc_fd_getattr, Linux 6.2+; it needs no
+ptrace access, so a process whose fds are denied still has a count) and /proc/PID/limits
+(world-readable). Processes the filter selects also have their fd links read and classified
+(fdscope.inspect.fds.classify, one classifier for inspect and top). Process enumeration is a
+listing of the proc root: psutil.process_iter() reads /proc/PID/status as well and took twice
+as long (docs/top.md, "Cost").
+
+A Scanner keeps what it read: on the next scan a process whose start time and fd count did
+not change keeps its types, limit, owner and epoll check (re-read at the latest after
+`full_every` seconds), which is what makes a live refresh cheap. select() sleepers are looked
+for on every scan, CLOSE_WAIT sockets and full listeners every SOCKETS_EVERY seconds.
+
+Races: a process that exits mid-scan is counted in `vanished` and left out; a permission error
+on the fd table marks the row denied (types unknown, never 0).
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import re
+import time
+from collections import Counter
+from collections.abc import Callable, Collection, Iterator
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from fdscope.errors import AccessDenied, FdscopeError, NoSuchProcess, ParseError, ProcGone
+from fdscope.host import flags as host_flags
+from fdscope.host.model import HostInfo, HostSnapshot, ProcessRow
+from fdscope.inspect import fds as fds_mod
+from fdscope.inspect import gather
+from fdscope.model import Finding
+from fdscope.parse.limits import parse_limits
+from fdscope.parse.sysctl import FileNr, parse_file_nr, parse_int
+from fdscope.parse.task import parse_stat
+from fdscope.proc import DEFAULT_ROOT, Proc
+
+# A Scanner re-reads an fd table (with RLIMIT_NOFILE and the owner) when its count changed, else
+# after 50-100% of this many seconds (by pid, so that the re-reads spread over the refreshes).
+FULL_EVERY = 120.0
+# Growth history kept per process (refreshes).
+HISTORY = 8
+# Fd tables are read (and inspect run) on this many threads when at least PARALLEL_FROM
+# tables are due.
+READERS = min(4, os.cpu_count() or 1)
+PARALLEL_FROM = 16
+TCP_CLOSE_WAIT, TCP_LISTEN = 8, 10  # include/net/tcp_states.h
+# A Scanner asks sock_diag for CLOSE_WAIT sockets and full listeners at most this often
+# (seconds): each dump walks every socket of the namespace in the kernel.
+SOCKETS_EVERY = 10.0
+# One process's fd table as read: fds ascending, their link texts, (st_mode, st_ino, st_dev)
+# of each path fd, the fdinfo text of each epoll fd.
+RawTable = tuple[list[int], list[str], dict[int, tuple[int, int, int]], dict[int, str]]
+
+
+@dataclass(frozen=True)
+class ProcessFilter:
+    """Which processes get a row: pids, uids, a regex searched in the name (all: None)."""
+
+    pids: frozenset[int] | None = None
+    uids: frozenset[int] | None = None
+    name: re.Pattern[str] | None = None
+
+    def matches(self, pid: int, name: str, uid: int | None) -> bool:
+        return ((self.pids is None or pid in self.pids)
+                and (self.uids is None or uid in self.uids)
+                and (self.name is None or self.name.search(name) is not None))
+
+
+@dataclass
+class FdTable:
+    """What the scan keeps of one process's fd table: counts by type, highest fd, its epoll
+    fds, its sockets' inodes, (for the peer index) the whole table, when it was read, and the
+    epoll registrations that may be stale."""
+
+    count: int
+    types: dict[str, int]
+    highest: int | None
+    epfds: list[int]
+    sockets: list[tuple[int, int]]  # (fd, inode)
+    table: fds_mod.Table | None  # kept for the peer index only
+    read_at: float
+    stale_epoll: tuple[int, ...] = ()  # registrations that may be stale (flags.epoll_suspects)
+    socket_inodes: frozenset[int] = frozenset()
+
+
+class _Seen:
+    """A Scanner's memory of one process (pid and start time)."""
+
+    __slots__ = ("starttime", "table", "history", "suspects", "flags", "limits", "netns",
+                 "uid")
+
+    def __init__(self, starttime: int) -> None:
+        self.starttime = starttime
+        self.limits: tuple[int | None, int | None] | None = None
+        self.netns: int | None | bool = False  # not read yet
+        self.uid: int | None = None
+        self.table: FdTable | None = None
+        self.history: list[tuple[float, int]] = []
+        self.suspects: tuple[object, ...] | None = None
+        self.flags: tuple[Finding, ...] = ()
+
+
+class Scanner:
+    """Scans the host again and again, re-reading only what changed (see module docstring).
+
+    proc: the proc root (default /proc). select: which processes get rows (the host totals
+    count every process). flags: compute flags (False: counts and types only). index: keep
+    every fd table's types and inodes for the peer index (fdscope.host.peers)."""
+
+    def __init__(self, proc: Proc | None = None, *, select: ProcessFilter | None = None,
+                 flags: bool = True, index: bool = False, full_every: float = FULL_EVERY,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.proc = proc or Proc()
+        self.select = select or ProcessFilter()
+        self.want_flags = flags
+        self.index = index
+        self.full_every = full_every
+        self.clock = clock
+        self.seen: dict[int, _Seen] = {}
+        self.previous: HostSnapshot | None = None
+        self.tables: dict[int, FdTable] = {}  # of the last scan, readable processes
+        self._users: dict[int, str] = {}
+        self._counts = self.proc.root == DEFAULT_ROOT and _kernel_counts()
+        self.own_netns: int | None = _netns(self.proc, "self")
+        self._sockets: _SocketStates | None = None
+
+    def user(self, uid: int | None) -> str:
+        if uid is None:
+            return "?"
+        name = self._users.get(uid)
+        if name is None:
+            try:
+                name = pwd.getpwuid(uid).pw_name
+            except (KeyError, OverflowError):
+                name = str(uid)
+            self._users[uid] = name
+        return name
+
+    def scan(self) -> HostSnapshot:
+        proc = self.proc
+        t0 = time.perf_counter()
+        now = self.clock()
+        wall = time.time()
+        notes: list[str] = []
+        file_nr, nr_open = _host(proc, notes)
+        names = proc.listdir()
+        processes = fds_total = denied = vanished = kthreads = zombies = 0
+        todo: list[tuple[int, object, int | None, int | None, int | None, int | None,
+                         _Seen]] = []
+        reads: list[int] = []
+        for entry in names:
+            if not (entry.isascii() and entry.isdigit()):
+                continue
+            pid = int(entry)
+            try:
+                task = parse_stat(proc.read_text(pid, "stat", pid=pid))
+            except (NoSuchProcess, ProcGone):
+                vanished += 1
+                continue
+            except (AccessDenied, ParseError):
+                continue
+            if task.is_kernel_thread:
+                kthreads += 1
+                continue
+            if task.state in ("Z", "X"):
+                zombies += 1
+                continue
+            mem = self.seen.get(pid)
+            if mem is not None and mem.starttime != task.starttime:
+                mem = None
+            try:
+                count = proc.stat(pid, "fd", pid=pid).st_size if self._counts else None
+                # The owner is read again with the fd table (when the count changes).
+                uid: int | None = mem.uid if mem is not None and mem.table is not None \
+                    and count is not None and count == mem.table.count else \
+                    proc.stat(pid, pid=pid).st_uid
+            except (NoSuchProcess, ProcGone):
+                vanished += 1
+                continue
+            except AccessDenied:
+                uid, count = None, None
+            processes += 1
+            if not self.select.matches(pid, task.comm, uid):
+                if count is not None:
+                    fds_total += count
+                continue
+            if mem is None:
+                mem = _Seen(task.starttime)
+            mem.uid = uid
+            table = mem.table
+            if (table is None or count is None or table.count != count
+                    or now - table.read_at >= self.full_every * (0.5 + (pid % 16) / 32)):
+                reads.append(pid)
+                mem.limits = _nofile(proc, pid)
+            elif mem.limits is None:
+                mem.limits = _nofile(proc, pid)
+            soft, hard = mem.limits
+            todo.append((pid, task, uid, count, soft, hard, mem))
+        pool = _pool() if len(reads) >= PARALLEL_FROM else None
+        try:
+            # Results in order, each as soon as it is read: the main thread classifies one
+            # table while the readers read the next ones.
+            results = iter(pool.map(self._read_raw, reads) if pool is not None
+                           else map(self._read_raw, reads))
+            rows, tables, seen, counts = self._rows(todo, set(reads), results, now)
+            if self.want_flags:
+                rows = self._flags(rows, tables, seen, notes, pool)
+        finally:
+            if pool is not None:
+                pool.shutdown()
+        processes -= counts[0]
+        vanished += counts[0]
+        denied += counts[1]
+        fds_total += counts[2]
+        self.seen = seen
+        self.tables = tables
+        host = HostInfo(file_nr, nr_open, processes, fds_total, denied, vanished, kthreads,
+                        zombies)
+        if denied:
+            notes.append(f"{denied} process(es) denied: their fd tables need ptrace read "
+                         "access (run as their owner or as root); their counts come from "
+                         "stat(/proc/PID/fd)" if self._counts else
+                         f"{denied} process(es) denied: their fd tables need ptrace read "
+                         "access (run as their owner or as root)")
+        snap = HostSnapshot(now, wall, host, tuple(rows), (time.perf_counter() - t0) * 1000.0,
+                            tuple(notes))
+        self.previous = snap
+        return snap
+
+    def _rows(self, todo: list[Any], reading: set[int],
+              results: Iterator[RawTable | FdscopeError], now: float
+              ) -> tuple[list[ProcessRow], dict[int, FdTable], dict[int, _Seen],
+                         tuple[int, int, int]]:
+        """The rows of the selected processes, their tables and memories, and (exited
+        meanwhile, denied, their fds)."""
+        rows: list[ProcessRow] = []
+        tables: dict[int, FdTable] = {}
+        seen: dict[int, _Seen] = {}
+        gone = denied = fds_total = 0
+        for pid, task, uid, count, soft, hard, mem in todo:
+            got = next(results) if pid in reading else None
+            if got is None:
+                table = mem.table
+            elif isinstance(got, AccessDenied):
+                table = None
+            elif isinstance(got, FdscopeError):  # exited meanwhile
+                gone += 1
+                continue
+            else:
+                table = self._table(got, now)
+            seen[pid] = mem
+            mem.table = table
+            name, state, starttime = task.comm, task.state, task.starttime
+            if table is None:
+                denied += 1
+                if count is not None:
+                    fds_total += count
+                rows.append(ProcessRow(pid, name, self.user(uid), uid, state, starttime, count,
+                                       soft, hard, denied=True))
+                continue
+            tables[pid] = table
+            count = table.count
+            fds_total += count
+            mem.history = (mem.history + [(now, count)])[-HISTORY:]
+            rows.append(ProcessRow(pid, name, self.user(uid), uid, state, starttime, count, soft,
+                                   hard, table.highest, dict(table.types),
+                                   growth_per_min=_growth(mem.history)))
+        return rows, tables, seen, (gone, denied, fds_total)
+
+    def _read_raw(self, pid: int) -> RawTable | FdscopeError:
+        """(fds, links, path fd stats, epoll fdinfo texts) of pid, or the error that stopped
+        the read (exited: NoSuchProcess/ProcGone; denied: AccessDenied)."""
+        proc = self.proc
+        try:
+            names = proc.listdir(pid, "fd", pid=pid)
+            links, gone = proc.readlinks(pid, "fd", names=names, pid=pid)
+            if gone:
+                names = [n for n in names if n in links]
+            if proc.root != DEFAULT_ROOT:
+                # procfs lists fds ascending (fs/proc/fd.c proc_readfd_common); a copied tree
+                # may not, and may hold names that are no fds
+                names = sorted((n for n in names if n.isascii() and n.isdigit()), key=int)
+            fd_list = list(map(int, names))
+            link_list = [links[n] for n in names]
+            paths = [n for n, link in zip(names, link_list, strict=True) if link[:1] == "/"]
+            stats = proc.stats(pid, "fd", names=paths, pid=pid)[0] if paths else {}
+            epfds = [n for n, link in zip(names, link_list, strict=True)
+                     if link == gather.EPOLL_LINK]
+            texts = proc.read_many(pid, "fdinfo", names=epfds, pid=pid)[0] if epfds else {}
+        except (NoSuchProcess, ProcGone, AccessDenied) as err:
+            return err
+        return (fd_list, link_list, {int(k): v for k, v in stats.items()},
+                {int(k): v for k, v in texts.items()})
+
+    def _table(self, raw: RawTable, now: float) -> FdTable:
+        fd_list, links, stats, epoll_texts = raw
+        table = fds_mod.classify(fd_list, links, stats)
+        types = Counter(table.types)
+        sockets: list[tuple[int, int]] = []
+        if types.get("socket"):
+            sockets = [(fd, ino) for fd, t, ino in zip(table.fds, table.types, table.inodes,
+                                                       strict=True)
+                       if t == "socket" and ino is not None]
+        epfds = sorted(epoll_texts)
+        stale = host_flags.epoll_suspects(epoll_texts, table) if epoll_texts else ()
+        return FdTable(len(fd_list), dict(sorted(types.items(), key=lambda kv: (-kv[1], kv[0]))),
+                       fd_list[-1] if fd_list else None, epfds, sockets,
+                       table if self.index else None, now, stale,
+                       frozenset(ino for _fd, ino in sockets))
+
+    def _flags(self, rows: list[ProcessRow], tables: dict[int, FdTable],
+               seen: dict[int, _Seen], notes: list[str], pool: Any) -> list[ProcessRow]:
+        proc = self.proc
+        sockets = self._sockets
+        if sockets is None or self.clock() - sockets.at >= SOCKETS_EVERY:
+            sockets = self._sockets = _SocketStates(proc, self.own_netns, self.clock())
+        notes.extend(sockets.notes)
+        again: list[int] = []  # suspects changed: inspect decides anew
+        for row in rows:
+            mem = seen.get(row.pid)
+            table = tables.get(row.pid)
+            if mem is None or table is None:
+                continue
+            suspects = self._suspects(row.pid, table, sockets, mem)
+            if not suspects:
+                mem.flags = ()
+            elif suspects != mem.suspects:
+                again.append(row.pid)
+            mem.suspects = suspects
+        inspect = partial(host_flags.from_inspect, proc=proc)
+        found = pool.map(inspect, again) if pool is not None and len(again) > 1 else \
+            map(inspect, again)
+        for pid, flags_of in zip(again, found, strict=True):
+            seen[pid].flags = flags_of if flags_of is not None else ()
+        out = []
+        for row in rows:
+            flags: list[Finding] = []
+            f = host_flags.near_limit(row.fds, row.soft)
+            if f is not None:
+                flags.append(f)
+            mem = seen.get(row.pid)
+            if mem is not None and row.pid in tables:
+                f = host_flags.growing(mem.history, row.soft)
+                if f is not None:
+                    flags.append(f)
+                flags.extend(mem.flags)
+            out.append(row if not flags else _with_flags(row, tuple(flags)))
+        return out
+
+    def _suspects(self, pid: int, table: FdTable, sockets: _SocketStates, mem: _Seen
+                  ) -> tuple[object, ...]:
+        """What in pid's fds may be a finding; inspect runs again when this changes."""
+        proc = self.proc
+        out: list[object] = []
+        if table.stale_epoll:
+            out.append(("epoll", table.stale_epoll))
+        if table.sockets:
+            if mem.netns is False:
+                mem.netns = _netns(proc, pid)
+            cw, full = sockets.of(pid, mem.netns, table.socket_inodes)
+            if cw:
+                out.append(("close_wait", cw))
+            if full:
+                out.append(("backlog_full", full))
+        if host_flags.suspicious_fd_limit(table.highest) and host_flags.select_suspect(proc, pid):
+            out.append(("select", table.highest))
+        return tuple(out)
+
+
+class _SocketStates:
+    """CLOSE_WAIT sockets and full listeners, per network namespace: fdscope's own from
+    sock_diag (the kernel filters by state), another one from the TCP tables of one of its
+    processes (its listeners' backlog is unknown there: sock_diag answers for fdscope's own
+    namespace only)."""
+
+    def __init__(self, proc: Proc, own: int | None, at: float) -> None:
+        self.proc = proc
+        self.own = own
+        self.at = at
+        self.notes: list[str] = []
+        self.by_ns: dict[int | None, tuple[frozenset[int], frozenset[int]]] = {}
+
+    def of(self, pid: int, ns: int | None | bool, inodes: frozenset[int]) -> tuple[int, int]:
+        """(sockets of `inodes` in CLOSE_WAIT, listeners of them with a full accept queue);
+        ns: pid's network namespace (None: unreadable)."""
+        ns = None if ns is False else ns
+        states = self.by_ns.get(ns)
+        if states is None:
+            states = self.by_ns[ns] = self._read(ns, pid)
+        return len(inodes & states[0]), len(inodes & states[1])
+
+    def _read(self, ns: int | None, pid: int) -> tuple[frozenset[int], frozenset[int]]:
+        if ns is not None and ns == self.own:
+            from fdscope import netdiag
+
+            try:
+                socks = netdiag.inet_sockets(1 << TCP_CLOSE_WAIT | 1 << TCP_LISTEN)
+                unix = netdiag.unix_listen_queues()
+            except OSError as err:
+                self.notes.append(f"sock_diag failed ({err}): close_wait and backlog_full "
+                                  "not checked")
+                return frozenset(), frozenset()
+            cw = frozenset(ino for ino, (st, _rq, _wq) in socks.items() if st == TCP_CLOSE_WAIT)
+            full = frozenset(ino for ino, (st, rq, wq) in socks.items()
+                             if st == TCP_LISTEN and rq > wq)
+            return cw, full | frozenset(ino for ino, (rq, wq) in unix.items() if rq > wq)
+        from fdscope import speedups
+
+        cw_set: set[int] = set()
+        try:
+            texts, _gone = self.proc.read_many(pid, "net", names=["tcp", "tcp6"], pid=pid)
+        except FdscopeError:
+            return frozenset(), frozenset()
+        for table, text in texts.items():
+            try:
+                rows = speedups.backend.net_rows(table, text, None)
+            except ParseError:
+                continue
+            cw_set.update(r[0] for r in rows if r[2] == "CLOSE_WAIT")
+        return frozenset(cw_set), frozenset()
+
+
+def _pool() -> Any:
+    from concurrent.futures import ThreadPoolExecutor
+
+    return ThreadPoolExecutor(max_workers=READERS)
+
+
+def _with_flags(row: ProcessRow, flags: tuple[Finding, ...]) -> ProcessRow:
+    from dataclasses import replace
+
+    order = {"crit": 0, "warn": 1, "info": 2}
+    return replace(row, flags=tuple(sorted(flags, key=lambda f: order[f.level])))
+
+
+def _growth(history: list[tuple[float, int]]) -> float | None:
+    """fds per minute between the last two scans of a process."""
+    if len(history) < 2:
+        return None
+    (t0, n0), (t1, n1) = history[-2], history[-1]
+    return (n1 - n0) * 60.0 / (t1 - t0) if t1 > t0 else None
+
+
+def _nofile(proc: Proc, pid: int) -> tuple[int | None, int | None]:
+    """RLIMIT_NOFILE from /proc/PID/limits: its header and "Max open files" row only go through
+    the parser (fdscope.parse.limits), the other 15 rows are not needed here."""
+    try:
+        text = proc.read_text(pid, "limits", pid=pid)
+        at = text.find("\nMax open files")
+        if at >= 0:
+            end = text.find("\n", at + 1)
+            text = text[:text.find("\n") + 1] + text[at + 1:end if end >= 0 else None]
+        limit = parse_limits(text).nofile
+    except FdscopeError:
+        return None, None
+    return limit.soft, limit.hard
+
+
+def _netns(proc: Proc, who: int | str) -> int | None:
+    """The network namespace's inode ("net:[INODE]", fs/nsfs.c ns_dname), None if unreadable."""
+    try:
+        link = proc.readlink(who, "ns", "net")
+    except FdscopeError:
+        return None
+    return int(link[5:-1]) if link.startswith("net:[") and link[5:-1].isdigit() else None
+
+
+def _host(proc: Proc, notes: list[str]) -> tuple[FileNr | None, int | None]:
+    file_nr = nr_open = None
+    try:
+        file_nr = parse_file_nr(proc.sysctl("fs.file-nr"))
+    except FdscopeError as err:
+        notes.append(f"fs.file-nr unreadable: {err}")
+    try:
+        nr_open = parse_int(proc.sysctl("fs.nr_open"), "fs.nr_open")
+    except FdscopeError as err:
+        notes.append(f"fs.nr_open unreadable: {err}")
+    return file_nr, nr_open
+
+
+def _kernel_counts() -> bool:
+    """stat(/proc/PID/fd).st_size is the open fd count from Linux 6.2 on (0 before)."""
+    release = os.uname().release
+    m = re.match(r"(\d+)\.(\d+)", release)
+    return m is not None and (int(m[1]), int(m[2])) >= (6, 2)
+
+
+def scan_host(proc: Proc | None = None, *, select: ProcessFilter | None = None,
+              flags: bool = True, pids: Collection[int] | None = None) -> HostSnapshot:
+    """One scan of the host (a new Scanner's first scan: no growth)."""
+    if pids is not None:
+        select = ProcessFilter(frozenset(pids), *(select.uids, select.name) if select else ())
+    return Scanner(proc, select=select, flags=flags).scan()
