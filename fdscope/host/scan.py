@@ -279,16 +279,9 @@ class Scanner:
         the read (exited: NoSuchProcess/ProcGone; denied: AccessDenied)."""
         proc = self.proc
         try:
-            names = proc.listdir(pid, "fd", pid=pid)
-            links, gone = proc.readlinks(pid, "fd", names=names, pid=pid)
-            if gone:
-                names = [n for n in names if n in links]
-            if proc.root != DEFAULT_ROOT:
-                # procfs lists fds ascending (fs/proc/fd.c proc_readfd_common); a copied tree
-                # may not, and may hold names that are no fds
-                names = sorted((n for n in names if n.isascii() and n.isdigit()), key=int)
-            fd_list = list(map(int, names))
-            link_list = [links[n] for n in names]
+            # inspect's reader: a dense table (the usual case) is read without listing it
+            fd_list, link_list, _gone = gather.fd_links(proc, pid)
+            names = list(map(str, fd_list))
             paths = [n for n, link in zip(names, link_list, strict=True) if link[:1] == "/"]
             stats = proc.stats(pid, "fd", names=paths, pid=pid)[0] if paths else {}
             epfds = [n for n, link in zip(names, link_list, strict=True)
