@@ -46,7 +46,7 @@ REGEX = ParsedType("REGEX", _regex)
 @click.option("--listen", type=LISTEN, default=None,
               help="Serve /metrics on HOST:PORT (default 127.0.0.1:9790 unless --textfile "
                    "is given; port 0 picks a free one).")
-@click.option("--textfile", type=click.Path(file_okay=False), default=None,
+@click.option("--textfile", type=click.Path(), metavar="DIR", default=None,
               help="Write DIR/fdscope.prom (atomically replaced) for node_exporter's textfile "
                    "collector, every --interval seconds.")
 @click.option("--interval", type=seconds(1.0), default=None,
