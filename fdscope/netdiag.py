@@ -176,3 +176,20 @@ def unix_sockets() -> dict[int, tuple[int, int, int]]:
             off += (nla_len + 3) & ~3
         result[inode] = (typ, state, peer)
     return result
+
+
+def unix_states() -> dict[int, int]:
+    """inode -> state of every unix socket in this netns (UNIX_STATES names them): the dump
+    without attributes (show = 0), half the cost of unix_sockets() where only states count."""
+    req = _UNIX_REQ.pack(socket.AF_UNIX, 0, 0, 0xFFFFFFFF, 0, 0, b"\xff" * 8)
+    try:
+        replies = _dump(req)
+    except OSError as err:
+        raise DiagError(err.errno, f"unix_diag dump failed: {err.strerror or err}") from err
+    result: dict[int, int] = {}
+    unpack = _UNIX_MSG.unpack_from
+    for msg in replies:
+        if len(msg) >= _UNIX_MSG.size:
+            _fam, _typ, state, _pad, inode, _cookie = unpack(msg, 0)
+            result[inode] = state
+    return result

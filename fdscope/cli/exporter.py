@@ -65,7 +65,7 @@ REGEX = ParsedType("REGEX", _regex)
               help="Per-process series for the N processes nearest their fd limit.")
 @click.option("--full-every", type=seconds(0), default=None,
               help="Re-read an fd table whose count did not change at least this often "
-                   "(default 120; 0: every table on every scrape).")
+                   "(default 300; 0: every table on every scrape).")
 def command(listen: tuple[str, int] | None, textfile: str | None, interval: float | None,
             once: bool, group_by: str, regexes: tuple[re.Pattern[str], ...],
             max_groups: int | None, top_pids: int, full_every: float | None) -> int:

@@ -30,7 +30,7 @@ from fdscope.host.scan import Scanner
 from fdscope.proc import Proc
 
 # fd tables whose count did not change are re-read at the latest after this many seconds.
-FULL_EVERY = 120.0
+FULL_EVERY = 300.0
 
 
 @dataclass(frozen=True)
