@@ -15,6 +15,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -26,7 +27,7 @@ from fdscope.errors import FdscopeError
 from fdscope.exporter.groups import KINDS, MAX_GROUPS, Group, Grouper, fold, kinds_of, label
 from fdscope.exporter.sockets import socket_states
 from fdscope.host.model import HostSnapshot, ProcessRow
-from fdscope.host.scan import Scanner
+from fdscope.host.scan import FdTable, Scanner
 from fdscope.proc import Proc
 
 # fd tables whose count did not change are re-read at the latest after this many seconds.
@@ -129,6 +130,7 @@ class FdCollector:
         self._last_error: str | None = None
         self._lock = threading.Lock()
         self._prev: tuple[float, dict[int, tuple[int, int]]] | None = None
+        self._derived: dict[int, tuple[FdTable, Counter[str], list[int]]] = {}
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
 
@@ -174,8 +176,16 @@ class FdCollector:
 
     def _families(self, snap: HostSnapshot, problems: list[str]) -> list[Metric]:
         tables = self.scanner.tables
-        socks, errs = socket_states(self.proc, {pid: [ino for _fd, ino in t.sockets]
-                                                for pid, t in tables.items() if t.sockets})
+        # what each fd table gives, derived again only from a table read anew
+        derived: dict[int, tuple[FdTable, Counter[str], list[int]]] = {}
+        for pid, t in tables.items():
+            d = self._derived.get(pid)
+            if d is None or d[0] is not t:
+                d = (t, kinds_of(t.types), [ino for _fd, ino in t.sockets])
+            derived[pid] = d
+        self._derived = derived
+        socks, errs = socket_states(self.proc, {pid: d[2] for pid, d in derived.items()
+                                                if d[2]})
         problems.extend(errs)
         prev = self._prev
         dt = snap.monotonic - prev[0] if prev is not None else 0.0
@@ -196,8 +206,9 @@ class FdCollector:
                     was = before.get(row.pid)
                     if was is not None and was[0] == row.starttime:
                         g.growth = (g.growth or 0.0) + (row.fds - was[1]) / dt
-            if row.types is not None:
-                g.add(Group(kinds=kinds_of(row.types)))
+            d = derived.get(row.pid)
+            if d is not None:
+                g.kinds = d[1] + g.kinds if g.kinds is not None else d[1].copy()
             used, headroom = row.used, row.headroom
             if used is not None:
                 g.worst_ratio = used if g.worst_ratio is None else max(g.worst_ratio, used)
