@@ -42,7 +42,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from bench_top import SIZES, Farm, solve  # noqa: E402
+from bench_top import SIZES, Farm  # noqa: E402
 
 HZ = os.sysconf("SC_CLK_TCK")
 PEER_CONFIG = "process_names:\n  - name: '{{.Comm}}'\n    cmdline:\n      - '.+'\n"
@@ -210,16 +210,12 @@ def main() -> int:
             results["sizes"].append(row)
             print(json.dumps(row), flush=True)
         results["simulated"] = simulated(SIZES[-1], tmp)
-    try:
-        for key, name in (("full", "fdscope --full-every 0"), ("reuse", "fdscope")):
-            pts = [(r["processes"], r["fds"], r["exporters"][name]["cpu_mean_s"] * 1000)
-                   for r in results["sizes"]]
-            a, b, c = solve(pts)
-            results[f"model_cpu_ms_{key}"] = {"a": round(a, 2), "per_process_us": round(b * 1e3, 2),
-                                              "per_fd_us": round(c * 1e3, 3)}
-        print("model", json.dumps({k: v for k, v in results.items() if k.startswith("model")}))
-    except (ValueError, ZeroDivisionError) as err:
-        print("model: not solvable:", err)
+    # Linearity: CPU per 1,000 fds of the host (the farm and whatever else runs there) at each
+    # size; the host's own counts are in each row.
+    for r in results["sizes"]:
+        r["cpu_ms_per_1000_fds"] = {name: round(e["cpu_mean_s"] * 1e6 / max(1, r["fds"]), 2)
+                                    for name, e in r["exporters"].items()}
+        print("per 1000 fds", r["processes"], r["fds"], json.dumps(r["cpu_ms_per_1000_fds"]))
     if args.out:
         with open(args.out, "w") as f:
             json.dump(results, f, indent=2)

@@ -209,6 +209,26 @@ def test_fold_adds_sums_max_and_min():
     assert set(kept) == set(groups) and folded == 0
 
 
+def test_unix_states_dump_agrees_with_the_full_dump(tmp_path):
+    from fdscope import netdiag
+
+    a, b = socket.socketpair()
+    lst = socket.socket(socket.AF_UNIX)
+    lst.bind(str(tmp_path / "s"))
+    lst.listen()
+    dgram = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    with a, b, lst, dgram:
+        mine = {os.fstat(s.fileno()).st_ino: s for s in (a, b, lst, dgram)}
+        fast, full = netdiag.unix_states(), netdiag.unix_sockets()
+        got = {netdiag.UNIX_STATES[fast[ino]] for ino in (os.fstat(a.fileno()).st_ino,
+                                                          os.fstat(b.fileno()).st_ino)}
+        assert got == {"CONNECTED"}
+        assert netdiag.UNIX_STATES[fast[os.fstat(lst.fileno()).st_ino]] == "LISTEN"
+        assert netdiag.UNIX_STATES[fast[os.fstat(dgram.fileno()).st_ino]] == "UNCONNECTED"
+        for ino in mine:
+            assert fast[ino] == full[ino][1]
+
+
 def test_kinds_are_the_documented_six():
     from fdscope.exporter.groups import kinds_of
     from fdscope.parse.fdlink import FD_TYPES

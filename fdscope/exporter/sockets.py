@@ -84,13 +84,16 @@ def _diag() -> dict[int, tuple[str, str]] | None:
     from fdscope import netdiag
 
     try:
-        tcp = netdiag.inet_sockets((1 << (max(TCP_STATES) + 1)) - 1)
+        tcp = {ino: st for ino, (st, _rq, _wq) in
+               netdiag.inet_sockets((1 << (max(TCP_STATES) + 1)) - 1).items()}
         unix = netdiag.unix_states()
     except OSError:
         return None
-    out = {ino: ("tcp", TCP_STATES.get(st) or str(st)) for ino, (st, _rq, _wq) in tcp.items()}
-    out.update((ino, ("unix", netdiag.UNIX_STATES.get(st) or str(st)))
-               for ino, st in unix.items())
+    # one (protocol, state) tuple per state, shared by its sockets
+    tcp_key = {st: ("tcp", TCP_STATES.get(st) or str(st)) for st in set(tcp.values())}
+    unix_key = {st: ("unix", netdiag.UNIX_STATES.get(st) or str(st)) for st in set(unix.values())}
+    out = {ino: tcp_key[st] for ino, st in tcp.items()}
+    out.update((ino, unix_key[st]) for ino, st in unix.items())
     return out
 
 
