@@ -192,6 +192,26 @@ def test_top_pids_are_the_ones_nearest_their_limit(fixtures):
         assert value(got, "fdscope_process_open_fds", **lab) == 62
 
 
+def test_a_failed_scrape_is_counted_and_logged_once(tmp_path):
+    """No proc tree at the root: the scrape fails, the endpoint still answers with the
+    exporter's own series, the error is counted on every scrape and logged once."""
+    logged: list[str] = []
+    c = FdCollector(Proc(str(tmp_path / "no-proc")), log=logged.append)
+    for n in (1, 2):
+        got = _scrape(c)
+        assert value(got, "fdscope_scrape_errors_total") == n
+        assert value(got, "fdscope_host_processes") is None
+        assert value(got, "fdscope_scrape_duration_seconds") >= 0
+    assert len(logged) == 1 and logged[0].startswith("scrape: "), logged
+
+    def boom() -> None:
+        raise RuntimeError("bug")
+
+    c.scanner.scan = boom  # type: ignore[method-assign]
+    assert value(_scrape(c), "fdscope_scrape_errors_total") == 3
+    assert logged[-1] == "scrape: internal error: RuntimeError: bug"
+
+
 def test_fold_adds_sums_max_and_min():
     def g(procs, fds, ratio, head, risk=0):
         return Group(processes=procs, open_fds=fds, worst_ratio=ratio, min_headroom=head,

@@ -156,6 +156,9 @@ class FdCollector:
         except FdscopeError as err:
             problems.append(str(err))
             out = []
+        except Exception as err:  # noqa: BLE001 - a bug must not take the endpoint down
+            problems.append(f"internal error: {type(err).__name__}: {err}")
+            out = []
         if problems:
             self.errors += 1
             msg = "; ".join(problems)
