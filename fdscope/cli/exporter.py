@@ -65,7 +65,8 @@ REGEX = ParsedType("REGEX", _regex)
               help="Per-process series for the N processes nearest their fd limit.")
 @click.option("--full-every", type=seconds(0), default=None,
               help="Re-read an fd table whose count did not change at least this often "
-                   "(default 300; 0: every table on every scrape).")
+                   "(default: 300, or 20 intervals between scrapes if longer; 0: every table "
+                   "on every scrape).")
 def command(listen: tuple[str, int] | None, textfile: str | None, interval: float | None,
             once: bool, group_by: str, regexes: tuple[re.Pattern[str], ...],
             max_groups: int | None, top_pids: int, full_every: float | None) -> int:
@@ -97,7 +98,7 @@ def command(listen: tuple[str, int] | None, textfile: str | None, interval: floa
     collector = col.FdCollector(
         proc, grouper=Grouper(proc, group_by, regexes),
         max_groups=max_groups if max_groups is not None else MAX_GROUPS, top_pids=top_pids,
-        full_every=col.FULL_EVERY if full_every is None else full_every)
+        full_every=full_every)
     if once:
         data = collector.exposition()
         if path is not None:

@@ -30,8 +30,11 @@ from fdscope.host.model import HostSnapshot, ProcessRow
 from fdscope.host.scan import FdTable, Scanner
 from fdscope.proc import Proc
 
-# fd tables whose count did not change are re-read at the latest after this many seconds.
+# fd tables whose count did not change are re-read at the latest after this many seconds, or
+# (unless --full-every is given) after this many intervals between scrapes, if that is longer:
+# each scrape then re-reads about 1/15 of the tables at any scrape interval.
 FULL_EVERY = 300.0
+AUTO_SCRAPES = 20
 
 
 @dataclass(frozen=True)
@@ -118,10 +121,12 @@ class FdCollector:
 
     def __init__(self, proc: Proc | None = None, *, grouper: Grouper | None = None,
                  max_groups: int = MAX_GROUPS, top_pids: int = 0,
-                 full_every: float = FULL_EVERY,
+                 full_every: float | None = None,
                  log: Callable[[str], None] | None = None) -> None:
         self.proc = proc or Proc()
-        self.scanner = Scanner(self.proc, full_every=full_every)
+        self.auto = full_every is None  # FULL_EVERY or AUTO_SCRAPES intervals
+        self.scanner = Scanner(self.proc,
+                               full_every=FULL_EVERY if full_every is None else full_every)
         self.grouper = grouper or Grouper(self.proc)
         self.max_groups = max_groups
         self.top_pids = top_pids
@@ -150,6 +155,9 @@ class FdCollector:
         t0, c0 = time.perf_counter(), time.process_time()
         out: list[Metric] = []
         problems: list[str] = []
+        if self.auto and self._prev is not None:
+            gap = self.scanner.clock() - self._prev[0]  # type: ignore[operator]
+            self.scanner.full_every = max(FULL_EVERY, AUTO_SCRAPES * gap)
         try:
             snap = self.scanner.scan()
             out = self._families(snap, problems)
