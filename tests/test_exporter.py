@@ -212,6 +212,18 @@ def test_a_failed_scrape_is_counted_and_logged_once(tmp_path):
     assert logged[-1] == "scrape: internal error: RuntimeError: bug"
 
 
+def test_tables_kept_for_20_scrape_intervals_unless_told():
+    clock = [1000.0]
+    auto, fixed = FdCollector(), FdCollector(full_every=0)
+    for c in (auto, fixed):
+        c.scanner.clock = lambda: clock[0]
+    for gap, want in ((0, 300), (60, 1200), (5, 300), (3600, 72000)):
+        clock[0] += gap
+        for c in (auto, fixed):
+            c.exposition()
+        assert auto.scanner.full_every == want and fixed.scanner.full_every == 0
+
+
 def test_fold_adds_sums_max_and_min():
     def g(procs, fds, ratio, head, risk=0):
         return Group(processes=procs, open_fds=fds, worst_ratio=ratio, min_headroom=head,
