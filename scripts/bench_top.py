@@ -7,10 +7,13 @@ loopback TCP pairs, pipes, /dev/null and a regular file, eventfds, one epoll set
 quarter of them), a few of them with 8,000 fds (RLIMIT_NOFILE raised to fit). Per size the
 commands run alternately (--rounds each, output to /dev/null) and the medians and ratios are
 printed; the scan time fdscope reports itself (elapsed_ms) gives the growth model
-scan = a + b * processes + c * fds, solved over the three sizes, and its prediction for 10,000
+scan = a + b * processes + c * fds, fitted (least squares) over every round of the three sizes,
+and its prediction for 10,000
 processes / 5 million fds. Live: `fdscope top --interval 2` in a pseudo-terminal on the largest
 size for --live seconds; its CPU time (utime + stime) over that window, as % of one core.
-Also: process enumeration with psutil.process_iter() against fdscope's direct reads.
+Also: process enumeration with psutil.process_iter() against fdscope's direct reads. Every
+process on the machine counts (the figures give the host's processes and fds, the farm's share,
+and the load average before and after each size).
 
 Targets (issue 13): top <= 0.2 x lsfd wall time; live refresh <= 5% of one core at 2 s.
 fdscope is timed as users run it: a throwaway install of this working tree (bench_inspect's
@@ -122,9 +125,19 @@ class Farm:
 
 
 def timed(cmd: list[str]) -> float:
+    return timed_cpu(cmd)[0]
+
+
+def timed_cpu(cmd: list[str]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds: user + system of the command and its threads)."""
+    import resource
+
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
-    return time.perf_counter() - t
+    wall = time.perf_counter() - t
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime
 
 
 def host_size(fdscope: str) -> tuple[int, int, float]:
@@ -188,17 +201,20 @@ def live_cpu(fdscope: str, seconds: float, interval: float = 2.0) -> dict[str, f
             fields = f.read().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / hz
 
-    def drain(until: float) -> None:
-        while time.monotonic() < until:
+    frames = 0
+
+    def drain(until: float, want_frames: int | None = None) -> None:
+        nonlocal frames
+        while time.monotonic() < until and (want_frames is None or frames < want_frames):
             r, _, _ = select.select([master], [], [], 0.1)
             if r:
                 try:
-                    os.read(master, 1 << 16)
+                    frames += os.read(master, 1 << 16).count(b"\x1b[H")
                 except OSError:
                     return
 
-    start = time.monotonic()
-    drain(start + interval + 1.0)  # startup and the first (full) scan
+    # startup, the first (full) scan and one refresh: the window starts at a refresh
+    drain(time.monotonic() + 120, want_frames=2)
     c0, t0 = cpu(), time.monotonic()
     drain(t0 + seconds)
     c1, t1 = cpu(), time.monotonic()
@@ -211,15 +227,34 @@ def live_cpu(fdscope: str, seconds: float, interval: float = 2.0) -> dict[str, f
             "first_scan_and_start_cpu_s": round(c0, 3)}
 
 
-def solve(points: list[tuple[int, int, float]]) -> tuple[float, float, float]:
-    """a, b, c of ms = a + b * processes + c * fds through three points (Cramer's rule)."""
-    (p1, f1, m1), (p2, f2, m2), (p3, f3, m3) = points
-    d = (p2 - p1) * (f3 - f1) - (p3 - p1) * (f2 - f1)
+def solve(points: list[tuple[float, float, float]]) -> tuple[float, float, float]:
+    """a, b, c of ms = a + b * processes + c * fds, least squares over the points (the normal
+    equations, solved by Cramer's rule)."""
+    n = len(points)
+    sp = sum(p for p, _, _ in points)
+    sf = sum(f for _, f, _ in points)
+    spp = sum(p * p for p, _, _ in points)
+    sff = sum(f * f for _, f, _ in points)
+    spf = sum(p * f for p, f, _ in points)
+    sm = sum(m for _, _, m in points)
+    spm = sum(p * m for p, _, m in points)
+    sfm = sum(f * m for _, f, m in points)
+    a_ = ((n, sp, sf), (sp, spp, spf), (sf, spf, sff))
+    rhs = (sm, spm, sfm)
+
+    def det(m: tuple[tuple[float, ...], ...]) -> float:
+        return (m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1])
+                - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
+                + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0]))
+
+    d = det(a_)
     if d == 0:
         raise ValueError("sizes do not separate processes from fds")
-    b = ((m2 - m1) * (f3 - f1) - (m3 - m1) * (f2 - f1)) / d
-    c = ((p2 - p1) * (m3 - m1) - (p3 - p1) * (m2 - m1)) / d
-    return m1 - b * p1 - c * f1, b, c
+    out = []
+    for col in range(3):
+        m = tuple(tuple(rhs[r] if c == col else a_[r][c] for c in range(3)) for r in range(3))
+        out.append(det(m) / d)
+    return out[0], out[1], out[2]
 
 
 def main() -> int:
@@ -228,33 +263,52 @@ def main() -> int:
     ap.add_argument("--live", type=float, default=62.0, help="live window in seconds (0: skip)")
     ap.add_argument("--fdscope", default=None, help="time this executable instead of a copy")
     ap.add_argument("--json", dest="out", default=None, help="write the figures here")
+    ap.add_argument("--size", dest="only", type=int, action="append", choices=(1, 2, 3),
+                    help="run only these sizes (1-3; the model needs all three)")
     args = ap.parse_args()
     lsfd, lsof = shutil.which("lsfd"), shutil.which("lsof")
     if lsfd is None:
         print("lsfd (util-linux) is needed", file=sys.stderr)
         return 2
     results: dict = {"sizes": [], "kernel": os.uname().release, "cpus": os.cpu_count()}
+    points: list[tuple[float, float, float]] = []  # (processes, fds, scan ms) per round
+    walls: list[tuple[float, float, float]] = []  # (processes, fds, fdscope wall ms)
+    cpu_pts: list[tuple[float, float, float]] = []  # (processes, fds, fdscope CPU ms)
     with tempfile.TemporaryDirectory() as tmp:
         fdscope = args.fdscope or install_copy(tmp)
-        for size in SIZES:
+        sizes = [SIZES[i - 1] for i in sorted(set(args.only))] if args.only else list(SIZES)
+        for size in sizes:
             farm = Farm(*size, tmp)
             try:
+                load0 = os.getloadavg()[0]
                 procs, fds, _ = host_size(fdscope)
                 cmds = {"fdscope": [fdscope, "top", "--once", "--json"],
                         "lsfd": [lsfd, "--summary=only"]}
                 if lsof:
                     cmds["lsof"] = [lsof, "-n", "-P"]
                 times: dict[str, list[float]] = {k: [] for k in cmds}
+                cpus: dict[str, list[float]] = {k: [] for k in cmds}
                 scans = []
                 for _ in range(args.rounds):
                     for name, cmd in cmds.items():
-                        times[name].append(timed(cmd))
-                    scans.append(host_size(fdscope)[2])
+                        wall, cpu = timed_cpu(cmd)
+                        times[name].append(wall)
+                        cpus[name].append(cpu)
+                    p, f, ms = host_size(fdscope)
+                    scans.append(ms)
+                    points.append((p, f, ms))
+                    walls.append((p, f, times["fdscope"][-1] * 1000))
+                    cpu_pts.append((p, f, cpus["fdscope"][-1] * 1000))
                 med = {k: statistics.median(v) for k, v in times.items()}
                 row = {"size": size, "processes": procs, "fds": fds,
+                       "farm": {"processes": size[0] + size[2],
+                                "fds": size[0] * size[1] + size[2] * size[3]},
                        "median_s": {k: round(v, 3) for k, v in med.items()},
+                       "median_cpu_s": {k: round(statistics.median(v), 3)
+                                        for k, v in cpus.items()},
                        "scan_ms": round(statistics.median(scans), 1),
-                       "ratio_vs_lsfd": round(med["fdscope"] / med["lsfd"], 3)}
+                       "ratio_vs_lsfd": round(med["fdscope"] / med["lsfd"], 3),
+                       "loadavg": [round(load0, 2), round(os.getloadavg()[0], 2)]}
                 if "lsof" in med:
                     row["ratio_vs_lsof"] = round(med["fdscope"] / med["lsof"], 3)
                 results["sizes"].append(row)
@@ -264,13 +318,21 @@ def main() -> int:
                     print("enumeration", json.dumps(results["enumeration_ms"]), flush=True)
                     if args.live:
                         results["live"] = live_cpu(fdscope, args.live)
+                        results["live"]["host"] = list(host_size(fdscope)[:2])
                         print("live", json.dumps(results["live"]), flush=True)
             finally:
                 farm.close()
-    pts = [(r["processes"], r["fds"], r["scan_ms"]) for r in results["sizes"]]
-    a, b, c = solve(pts)
-    wall = [(r["processes"], r["fds"], r["median_s"]["fdscope"] * 1000) for r in results["sizes"]]
-    wa, wb, wc = solve(wall)
+    if len(results["sizes"]) < 3:
+        if args.out:
+            with open(args.out, "w") as f:
+                json.dump(results, f, indent=2)
+        return 0
+    a, b, c = solve(points)
+    wa, wb, wc = solve(walls)
+    ca, cb, cc = solve(cpu_pts)
+    results["model_cpu_ms"] = {"a": round(ca, 2), "per_process_us": round(cb * 1000, 2),
+                               "per_fd_us": round(cc * 1000, 3),
+                               "predict_10k_5M_s": round((ca + cb * 1e4 + cc * 5e6) / 1000, 2)}
     results["model_scan_ms"] = {"a": round(a, 2), "per_process_us": round(b * 1000, 2),
                                 "per_fd_us": round(c * 1000, 3),
                                 "predict_10k_5M_s": round((a + b * 1e4 + c * 5e6) / 1000, 2)}
@@ -278,7 +340,8 @@ def main() -> int:
                                 "per_fd_us": round(wc * 1000, 3),
                                 "predict_10k_5M_s": round((wa + wb * 1e4 + wc * 5e6) / 1000, 2)}
     print("model", json.dumps({"scan": results["model_scan_ms"],
-                               "wall": results["model_wall_ms"]}))
+                               "wall": results["model_wall_ms"],
+                               "cpu": results["model_cpu_ms"]}))
     if args.out:
         with open(args.out, "w") as f:
             json.dump(results, f, indent=2)

@@ -163,13 +163,16 @@ def test_once_table_and_filters(host):
     assert "near_limit!" in out[3]
     assert any("near_limit: 96 fds open of a soft limit of 100" in line for line in out)
     # --name and --user narrow the rows; --limit cuts them.
-    res = _cli("top", "--json", "--name", "^python", "--user", "root,0", "--limit", "2",
-               "--sort", "used")
+    uid = os.geteuid()
+    pids = ",".join(str(x.pid) for x in host.values())
+    res = _cli("top", "--json", "--name", "^python", "--user", f"{uid},{uid}", "--limit", "2",
+               "--sort", "used", "--pid", pids)
     doc = json.loads(res.stdout)
     assert len(doc["processes"]) == 2
-    assert all(p["name"].startswith("python") and p["uid"] == 0 for p in doc["processes"])
-    if os.geteuid() == 0:
-        assert doc["processes"][0]["pid"] == t.pid  # the highest fraction used first
+    assert all(p["name"].startswith("python") and p["uid"] == uid for p in doc["processes"])
+    assert doc["processes"][0]["pid"] == t.pid  # the highest fraction used first
+    res = _cli("top", "--json", "--name", "^nomatch$", "--pid", pids)
+    assert json.loads(res.stdout)["processes"] == []
 
 
 @pytest.mark.timeout(60)
@@ -354,3 +357,56 @@ def test_growing_needs_steady_growth():
     assert host_flags.near_limit(80, 100).level == "warn"
     assert host_flags.near_limit(95, 100).level == "crit"
     assert host_flags.near_limit(5, None) is None
+
+
+@pytest.mark.timeout(60)
+def test_refresh_rereads_only_what_changed(host):
+    from fdscope.proc import Proc
+
+    class Counting(Proc):
+        read: list[int] = []
+
+        def readlinks(self, *parts, names, pid=None):
+            self.read.append(parts[0])
+            return super().readlinks(*parts, names=names, pid=pid)
+
+    proc = Counting()
+    pids = {t.pid for t in host.values()}
+    scanner = Scanner(proc, select=ProcessFilter(pids=frozenset(pids)))
+    first = scanner.scan()
+    assert set(proc.read) == pids
+    proc.read.clear()
+    time.sleep(0.3)
+    second = scanner.scan()
+    # only the leaker's count changed: only its table is read again
+    assert proc.read == [host["leaker"].pid]
+    for role, t in host.items():
+        if role != "leaker":
+            assert second.row(t.pid).types == first.row(t.pid).types
+            assert second.row(t.pid).flags == first.row(t.pid).flags
+
+
+def test_a_copied_proc_tree(tmp_path):
+    """A canned tree (FDSCOPE_PROC_ROOT): counts from the listing (no st_size count there),
+    types by inspect's classifier, a hostile name kept exact in JSON, the sysctls read."""
+    from fdscope.proc import Proc
+    from tests.inspect_support import fake_proc
+
+    fake_proc(tmp_path, 4242, comm="a\x1bb", fds={
+        0: "/dev/null", 1: "pipe:[100]", 2: "socket:[200]", 7: "anon_inode:[eventfd]",
+        9: "anon_inode:[eventpoll]"})
+    fake_proc(tmp_path, 4243, fds={0: "socket:[201]"})
+    (tmp_path / "4243" / "fd").chmod(0)  # an unreadable fd table, as for another user
+    sys_fs = tmp_path / "sys" / "fs"
+    sys_fs.mkdir(parents=True)
+    (sys_fs / "file-nr").write_text("1000\t0\t50000\n")
+    (sys_fs / "nr_open").write_text("1048576\n")
+    snap = Scanner(Proc(str(tmp_path))).scan()
+    row = snap.row(4242)
+    assert (row.fds, row.highest_fd, row.soft, row.hard) == (5, 9, 1024, 4096)
+    assert row.types == {"chr": 1, "epoll": 1, "eventfd": 1, "pipe": 1, "socket": 1}  # /dev/null
+    assert row.to_json()["name"] == "a\x1bb"
+    assert snap.host.file_nr.max == 50000 and snap.host.nr_open == 1048576
+    if os.geteuid() != 0:  # root reads a mode-0 directory anyway
+        other = snap.row(4243)
+        assert other.denied and other.fds is None and snap.host.denied == 1

@@ -75,6 +75,10 @@ def command(pid: int, as_json: bool, types: tuple[str, ...], sections: tuple[str
 
         report.peers, notes = peers_for(pid, report.fds, HostIndex.scan())
         report.notes.extend(notes)
+        if report.net_namespace_shared is False:
+            report.notes.append("the process is in another network namespace: the peers of its "
+                                "unix sockets are unknown (sock_diag answers for fdscope's own "
+                                "namespace); pipes and shared sockets are listed")
     if as_json:
         import gc
         import sys

@@ -113,12 +113,10 @@ def command(once: bool, as_json: bool, count: int | None, interval: float, sort:
     scanner = Scanner(select=select)
     gc.enable()  # fdscope.cli.entry disables it for one-shot commands; top may run for hours
 
-    def rows_of(snap: Any, key: str) -> list[Any]:
+    def doc_of(snap: Any, key: str, most: int | None = None) -> dict[str, Any]:
         rows = sort_rows(snap.processes, key)
-        return rows[:limit] if limit is not None else rows
-
-    def doc_of(snap: Any, key: str) -> dict[str, Any]:
-        return snap.to_json(rows_of(snap, key))
+        n = min(x for x in (limit, most, len(rows)) if x is not None)
+        return snap.to_json(rows[:n])
 
     live = not (once or as_json or count is not None) and sys.stdout.isatty() \
         and sys.stdin.isatty()
@@ -138,7 +136,8 @@ def command(once: bool, as_json: bool, count: int | None, interval: float, sort:
 
             time.sleep(interval)
         snap = scanner.scan()
-        if i == 0 and wanted is not None and not snap.processes:
+        if i == 0 and wanted is not None and not snap.processes and \
+                not any(scanner.proc.alive(pid) for pid in wanted):
             first = min(wanted)
             raise NoSuchProcess(first, f"no process with pid {', '.join(map(str, sorted(wanted)))}"
                                 if len(wanted) > 1 else None)

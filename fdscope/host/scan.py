@@ -11,8 +11,8 @@ as long (docs/top.md, "Cost").
 
 A Scanner keeps what it read: on the next scan a process whose start time and fd count did
 not change keeps its types and its epoll check (re-read at the latest after `full_every`
-seconds), which is what makes a live refresh cheap. CLOSE_WAIT sockets, full listeners and
-select() sleepers are looked for on every scan. Races: a process that exits mid-scan is counted in `vanished` and
+seconds), which is what makes a live refresh cheap. select() sleepers are looked for on every
+scan, CLOSE_WAIT sockets and full listeners every SOCKETS_EVERY seconds. Races: a process that exits mid-scan is counted in `vanished` and
 left out; a permission error on the fd table marks the row denied (types unknown, never 0).
 """
 
@@ -23,8 +23,10 @@ import pwd
 import re
 import time
 from collections import Counter
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
+from functools import partial
+from typing import Any
 
 from fdscope.errors import AccessDenied, FdscopeError, NoSuchProcess, ParseError, ProcGone
 from fdscope.host import flags as host_flags
@@ -37,15 +39,19 @@ from fdscope.parse.sysctl import FileNr, parse_file_nr, parse_int
 from fdscope.parse.task import parse_stat
 from fdscope.proc import DEFAULT_ROOT, Proc
 
-# Types re-read at least this often (seconds) in a Scanner, even when the count is unchanged;
-# each process after 50-100% of it (by pid), so that the re-reads spread over the refreshes.
-FULL_EVERY = 30.0
+# A Scanner re-reads an fd table (and RLIMIT_NOFILE) when its count changed, and else after
+# 50-100% of this many seconds (by pid, so that the re-reads spread over the refreshes).
+FULL_EVERY = 120.0
 # Growth history kept per process (refreshes).
 HISTORY = 8
-# Fd tables are read on this many threads when at least PARALLEL_FROM are due.
+# Fd tables are read (and inspect run) on this many threads when at least PARALLEL_FROM
+# tables are due.
 READERS = min(4, os.cpu_count() or 1)
 PARALLEL_FROM = 16
 TCP_CLOSE_WAIT, TCP_LISTEN = 8, 10  # include/net/tcp_states.h
+# A Scanner asks sock_diag for CLOSE_WAIT sockets and full listeners at most this often
+# (seconds): each dump walks every socket of the namespace in the kernel.
+SOCKETS_EVERY = 10.0
 
 
 @dataclass(frozen=True)
@@ -76,15 +82,20 @@ class FdTable:
     table: fds_mod.Table | None  # kept for the peer index only
     read_at: float
     stale_epoll: tuple[int, ...] = ()  # registrations that may be stale (flags.epoll_suspects)
+    socket_inodes: frozenset[int] = frozenset()
 
 
 class _Seen:
     """A Scanner's memory of one process (pid and start time)."""
 
-    __slots__ = ("starttime", "table", "history", "suspects", "flags")
+    __slots__ = ("starttime", "table", "history", "suspects", "flags", "limits", "netns",
+                 "uid")
 
     def __init__(self, starttime: int) -> None:
         self.starttime = starttime
+        self.limits: tuple[int | None, int | None] | None = None
+        self.netns: int | None | bool = False  # not read yet
+        self.uid: int | None = None
         self.table: FdTable | None = None
         self.history: list[tuple[float, int]] = []
         self.suspects: tuple[object, ...] | None = None
@@ -113,6 +124,7 @@ class Scanner:
         self._users: dict[int, str] = {}
         self._counts = self.proc.root == DEFAULT_ROOT and _kernel_counts()
         self.own_netns: int | None = _netns(self.proc, "self")
+        self._sockets: _SocketStates | None = None
 
     def user(self, uid: int | None) -> str:
         if uid is None:
@@ -134,9 +146,6 @@ class Scanner:
         notes: list[str] = []
         file_nr, nr_open = _host(proc, notes)
         names = proc.listdir()
-        rows: list[ProcessRow] = []
-        tables: dict[int, FdTable] = {}
-        seen: dict[int, _Seen] = {}
         processes = fds_total = denied = vanished = kthreads = zombies = 0
         todo: list[tuple[int, object, int | None, int | None, int | None, int | None,
                          _Seen]] = []
@@ -158,9 +167,15 @@ class Scanner:
             if task.state in ("Z", "X"):
                 zombies += 1
                 continue
+            mem = self.seen.get(pid)
+            if mem is not None and mem.starttime != task.starttime:
+                mem = None
             try:
-                uid: int | None = proc.stat(pid, pid=pid).st_uid
                 count = proc.stat(pid, "fd", pid=pid).st_size if self._counts else None
+                # The owner is read again with the fd table (when the count changes).
+                uid: int | None = mem.uid if mem is not None and mem.table is not None \
+                    and count is not None and count == mem.table.count else \
+                    proc.stat(pid, pid=pid).st_uid
             except (NoSuchProcess, ProcGone):
                 vanished += 1
                 continue
@@ -171,25 +186,66 @@ class Scanner:
                 if count is not None:
                     fds_total += count
                 continue
-            soft, hard = _nofile(proc, pid)
-            mem = self.seen.get(pid)
-            if mem is None or mem.starttime != task.starttime:
+            if mem is None:
                 mem = _Seen(task.starttime)
+            mem.uid = uid
             table = mem.table
             if (table is None or count is None or table.count != count
                     or now - table.read_at >= self.full_every * (0.5 + (pid % 16) / 32)):
                 reads.append(pid)
+                mem.limits = _nofile(proc, pid)
+            elif mem.limits is None:
+                mem.limits = _nofile(proc, pid)
+            soft, hard = mem.limits
             todo.append((pid, task, uid, count, soft, hard, mem))
-        raw = self._read_raw_all(reads)
+        pool = _pool() if len(reads) >= PARALLEL_FROM else None
+        try:
+            # Results in order, each as soon as it is read: the main thread classifies one
+            # table while the readers read the next ones.
+            results = iter(pool.map(self._read_raw, reads) if pool is not None
+                           else map(self._read_raw, reads))
+            rows, tables, seen, counts = self._rows(todo, set(reads), results, now)
+            if self.want_flags:
+                rows = self._flags(rows, tables, seen, notes, pool)
+        finally:
+            if pool is not None:
+                pool.shutdown()
+        processes -= counts[0]
+        vanished += counts[0]
+        denied += counts[1]
+        fds_total += counts[2]
+        self.seen = seen
+        self.tables = tables
+        host = HostInfo(file_nr, nr_open, processes, fds_total, denied, vanished, kthreads,
+                        zombies)
+        if denied:
+            notes.append(f"{denied} process(es) denied: their fd tables need ptrace read "
+                         "access (run as their owner or as root); their counts come from "
+                         "stat(/proc/PID/fd)" if self._counts else
+                         f"{denied} process(es) denied: their fd tables need ptrace read "
+                         "access (run as their owner or as root)")
+        snap = HostSnapshot(now, wall, host, tuple(rows), (time.perf_counter() - t0) * 1000.0,
+                            tuple(notes))
+        self.previous = snap
+        return snap
+
+    def _rows(self, todo: list[Any], reading: set[int], results: Iterator[object], now: float
+              ) -> tuple[list[ProcessRow], dict[int, FdTable], dict[int, _Seen],
+                         tuple[int, int, int]]:
+        """The rows of the selected processes, their tables and memories, and (exited
+        meanwhile, denied, their fds)."""
+        rows: list[ProcessRow] = []
+        tables: dict[int, FdTable] = {}
+        seen: dict[int, _Seen] = {}
+        gone = denied = fds_total = 0
         for pid, task, uid, count, soft, hard, mem in todo:
-            got = raw.get(pid)
+            got = next(results) if pid in reading else None
             if got is None:
                 table = mem.table
             elif isinstance(got, AccessDenied):
                 table = None
             elif isinstance(got, FdscopeError):  # exited meanwhile
-                processes -= 1
-                vanished += 1
+                gone += 1
                 continue
             else:
                 table = self._table(got, now)
@@ -211,33 +267,7 @@ class Scanner:
             rows.append(ProcessRow(pid, name, self.user(uid), uid, state, starttime, count, soft,
                                    hard, table.highest, dict(table.types),
                                    growth_per_min=_growth(mem.history)))
-        if self.want_flags:
-            rows = self._flags(rows, tables, seen, notes)
-        self.seen = seen
-        self.tables = tables
-        host = HostInfo(file_nr, nr_open, processes, fds_total, denied, vanished, kthreads,
-                        zombies)
-        if denied:
-            notes.append(f"{denied} process(es) denied: their fd tables need ptrace read "
-                         "access (run as their owner or as root); their counts come from "
-                         "stat(/proc/PID/fd)" if self._counts else
-                         f"{denied} process(es) denied: their fd tables need ptrace read "
-                         "access (run as their owner or as root)")
-        snap = HostSnapshot(now, wall, host, tuple(rows), (time.perf_counter() - t0) * 1000.0,
-                            tuple(notes))
-        self.previous = snap
-        return snap
-
-    def _read_raw_all(self, pids: list[int]) -> dict[int, object]:
-        """pid -> (fds, links, stats) or the FdscopeError that stopped the read. The reads run
-        on up to READERS threads: the batch readlinks release the GIL, so the kernel's work
-        for one process overlaps the classification of another."""
-        if len(pids) < PARALLEL_FROM:
-            return {pid: self._read_raw(pid) for pid in pids}
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(max_workers=READERS) as pool:
-            return dict(zip(pids, pool.map(self._read_raw, pids), strict=True))
+        return rows, tables, seen, (gone, denied, fds_total)
 
     def _read_raw(self, pid: int) -> object:
         """(fds, links, path fd stats, epoll fdinfo texts) of pid, or the error that stopped
@@ -277,12 +307,34 @@ class Scanner:
         stale = host_flags.epoll_suspects(epoll_texts, table) if epoll_texts else ()
         return FdTable(len(fd_list), dict(sorted(types.items(), key=lambda kv: (-kv[1], kv[0]))),
                        fd_list[-1] if fd_list else None, epfds, sockets,
-                       table if self.index else None, now, stale)
+                       table if self.index else None, now, stale,
+                       frozenset(ino for _fd, ino in sockets))
 
     def _flags(self, rows: list[ProcessRow], tables: dict[int, FdTable],
-               seen: dict[int, _Seen], notes: list[str]) -> list[ProcessRow]:
+               seen: dict[int, _Seen], notes: list[str], pool: Any) -> list[ProcessRow]:
         proc = self.proc
-        sockets = _SocketStates(proc, self.own_netns, notes)
+        sockets = self._sockets
+        if sockets is None or self.clock() - sockets.at >= SOCKETS_EVERY:  # type: ignore[operator]
+            sockets = self._sockets = _SocketStates(proc, self.own_netns,
+                                                    self.clock())  # type: ignore[operator]
+        notes.extend(sockets.notes)
+        again: list[int] = []  # suspects changed: inspect decides anew
+        for row in rows:
+            mem = seen.get(row.pid)
+            table = tables.get(row.pid)
+            if mem is None or table is None:
+                continue
+            suspects = self._suspects(row.pid, table, sockets, mem)
+            if not suspects:
+                mem.flags = ()
+            elif suspects != mem.suspects:
+                again.append(row.pid)
+            mem.suspects = suspects
+        inspect = partial(host_flags.from_inspect, proc=proc)
+        found = pool.map(inspect, again) if pool is not None and len(again) > 1 else \
+            map(inspect, again)
+        for pid, flags_of in zip(again, found, strict=True):
+            seen[pid].flags = flags_of if flags_of is not None else ()
         out = []
         for row in rows:
             flags: list[Finding] = []
@@ -290,31 +342,25 @@ class Scanner:
             if f is not None:
                 flags.append(f)
             mem = seen.get(row.pid)
-            table = tables.get(row.pid)
-            if mem is not None and table is not None:
+            if mem is not None and row.pid in tables:
                 f = host_flags.growing(mem.history, row.soft)
                 if f is not None:
                     flags.append(f)
-                suspects = self._suspects(row.pid, table, sockets)
-                if suspects:
-                    if suspects != mem.suspects:
-                        got = host_flags.from_inspect(row.pid, proc)
-                        mem.flags = got if got is not None else ()
-                    flags.extend(mem.flags)
-                else:
-                    mem.flags = ()
-                mem.suspects = suspects
+                flags.extend(mem.flags)
             out.append(row if not flags else _with_flags(row, tuple(flags)))
         return out
 
-    def _suspects(self, pid: int, table: FdTable, sockets: _SocketStates) -> tuple[object, ...]:
+    def _suspects(self, pid: int, table: FdTable, sockets: _SocketStates, mem: _Seen
+                  ) -> tuple[object, ...]:
         """What in pid's fds may be a finding; inspect runs again when this changes."""
         proc = self.proc
         out: list[object] = []
         if table.stale_epoll:
             out.append(("epoll", table.stale_epoll))
         if table.sockets:
-            cw, full = sockets.of(pid, [ino for _fd, ino in table.sockets])
+            if mem.netns is False:
+                mem.netns = _netns(proc, pid)
+            cw, full = sockets.of(pid, mem.netns, table.socket_inodes)
             if cw:
                 out.append(("close_wait", cw))
             if full:
@@ -330,20 +376,21 @@ class _SocketStates:
     processes (its listeners' backlog is unknown there: sock_diag answers for fdscope's own
     namespace only)."""
 
-    def __init__(self, proc: Proc, own: int | None, notes: list[str]) -> None:
+    def __init__(self, proc: Proc, own: int | None, at: float) -> None:
         self.proc = proc
         self.own = own
-        self.notes = notes
+        self.at = at
+        self.notes: list[str] = []
         self.by_ns: dict[int | None, tuple[frozenset[int], frozenset[int]]] = {}
 
-    def of(self, pid: int, inodes: list[int]) -> tuple[int, int]:
-        """(sockets of `inodes` in CLOSE_WAIT, listeners of them with a full accept queue)."""
-        ns = _netns(self.proc, pid)
+    def of(self, pid: int, ns: int | None | bool, inodes: frozenset[int]) -> tuple[int, int]:
+        """(sockets of `inodes` in CLOSE_WAIT, listeners of them with a full accept queue);
+        ns: pid's network namespace (None: unreadable)."""
+        ns = None if ns is False else ns
         states = self.by_ns.get(ns)
         if states is None:
             states = self.by_ns[ns] = self._read(ns, pid)
-        mine = set(inodes)
-        return len(mine & states[0]), len(mine & states[1])
+        return len(inodes & states[0]), len(inodes & states[1])
 
     def _read(self, ns: int | None, pid: int) -> tuple[frozenset[int], frozenset[int]]:
         if ns is not None and ns == self.own:
@@ -376,6 +423,12 @@ class _SocketStates:
         return frozenset(cw_set), frozenset()
 
 
+def _pool() -> Any:
+    from concurrent.futures import ThreadPoolExecutor
+
+    return ThreadPoolExecutor(max_workers=READERS)
+
+
 def _with_flags(row: ProcessRow, flags: tuple[Finding, ...]) -> ProcessRow:
     from dataclasses import replace
 
@@ -392,8 +445,15 @@ def _growth(history: list[tuple[float, int]]) -> float | None:
 
 
 def _nofile(proc: Proc, pid: int) -> tuple[int | None, int | None]:
+    """RLIMIT_NOFILE from /proc/PID/limits: its header and "Max open files" row only go through
+    the parser (fdscope.parse.limits), the other 15 rows are not needed here."""
     try:
-        limit = parse_limits(proc.read_text(pid, "limits", pid=pid)).nofile
+        text = proc.read_text(pid, "limits", pid=pid)
+        at = text.find("\nMax open files")
+        if at >= 0:
+            end = text.find("\n", at + 1)
+            text = text[:text.find("\n") + 1] + text[at + 1:end if end >= 0 else None]
+        limit = parse_limits(text).nofile
     except FdscopeError:
         return None, None
     return limit.soft, limit.hard

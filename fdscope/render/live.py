@@ -42,10 +42,10 @@ def screen(doc: dict[str, Any], sort: str, interval: float, width: int, height: 
     return "\x1b[H" + "\n".join(x + "\x1b[K" for x in head + body) + "\x1b[J"
 
 
-def run(scan: Callable[[], Any], doc_of: Callable[[Any, str], dict[str, Any]],
+def run(scan: Callable[[], Any], doc_of: Callable[[Any, str, int], dict[str, Any]],
         sort: str, interval: float, colour: bool, fd_in: int = 0, fd_out: int = 1) -> None:
     """Scan every `interval` s and redraw until q or Ctrl-C. `scan()` returns a snapshot,
-    `doc_of(snapshot, sort)` its document with the rows to show, in order."""
+    `doc_of(snapshot, sort, rows)` its document with at most `rows` rows to show, in order."""
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
     old_wakeup = signal.set_wakeup_fd(wake_w)
@@ -65,8 +65,9 @@ def run(scan: Callable[[], Any], doc_of: Callable[[Any, str], dict[str, Any]],
         while True:
             size = os.get_terminal_size(fd_out) if os.isatty(fd_out) else os.terminal_size((80, 24))
             # A terminal that never got a size (a fresh pty) reports 0 x 0.
-            write(screen(doc_of(snap, sort), sort, interval, size.columns or 80,
-                         size.lines or 24, colour))
+            lines = size.lines or 24
+            write(screen(doc_of(snap, sort, lines), sort, interval, size.columns or 80, lines,
+                         colour))
             ready, _, _ = select.select([fd_in, wake_r], [], [], max(0.0, due - time.monotonic()))
             if wake_r in ready:
                 os.read(wake_r, 512)  # a resize (or another signal): redraw
