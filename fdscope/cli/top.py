@@ -99,7 +99,7 @@ def command(once: bool, as_json: bool, count: int | None, interval: float, sort:
             pids: tuple[frozenset[int], ...]) -> int:
     """Every process's fds, limit, growth and flags (near_limit, growing, select_risk,
     stale_epoll, close_wait, backlog_full), host-wide."""
-    import gc
+    import time
 
     from fdscope.errors import NoSuchProcess, UsageError
     from fdscope.host.model import sort_rows
@@ -111,7 +111,6 @@ def command(once: bool, as_json: bool, count: int | None, interval: float, sort:
     wanted = frozenset().union(*pids) if pids else None
     select = ProcessFilter(wanted, frozenset().union(*users) if users else None, name)
     scanner = Scanner(select=select)
-    gc.enable()  # fdscope.cli.entry disables it for one-shot commands; top may run for hours
 
     def doc_of(snap: Any, key: str, most: int | None = None) -> dict[str, Any]:
         rows = sort_rows(snap.processes, key)
@@ -130,11 +129,11 @@ def command(once: bool, as_json: bool, count: int | None, interval: float, sort:
 
     n = count if count is not None else 1
     colour = colour_enabled()
+    due = time.monotonic()
     for i in range(n):
         if i:
-            import time
-
-            time.sleep(interval)
+            due += interval  # scans start every interval, however long each took
+            time.sleep(max(0.0, due - time.monotonic()))
         snap = scanner.scan()
         if i == 0 and wanted is not None and not snap.processes and \
                 not any(scanner.proc.alive(pid) for pid in wanted):

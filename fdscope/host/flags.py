@@ -92,14 +92,14 @@ def epoll_suspects(texts: dict[int, str], table: Table) -> tuple[int, ...]:
     anon-inode target reused by another anon-inode file is not seen here (they share one
     inode): only inspect's kcmp check tells those apart."""
     sets, _errors = epoll_mod.parse_sets(dict(texts))
+    inode_of = dict(zip(table.fds, table.inodes, strict=True))
     out = []
     for regs in sets.values():
         for tfd, _mask, _data, ino, _sdev in regs:
-            row = table.row(tfd)
-            if row is None:
+            if tfd not in inode_of:
                 out.append(tfd)
                 continue
-            now = table.inodes[row]
+            now = inode_of[tfd]
             if now is not None and ino is not None and now != ino:
                 out.append(tfd)
     return tuple(sorted(out))

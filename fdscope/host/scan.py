@@ -10,10 +10,12 @@ listing of the proc root: psutil.process_iter() reads /proc/PID/status as well a
 as long (docs/top.md, "Cost").
 
 A Scanner keeps what it read: on the next scan a process whose start time and fd count did
-not change keeps its types and its epoll check (re-read at the latest after `full_every`
-seconds), which is what makes a live refresh cheap. select() sleepers are looked for on every
-scan, CLOSE_WAIT sockets and full listeners every SOCKETS_EVERY seconds. Races: a process that exits mid-scan is counted in `vanished` and
-left out; a permission error on the fd table marks the row denied (types unknown, never 0).
+not change keeps its types, limit, owner and epoll check (re-read at the latest after
+`full_every` seconds), which is what makes a live refresh cheap. select() sleepers are looked
+for on every scan, CLOSE_WAIT sockets and full listeners every SOCKETS_EVERY seconds.
+
+Races: a process that exits mid-scan is counted in `vanished` and left out; a permission error
+on the fd table marks the row denied (types unknown, never 0).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import pwd
 import re
 import time
 from collections import Counter
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -39,8 +41,8 @@ from fdscope.parse.sysctl import FileNr, parse_file_nr, parse_int
 from fdscope.parse.task import parse_stat
 from fdscope.proc import DEFAULT_ROOT, Proc
 
-# A Scanner re-reads an fd table (and RLIMIT_NOFILE) when its count changed, and else after
-# 50-100% of this many seconds (by pid, so that the re-reads spread over the refreshes).
+# A Scanner re-reads an fd table (with RLIMIT_NOFILE and the owner) when its count changed, else
+# after 50-100% of this many seconds (by pid, so that the re-reads spread over the refreshes).
 FULL_EVERY = 120.0
 # Growth history kept per process (refreshes).
 HISTORY = 8
@@ -52,6 +54,9 @@ TCP_CLOSE_WAIT, TCP_LISTEN = 8, 10  # include/net/tcp_states.h
 # A Scanner asks sock_diag for CLOSE_WAIT sockets and full listeners at most this often
 # (seconds): each dump walks every socket of the namespace in the kernel.
 SOCKETS_EVERY = 10.0
+# One process's fd table as read: fds ascending, their link texts, (st_mode, st_ino, st_dev)
+# of each path fd, the fdinfo text of each epoll fd.
+RawTable = tuple[list[int], list[str], dict[int, tuple[int, int, int]], dict[int, str]]
 
 
 @dataclass(frozen=True)
@@ -111,7 +116,7 @@ class Scanner:
 
     def __init__(self, proc: Proc | None = None, *, select: ProcessFilter | None = None,
                  flags: bool = True, index: bool = False, full_every: float = FULL_EVERY,
-                 clock: object = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.proc = proc or Proc()
         self.select = select or ProcessFilter()
         self.want_flags = flags
@@ -141,7 +146,7 @@ class Scanner:
     def scan(self) -> HostSnapshot:
         proc = self.proc
         t0 = time.perf_counter()
-        now = self.clock()  # type: ignore[operator]
+        now = self.clock()
         wall = time.time()
         notes: list[str] = []
         file_nr, nr_open = _host(proc, notes)
@@ -229,7 +234,8 @@ class Scanner:
         self.previous = snap
         return snap
 
-    def _rows(self, todo: list[Any], reading: set[int], results: Iterator[object], now: float
+    def _rows(self, todo: list[Any], reading: set[int],
+              results: Iterator[RawTable | FdscopeError], now: float
               ) -> tuple[list[ProcessRow], dict[int, FdTable], dict[int, _Seen],
                          tuple[int, int, int]]:
         """The rows of the selected processes, their tables and memories, and (exited
@@ -251,8 +257,7 @@ class Scanner:
                 table = self._table(got, now)
             seen[pid] = mem
             mem.table = table
-            name = task.comm  # type: ignore[attr-defined]
-            state, starttime = task.state, task.starttime  # type: ignore[attr-defined]
+            name, state, starttime = task.comm, task.state, task.starttime
             if table is None:
                 denied += 1
                 if count is not None:
@@ -269,7 +274,7 @@ class Scanner:
                                    growth_per_min=_growth(mem.history)))
         return rows, tables, seen, (gone, denied, fds_total)
 
-    def _read_raw(self, pid: int) -> object:
+    def _read_raw(self, pid: int) -> RawTable | FdscopeError:
         """(fds, links, path fd stats, epoll fdinfo texts) of pid, or the error that stopped
         the read (exited: NoSuchProcess/ProcGone; denied: AccessDenied)."""
         proc = self.proc
@@ -294,8 +299,8 @@ class Scanner:
         return (fd_list, link_list, {int(k): v for k, v in stats.items()},
                 {int(k): v for k, v in texts.items()})
 
-    def _table(self, raw: object, now: float) -> FdTable:
-        fd_list, links, stats, epoll_texts = raw  # type: ignore[misc]
+    def _table(self, raw: RawTable, now: float) -> FdTable:
+        fd_list, links, stats, epoll_texts = raw
         table = fds_mod.classify(fd_list, links, stats)
         types = Counter(table.types)
         sockets: list[tuple[int, int]] = []
@@ -314,9 +319,8 @@ class Scanner:
                seen: dict[int, _Seen], notes: list[str], pool: Any) -> list[ProcessRow]:
         proc = self.proc
         sockets = self._sockets
-        if sockets is None or self.clock() - sockets.at >= SOCKETS_EVERY:  # type: ignore[operator]
-            sockets = self._sockets = _SocketStates(proc, self.own_netns,
-                                                    self.clock())  # type: ignore[operator]
+        if sockets is None or self.clock() - sockets.at >= SOCKETS_EVERY:
+            sockets = self._sockets = _SocketStates(proc, self.own_netns, self.clock())
         notes.extend(sockets.notes)
         again: list[int] = []  # suspects changed: inspect decides anew
         for row in rows:
