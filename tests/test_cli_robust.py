@@ -8,6 +8,7 @@ import dataclasses
 import math
 import os
 import socket
+import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -67,6 +68,11 @@ def stubbed(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(fdscope.loadpool, "run_load_processes", reached)
     monkeypatch.setattr(fdscope.servers.run, "run_job", reached)
     monkeypatch.setattr(fdscope.probes, "run_probes", reached)
+    # top --count N --interval S: its scans are real, the waits between them are not
+    monkeypatch.setattr(time, "sleep", reached)
+    # exporter: serving or writing a textfile, and the scan of --once
+    monkeypatch.setattr("fdscope.cli.exporter._run", reached)
+    monkeypatch.setattr("fdscope.exporter.collector.FdCollector.exposition", reached)
 
 
 # (command line before the option, option) for every numeric option; the pid of `inspect` is
@@ -92,6 +98,10 @@ NUMERIC_OPTIONS = [
     (["serve", "threads"], "--pool"),
     (["serve", "nonblocking"], "--idle-sleep"),
     (["serve", "epoll"], "--out-cap"),
+    (["exporter"], "--top-pids"),
+    (["exporter"], "--max-groups"),
+    (["exporter"], "--full-every"),
+    (["exporter", "--textfile", "/nonexistent"], "--interval"),
 ]
 
 

@@ -30,6 +30,7 @@ COMMANDS = {
     "load": "fdscope.cli.load",
     "run": "fdscope.cli.run",
     "bench": "fdscope.cli.bench",
+    "exporter": "fdscope.cli.exporter",
 }
 
 EPILOG = """\b
