@@ -249,6 +249,13 @@ def test_io_model_from_waits_seen_during_a_sample():
     never = _t(1, "running", state="R", cpu=90.0)._replace(blocked=0)
     epfd = I.FdEntry(3, "epoll", "anon_inode:[eventpoll]", None, ("O_RDWR",), 0, None)
     assert classify(_report([never], fds=[epfd], epoll=[ep], cpu=busy)).kind == "busy_polling"
+    # never waited but moved bytes (/proc/PID/io): a loop saturated with work, not an idle poll
+    idle = busy._replace(io_bytes=0)
+    assert classify(_report([never], fds=[epfd], epoll=[ep], cpu=idle)).kind == "busy_polling"
+    working = busy._replace(io_bytes=2_500_000)
+    m = classify(_report([never], fds=[epfd], epoll=[ep], cpu=working))
+    assert m.kind == "epoll" and "saturated" in m.summary and "10.0 MB/s" in m.summary, m
+    assert classify(_report([never], fds=[epfd], cpu=working)).kind == "unknown"
 
 
 def test_io_model_thread_per_connection_under_gil_contention():

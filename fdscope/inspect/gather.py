@@ -247,7 +247,7 @@ class Sample:
     every thread's syscall text at each snapshot (None where unreadable), over `elapsed` s."""
 
     __slots__ = ("before", "after", "starts", "ends", "status_starts", "status_ends",
-                 "snapshots", "elapsed")
+                 "snapshots", "elapsed", "io_before", "io_after")
 
     def __init__(self) -> None:
         self.before = self.after = ""
@@ -257,6 +257,8 @@ class Sample:
         self.status_ends: dict[int, str] = {}
         self.snapshots: list[dict[int, str | None]] = []
         self.elapsed = 0.0
+        self.io_before: str | None = None  # /proc/PID/io (None: unreadable)
+        self.io_after: str | None = None
 
 
 def sample(proc: Proc, pid: int, tids: list[int], seconds: float, interval: float) -> Sample:
@@ -265,6 +267,7 @@ def sample(proc: Proc, pid: int, tids: list[int], seconds: float, interval: floa
     often catches it running, not in epoll_wait)."""
     out = Sample()
     out.before = proc.read_text(pid, "stat", pid=pid)
+    out.io_before = _io(proc, pid)
     t0 = time.monotonic()
     out.starts = _task_files(proc, pid, tids, "stat")
     out.status_starts = _task_files(proc, pid, tids, "status")
@@ -276,10 +279,19 @@ def sample(proc: Proc, pid: int, tids: list[int], seconds: float, interval: floa
             break
         time.sleep(min(interval, left))
     out.after = proc.read_text(pid, "stat", pid=pid)
+    out.io_after = _io(proc, pid)
     out.ends = _task_files(proc, pid, tids, "stat")
     out.status_ends = _task_files(proc, pid, tids, "status")
     out.elapsed = time.monotonic() - t0
     return out
+
+
+def _io(proc: Proc, pid: int) -> str | None:
+    """/proc/PID/io (needs ptrace read access, as the fd table does), or None."""
+    try:
+        return proc.read_text(pid, "io", pid=pid)
+    except (ProcGone, AccessDenied):
+        return None
 
 
 def _task_files(proc: Proc, pid: int, tids: list[int], name: str,

@@ -45,6 +45,8 @@ WCHAN_CALLS = {
 WAIT_CALLS = (EPOLL_CALLS | SELECT_CALLS | POLL_CALLS | IO_CALLS | SIGNAL_CALLS | SLEEP_CALLS
               | URING_CALLS)
 BUSY_PERCENT = 50.0
+# Bytes a process may move during a CPU sample and still be an idle poll (a heartbeat).
+IDLE_IO_BYTES = 4096
 # A thread that never blocked during the sample and still got this much CPU was runnable
 # throughout (sharing a busy core), not waiting.
 RUNNABLE_PERCENT = 10.0
@@ -96,6 +98,13 @@ def needs_cpu_sample(rep: InspectReport) -> bool:
     return any(t.syscall == "running" or t.state == "R" for t in threads)
 
 
+def _rate(per_s: float) -> str:
+    for unit, size in (("MB/s", 1e6), ("KB/s", 1e3)):
+        if per_s >= size:
+            return f"{per_s / size:.1f} {unit}"
+    return f"{per_s:.0f} B/s"
+
+
 def _hot(t: ThreadInfo) -> bool:
     """On CPU for most of the sample, or runnable all of it: a thread that never went to sleep
     (no voluntary context switch) yet ran a fair share was preempted, not waiting, which is how
@@ -122,6 +131,15 @@ def classify(rep: InspectReport) -> IoModel:
             # then waits for I/O between bursts of work.
             spinning = [t for t in busy if t.blocked == 0]
             polls = _polls_io(rep)
+            # A loop saturated with work never sleeps either, but it moves bytes; a busy poll
+            # gets EAGAIN and moves none.
+            moved = cpu.io_bytes
+            if spinning and polls and moved is not None and moved > IDLE_IO_BYTES:
+                rate = moved / max(cpu.window, 1e-3)
+                kind = "epoll" if rep.epoll else "unknown"
+                return IoModel(kind, f"a saturated loop: {cpu.percent:g}% CPU over "
+                               f"{cpu.window:g} s, never waited, moving {_rate(rate)} through "
+                               "its fds (work, not an idle poll)")
             if spinning and polls:
                 n = len(spinning)
                 return IoModel("busy_polling", f"busy polling: {cpu.percent:g}% CPU over "

@@ -108,10 +108,13 @@ class Cpu(NamedTuple):
     window: float  # seconds the percentage was measured over
     source: str  # "sample" (measured now) or "lifetime" (average since the process started)
     snapshots: int = 0  # thread syscall snapshots taken during a sample
+    # bytes the process read and wrote through syscalls during a sample (/proc/PID/io rchar +
+    # wchar); None without a sample or when unreadable
+    io_bytes: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"percent": self.percent, "window": self.window, "source": self.source,
-                "snapshots": self.snapshots}
+                "snapshots": self.snapshots, "io_bytes": self.io_bytes}
 
 
 @dataclass

@@ -114,8 +114,28 @@ def apply_sample(threads: list[ThreadInfo], sample: Sample, hz: int, arch: str,
                               wait_args=last_args.get((t.tid, top)) if top else None,
                               blocked=blocked.get(t.tid)))
     ticks = (after.utime + after.stime) - (before.utime + before.stime)
+    io_start, io_end = _io_bytes(sample.io_before), _io_bytes(sample.io_after)
+    moved = io_end - io_start if io_start is not None and io_end is not None else None
     return out, Cpu(round(100.0 * ticks / hz / elapsed, 1), round(elapsed, 3), "sample",
-                    len(sample.snapshots))
+                    len(sample.snapshots), moved)
+
+
+def _io_bytes(text: str | None) -> int | None:
+    """rchar + wchar of /proc/PID/io: bytes passed through read/write-like syscalls, sockets
+    included (fs/proc/base.c do_io_accounting; a read that fails with EAGAIN adds nothing)."""
+    if text is None:
+        return None
+    total = 0
+    found = 0
+    for line in text.split("\n"):
+        key, _, value = line.partition(":")
+        if key in ("rchar", "wchar"):
+            value = value.strip()
+            if not (value.isascii() and value.isdigit()):
+                return None
+            total += int(value)
+            found += 1
+    return total if found == 2 else None
 
 
 def _voluntary(statuses: dict[int, str]) -> dict[int, int]:
