@@ -48,7 +48,8 @@ def test_run_text_is_the_main_job() -> None:
     assert r.returncode == 0, r.stderr
     out = r.stdout
     assert "model      epoll" in out
-    assert "epoll: epoll event loop" in out  # the io_model line from inspect
+    model = out[out.find("io model"):][:400]
+    assert "epoll: epoll event loop" in out, model  # the io_model line from inspect
     assert "OK: every reply byte verified" in out
     assert "fdscope serve: stopped: 20 clients served" in out
     assert _children_named_serve() == []

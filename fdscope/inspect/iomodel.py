@@ -136,10 +136,11 @@ def classify(rep: InspectReport) -> IoModel:
             moved = cpu.io_bytes
             if spinning and polls and moved is not None and moved > IDLE_IO_BYTES:
                 rate = moved / max(cpu.window, 1e-3)
-                kind = "epoll" if rep.epoll else "unknown"
-                return IoModel(kind, f"a saturated loop: {cpu.percent:g}% CPU over "
-                               f"{cpu.window:g} s, never waited, moving {_rate(rate)} through "
-                               "its fds (work, not an idle poll)")
+                what = "epoll event loop" if rep.epoll else "event loop"
+                return IoModel("epoll" if rep.epoll else "unknown",
+                               f"{what}, saturated: {cpu.percent:g}% CPU over {cpu.window:g} s, "
+                               f"never waited, moving {_rate(rate)} through its fds (work, "
+                               "not an idle poll)")
             if spinning and polls:
                 n = len(spinning)
                 return IoModel("busy_polling", f"busy polling: {cpu.percent:g}% CPU over "
