@@ -77,22 +77,9 @@ def _dump(payload: bytes) -> list[bytes]:
 def inet_listen_queues(inodes: Iterable[int] | None = None) -> dict[int, tuple[int, int]]:
     """inode -> (accept queue, backlog) for every TCP listener (IPv4 and IPv6) in this netns."""
     wanted = set(inodes) if inodes is not None else None
-    result: dict[int, tuple[int, int]] = {}
-    for family in (socket.AF_INET, socket.AF_INET6):
-        req = _INET_REQ.pack(family, socket.IPPROTO_TCP, 0, 0, 1 << TCP_LISTEN, b"\0" * 48)
-        try:
-            replies = _dump(req)
-        except OSError as err:
-            raise DiagError(err.errno, f"inet_diag dump failed: {err.strerror or err}") from err
-        for msg in replies:
-            if len(msg) < _INET_MSG.size:
-                continue
-            fields = _INET_MSG.unpack_from(msg, 0)
-            state, rqueue, wqueue, inode = fields[1], fields[6], fields[7], fields[9]
-            if state != TCP_LISTEN or (wanted is not None and inode not in wanted):
-                continue
-            result[inode] = (rqueue, wqueue)
-    return result
+    return {inode: (rqueue, wqueue)
+            for inode, (_state, rqueue, wqueue) in inet_sockets(1 << TCP_LISTEN).items()
+            if wanted is None or inode in wanted}
 
 
 def unix_listen_queues(inodes: Iterable[int] | None = None) -> dict[int, tuple[int, int]]:
