@@ -579,3 +579,27 @@ def test_asyncio_accept_retry_on_a_closed_listener_is_not_an_error(capsys) -> No
     finally:
         loop.close()
         server.listener.close()
+
+
+def test_a_shutdown_lost_in_a_finalizer_is_not_reported(monkeypatch) -> None:
+    """A stop signal's handler can run inside a weakref callback or __del__ (a worker thread's
+    teardown); its Shutdown is then "ignored" by Python and raised again by the next tick. That
+    is no error to report; other unraisable exceptions still reach the previous hook."""
+    import sys
+    import types
+
+    from fdscope.servers.core import Shutdown, install_stop_handlers, restore_handlers
+
+    seen: list[BaseException] = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: seen.append(u.exc_value))
+    recorder = sys.unraisablehook
+    previous = install_stop_handlers()
+    try:
+        for exc in (Shutdown("SIGTERM"), ValueError("boom")):
+            sys.unraisablehook(types.SimpleNamespace(exc_type=type(exc), exc_value=exc,
+                                                     exc_traceback=None, err_msg=None,
+                                                     object=None))
+    finally:
+        restore_handlers(previous)
+    assert [type(e) for e in seen] == [ValueError]
+    assert sys.unraisablehook is recorder

@@ -530,10 +530,27 @@ _shutdown_begun = threading.Event()
 
 
 def install_stop_handlers() -> dict[int, Any]:
-    """Our SIGINT/SIGTERM handler (raise_shutdown), fresh state; returns the previous handlers."""
+    """Our SIGINT/SIGTERM handler (raise_shutdown), fresh state; returns the previous handlers.
+    A Shutdown lost in a finalizer is not reported as an error (sys.unraisablehook): the tick
+    raises it again."""
     _stop_requested.clear()
     _shutdown_begun.clear()
+    if sys.unraisablehook is not _quiet_lost_shutdown:
+        _quiet_lost_shutdown.previous = sys.unraisablehook  # type: ignore[attr-defined]
+        sys.unraisablehook = _quiet_lost_shutdown
     return {s: signal.signal(s, raise_shutdown) for s in STOP_SIGNALS}
+
+
+def _quiet_lost_shutdown(unraisable: Any) -> None:
+    """sys.unraisablehook: a Shutdown raised inside a finalizer or weakref callback (the
+    "Exception ignored in ..." report) is raised again by the next tick; anything else is
+    reported as before."""
+    if isinstance(unraisable.exc_value, Shutdown):
+        return
+    _quiet_lost_shutdown.previous(unraisable)  # type: ignore[attr-defined]
+
+
+_quiet_lost_shutdown.previous = sys.__unraisablehook__  # type: ignore[attr-defined]
 
 
 def begin_shutdown() -> None:
@@ -543,6 +560,8 @@ def begin_shutdown() -> None:
 def restore_handlers(previous: dict[int, Any]) -> None:
     for s, handler in previous.items():
         signal.signal(s, handler)
+    if sys.unraisablehook is _quiet_lost_shutdown:
+        sys.unraisablehook = _quiet_lost_shutdown.previous  # type: ignore[attr-defined]
 
 
 def raise_shutdown(signum: int, frame: Any) -> None:
