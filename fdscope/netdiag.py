@@ -14,7 +14,7 @@ from __future__ import annotations
 # pay on every run.
 import _socket as socket
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 NETLINK_SOCK_DIAG = 4  # include/uapi/linux/netlink.h
 SOCK_DIAG_BY_FAMILY = 20  # include/uapi/linux/sock_diag.h
@@ -43,11 +43,12 @@ class DiagError(OSError):
     """The sock_diag query failed (no NETLINK_SOCK_DIAG, module missing, error reply)."""
 
 
-def _dump(payload: bytes) -> list[bytes]:
-    """Send one SOCK_DIAG_BY_FAMILY dump request and return the payload of every reply."""
+def _replies(payload: bytes) -> Iterator[tuple[bytes, int, int]]:
+    """Send one SOCK_DIAG_BY_FAMILY dump request; yield (receive buffer, offset, length) of each
+    reply message, its payload at offset + the netlink header."""
     hdr = _NLMSGHDR.pack(_NLMSGHDR.size + len(payload), SOCK_DIAG_BY_FAMILY,
                          NLM_F_REQUEST | NLM_F_DUMP, 1, 0)
-    out: list[bytes] = []
+    unpack_hdr = _NLMSGHDR.unpack_from
     s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_SOCK_DIAG)
     try:
         s.settimeout(2.0)
@@ -55,23 +56,29 @@ def _dump(payload: bytes) -> list[bytes]:
         while True:
             data = s.recv(1 << 16)
             if not data:
-                return out
-            off = 0
-            while off + _NLMSGHDR.size <= len(data):
-                length, mtype, _flags, _seq, _pid = _NLMSGHDR.unpack_from(data, off)
+                return
+            off, end = 0, len(data)
+            while off + _NLMSGHDR.size <= end:
+                length, mtype, _flags, _seq, _pid = unpack_hdr(data, off)
                 if length < _NLMSGHDR.size:
                     raise DiagError("malformed netlink reply")
                 if mtype == NLMSG_DONE:
-                    return out
+                    return
                 if mtype == NLMSG_ERROR:
                     (err,) = struct.unpack_from("=i", data, off + _NLMSGHDR.size)
                     if err:
                         raise DiagError(-err, "sock_diag query refused")
-                    return out
-                out.append(data[off + _NLMSGHDR.size: off + length])
+                    return
+                yield data, off, length
                 off += (length + 3) & ~3
     finally:
         s.close()
+
+
+def _dump(payload: bytes) -> list[bytes]:
+    """The payload of every reply to one dump request."""
+    head = _NLMSGHDR.size
+    return [data[off + head: off + length] for data, off, length in _replies(payload)]
 
 
 def inet_listen_queues(inodes: Iterable[int] | None = None) -> dict[int, tuple[int, int]]:
@@ -171,38 +178,12 @@ _UNIX_STATE_INODE = struct.Struct("=2xBxI")
 
 
 def _dump_fields(payload: bytes, fields: struct.Struct) -> list[tuple[int, ...]]:
-    """One dump as _dump() sends and reads it, each reply's `fields` unpacked where the reply
-    lies in the receive buffer: no copy per socket, the form for dumps of every socket."""
-    hdr = _NLMSGHDR.pack(_NLMSGHDR.size + len(payload), SOCK_DIAG_BY_FAMILY,
-                         NLM_F_REQUEST | NLM_F_DUMP, 1, 0)
-    out: list[tuple[int, ...]] = []
-    need = _NLMSGHDR.size + fields.size
-    unpack_hdr, unpack = _NLMSGHDR.unpack_from, fields.unpack_from
-    s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_SOCK_DIAG)
-    try:
-        s.settimeout(2.0)
-        s.sendto(hdr + payload, (0, 0))
-        while True:
-            data = s.recv(1 << 16)
-            if not data:
-                return out
-            off, end = 0, len(data)
-            while off + _NLMSGHDR.size <= end:
-                length, mtype, _flags, _seq, _pid = unpack_hdr(data, off)
-                if length < _NLMSGHDR.size:
-                    raise DiagError("malformed netlink reply")
-                if mtype == NLMSG_DONE:
-                    return out
-                if mtype == NLMSG_ERROR:
-                    (err,) = struct.unpack_from("=i", data, off + _NLMSGHDR.size)
-                    if err:
-                        raise DiagError(-err, "sock_diag query refused")
-                    return out
-                if length >= need:
-                    out.append(unpack(data, off + _NLMSGHDR.size))
-                off += (length + 3) & ~3
-    finally:
-        s.close()
+    """One dump, each reply's `fields` unpacked where the reply lies in the receive buffer: no
+    copy per socket, the form for dumps of every socket."""
+    head, unpack = _NLMSGHDR.size, fields.unpack_from
+    need = head + fields.size
+    return [unpack(data, off + head) for data, off, length in _replies(payload)
+            if length >= need]
 
 
 def unix_states() -> dict[int, int]:
