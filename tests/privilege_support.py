@@ -35,11 +35,12 @@ def preload(argv: list[str]) -> None:
             pass
 
 
-def run_as_nobody(argv: list[str], entry: bool = False) -> tuple[int, str]:
+def run_as_nobody(argv: list[str], entry: bool = False, capture: int = 2) -> tuple[int, str]:
     """Run the real fdscope CLI in a forked child that dropped to uid/gid nobody.
 
-    Returns (exit status, stderr). entry=True runs the console entry point (fdscope.cli.entry:
-    read-ahead, os._exit) instead of the click group."""
+    Returns (exit status, the text of fd `capture`: 2 stderr, 1 stdout; the other goes to
+    /dev/null). entry=True runs the console entry point (fdscope.cli.entry: read-ahead,
+    os._exit) instead of the click group."""
     preload(argv)
     r, w = os.pipe()
     pid = os.fork()
@@ -47,9 +48,9 @@ def run_as_nobody(argv: list[str], entry: bool = False) -> tuple[int, str]:
         code = 99
         try:
             os.close(r)
-            os.dup2(w, 2)
+            os.dup2(w, capture)
             devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, 1)
+            os.dup2(devnull, 3 - capture)
             sys.stdout = open(1, "w", closefd=False)  # pytest swapped the Python-level streams
             sys.stderr = open(2, "w", closefd=False)
             os.setgroups([])
@@ -67,11 +68,12 @@ def run_as_nobody(argv: list[str], entry: bool = False) -> tuple[int, str]:
                 code = 0
             except SystemExit as exc:
                 code = exc.code if isinstance(exc.code, int) else 1
+            sys.stdout.flush()
             sys.stderr.flush()
         finally:
             os._exit(code)
     os.close(w)
     with os.fdopen(r, "r") as f:
-        err = f.read()
+        text = f.read()
     _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status), err
+    return os.waitstatus_to_exitcode(status), text

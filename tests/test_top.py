@@ -184,36 +184,11 @@ def test_non_root_reports_denied_processes(host):
             pytest.skip("pid 1 is not visible (hidepid)")
         assert doc["host"]["denied"] >= 1 and doc["processes"][0]["denied"] is True
         return
-    from tests.privilege_support import NOBODY, preload
+    from tests.privilege_support import run_as_nobody
 
     argv = ["top", "--json", "--pid", ",".join(str(t.pid) for t in host.values())]
-    preload(argv)
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child: never return into pytest
-        code = 99
-        try:
-            os.close(r)
-            os.dup2(w, 1)
-            sys.stdout = open(1, "w", closefd=False)
-            os.setgroups([])
-            os.setgid(NOBODY)
-            os.setuid(NOBODY)
-            from fdscope.cli.main import cli
-
-            try:
-                cli.main(argv)
-                code = 0
-            except SystemExit as exc:
-                code = exc.code if isinstance(exc.code, int) else 1
-            sys.stdout.flush()
-        finally:
-            os._exit(code)
-    os.close(w)
-    with os.fdopen(r) as f:
-        text = f.read()
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
+    code, text = run_as_nobody(argv, capture=1)
+    assert code == 0
     doc = json.loads(text)
     assert doc["host"]["denied"] == len(host)
     for p in doc["processes"]:
