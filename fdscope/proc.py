@@ -247,11 +247,8 @@ class Proc:
         `parts` (e.g. PID, "fd"), relative to one directory fd. Returns (name -> stat, how many
         vanished); other errors translate as in stat()."""
         names = list(names)
-        path = self.path(*parts)
-        try:
-            with self._errors(path, pid):
-                dir_fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-        except ProcGone:
+        dir_fd = self._open_dir(parts, pid)
+        if dir_fd is None:
             return {}, len(names)
         out: dict[str, tuple[int, int, int]] = {}
         vanished = 0
@@ -273,6 +270,16 @@ class Proc:
             os.close(dir_fd)
         return out, vanished
 
+    def _open_dir(self, parts: tuple[object, ...], pid: int | None) -> int | None:
+        """A directory fd for the batch calls; None when the directory is gone (the process
+        exited: every name counts as vanished); other errors translate as in listdir()."""
+        path = self.path(*parts)
+        try:
+            with self._errors(path, pid):
+                return os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        except ProcGone:
+            return None
+
     def _batch(self, batch: Any, one: Any, parts: tuple[object, ...], names: Iterable[str],
                pid: int | None) -> tuple[dict[str, str], int]:
         """`batch` (readlinkat_many, read_many: relative to a directory fd, the GIL released in
@@ -280,11 +287,8 @@ class Proc:
         task died between open and read) counts as vanished; any other failure is retried with
         `one` (readlink, read_text), which translates the errno into fdscope's errors."""
         names = list(names)
-        path = self.path(*parts)
-        try:
-            with self._errors(path, pid):
-                dir_fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-        except ProcGone:
+        dir_fd = self._open_dir(parts, pid)
+        if dir_fd is None:
             return {}, len(names)
         try:
             texts, errors = batch(dir_fd, names)
