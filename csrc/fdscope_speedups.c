@@ -3,6 +3,7 @@
  *   readlinkat_many, read_many  batch reads below a directory fd, the GIL released throughout
  *   kcmp_many                   batch kcmp(2) file comparisons, the GIL released throughout
  *   epoll_rows, net_rows        text -> rows parsers for epoll fdinfo and /proc/PID/net tables
+ *   link_kinds                  /proc/PID/fd link texts -> a kind byte and inode each
  *   rows_json                   NamedTuple rows -> JSON objects
  * Every function has a pure-Python twin that stays the reference; the tests compare both on
  * live processes and on hypothesis-generated input. A parser returns None where its input is
@@ -12,7 +13,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 /* Raise with every change of a function's arguments or results (fdscope/speedups.py: API). */
-#define FDSCOPE_SPEEDUPS_API 10
+#define FDSCOPE_SPEEDUPS_API 11
 #include <Python.h>
 
 #include <errno.h>
@@ -1167,6 +1168,81 @@ rows_json(PyObject *self, PyObject *args)
     return res;
 }
 
+/* ---------------------------------------------------------------- link_kinds */
+
+static PyObject *anon_prefix;  /* "anon_inode:" */
+
+/* The inode of "PREFIX[DIGITS]" (the whole text, at most 19 ASCII digits), else -1. */
+static long long
+bracket_inode(const char *text, Py_ssize_t len, const char *prefix, Py_ssize_t plen)
+{
+    if (len < plen + 2 || len > plen + 20 || memcmp(text, prefix, (size_t)plen) != 0
+        || text[len - 1] != ']')
+        return -1;
+    long long v = 0;
+    for (Py_ssize_t i = plen; i < len - 1; i++) {
+        if (text[i] < '0' || text[i] > '9')
+            return -1;
+        v = v * 10 + (text[i] - '0');
+    }
+    return v;
+}
+
+/* link_kinds(texts) -> (kinds, inodes): per readlink text of /proc/PID/fd one byte of kinds,
+ * 's' "socket:[INO]", 'p' "pipe:[INO]" (inodes: INO), '/' a path, 'a' "anon_inode:...", '?'
+ * any other text, '-' None (a failed read); inodes 0 where the text names none. The Python
+ * twin is fdscope.parse.fdlink.link_kinds. */
+static PyObject *
+link_kinds(PyObject *self, PyObject *texts)
+{
+    if (!PyList_Check(texts)) {
+        PyErr_SetString(PyExc_TypeError, "link_kinds: texts must be a list");
+        return NULL;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(texts);
+    PyObject *kinds = PyBytes_FromStringAndSize(NULL, n), *inodes = PyList_New(n);
+    if (kinds == NULL || inodes == NULL)
+        goto fail;
+    char *k = PyBytes_AS_STRING(kinds);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *t = PyList_GET_ITEM(texts, i);
+        long long ino = -1;
+        char kind = '?';
+        if (t == Py_None) {
+            kind = '-';
+        } else if (!PyUnicode_Check(t)) {
+            PyErr_SetString(PyExc_TypeError, "link_kinds: texts must be str or None");
+            goto fail;
+        } else if (PyUnicode_IS_ASCII(t)) {
+            const char *s = (const char *)PyUnicode_DATA(t);
+            Py_ssize_t len = PyUnicode_GET_LENGTH(t);
+            if ((ino = bracket_inode(s, len, "socket:[", 8)) >= 0)
+                kind = 's';
+            else if ((ino = bracket_inode(s, len, "pipe:[", 6)) >= 0)
+                kind = 'p';
+            else if (len > 0 && s[0] == '/')
+                kind = '/';
+            else if (len >= 11 && memcmp(s, "anon_inode:", 11) == 0)
+                kind = 'a';
+        } else if (PyUnicode_READ_CHAR(t, 0) == '/') {
+            kind = '/';
+        } else if (PyUnicode_GET_LENGTH(t) >= 11
+                   && PyUnicode_Tailmatch(t, anon_prefix, 0, 11, -1) == 1) {
+            kind = 'a';
+        }
+        k[i] = kind;
+        PyObject *num = PyLong_FromLongLong(ino > 0 ? ino : 0);
+        if (num == NULL)
+            goto fail;
+        PyList_SET_ITEM(inodes, i, num);
+    }
+    return Py_BuildValue("(NN)", kinds, inodes);
+fail:
+    Py_XDECREF(kinds);
+    Py_XDECREF(inodes);
+    return NULL;
+}
+
 /* ---------------------------------------------------------------- module */
 
 static PyMethodDef methods[] = {
@@ -1181,6 +1257,8 @@ static PyMethodDef methods[] = {
     {"net_rows", net_rows, METH_VARARGS,
      "net_rows(table, text, inodes) -> [(inode, proto, state, local, remote, recv_q, send_q)]"
      " | None"},
+    {"link_kinds", link_kinds, METH_O,
+     "link_kinds(texts) -> (kinds: bytes, inodes: [int])"},
     {"rows_json", rows_json, METH_VARARGS,
      "rows_json(rows, spec, sep) -> str | None: NamedTuple rows as JSON objects"},
     {NULL, NULL, 0, NULL},
@@ -1219,6 +1297,9 @@ PyInit__fdscope_speedups(void)
         if (tcp_states[i] == NULL)
             return NULL;
     }
+    anon_prefix = PyUnicode_InternFromString("anon_inode:");
+    if (anon_prefix == NULL)
+        return NULL;
     str_unconn = PyUnicode_InternFromString("UNCONN");
     if (str_unconn == NULL)
         return NULL;

@@ -231,6 +231,13 @@ class Proc:
         Returns (name -> link text, how many vanished). An entry that vanishes meanwhile (an fd
         closed mid-scan) is counted, not raised, for the record-and-check-once race policy; other
         errors translate as in readlink()."""
+        names = list(names)
+        return _as_dict(names, *self.readlink_list(*parts, names=names, pid=pid))
+
+    def readlink_list(
+        self, *parts: object, names: list[str], pid: int | None = None
+    ) -> tuple[list[str | None], int]:
+        """readlinks() as a list in the order of `names`, None where the entry vanished."""
         return self._batch(speedups.backend.readlinkat_many, self.readlink, parts, names, pid)
 
     def read_many(
@@ -239,7 +246,9 @@ class Proc:
         """The text of each small file NAME in directory `parts` (e.g. PID, "fdinfo"), in one
         batch; names may reach into subdirectories ("net/tcp"). Returns (name -> text, how many
         vanished); other errors translate as in read_text()."""
-        return self._batch(speedups.backend.read_many, self.read_text, parts, names, pid)
+        names = list(names)
+        return _as_dict(names, *self._batch(speedups.backend.read_many, self.read_text, parts,
+                                            names, pid))
 
     def stats(self, *parts: object, names: Iterable[str], pid: int | None = None
               ) -> tuple[dict[str, tuple[int, int, int]], int]:
@@ -280,33 +289,40 @@ class Proc:
         except ProcGone:
             return None
 
-    def _batch(self, batch: Any, one: Any, parts: tuple[object, ...], names: Iterable[str],
-               pid: int | None) -> tuple[dict[str, str], int]:
+    def _batch(self, batch: Any, one: Any, parts: tuple[object, ...], names: list[str],
+               pid: int | None) -> tuple[list[str | None], int]:
         """`batch` (readlinkat_many, read_many: relative to a directory fd, the GIL released in
-        the C versions) over `names`. A name that failed with ENOENT or ESRCH (an fd closed, a
-        task died between open and read) counts as vanished; any other failure is retried with
-        `one` (readlink, read_text), which translates the errno into fdscope's errors."""
-        names = list(names)
+        the C versions) over `names`: (texts in the order of names, how many vanished). A name
+        that failed with ENOENT or ESRCH (an fd closed, a task died between open and read)
+        counts as vanished (None); any other failure is retried with `one` (readlink,
+        read_text), which translates the errno into fdscope's errors."""
         dir_fd = self._open_dir(parts, pid)
         if dir_fd is None:
-            return {}, len(names)
+            return [None] * len(names), len(names)
         try:
             texts, errors = batch(dir_fd, names)
         finally:
             os.close(dir_fd)
-        out = dict(zip(names, texts, strict=True))
         vanished = 0
         for i, err in errors:
-            del out[names[i]]
             if err in VANISHED:
                 vanished += 1
                 continue
             try:
-                out[names[i]] = one(*parts, names[i], pid=pid)
+                texts[i] = one(*parts, names[i], pid=pid)
             except ProcGone:
                 vanished += 1
-        return out, vanished
+        return texts, vanished
 
     def sysctl(self, name: str) -> str:
         """Text of /proc/sys/NAME, where NAME is 'fs/file-max' or 'fs.file-max'."""
         return self.read_text("sys", name.replace(".", "/"))
+
+
+def _as_dict(names: list[str], texts: list[str | None], vanished: int
+             ) -> tuple[dict[str, str], int]:
+    """A batch's (texts, vanished) as (name -> text of the names that did not vanish, vanished)."""
+    if not vanished:
+        return dict(zip(names, texts, strict=True)), 0  # type: ignore[arg-type]
+    return {name: text for name, text in zip(names, texts, strict=True) if text is not None}, \
+        vanished

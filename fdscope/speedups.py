@@ -11,6 +11,7 @@ and never ask which one they got. Every C function has a Python twin of the same
   net_rows(table, text, inodes)
       -> [(inode, proto, state, local, remote, recv_q, send_q)] | None
                                                                 fdscope.parse.net.socket_rows
+  link_kinds(texts) -> (kinds, inodes)        fdscope.parse.fdlink.link_kinds
   rows_json(rows, keys, sep) -> str | None    fdscope.render.inspect's row writers
 
 The batch reads run without the GIL (a second CPU for fdscope's read-ahead); the parsers answer
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
 
 # The C module's FDSCOPE_SPEEDUPS_API this code is written against; a build from other sources
 # (a development venv not reinstalled after a C change) is left unused rather than miscalled.
-API = 10
+API = 11
 
 
 class Backend:
@@ -94,6 +95,12 @@ class Backend:
         return socket_rows(table, text, inodes)
 
     @staticmethod
+    def link_kinds(texts: list[str | None]) -> tuple[bytes, list[int]]:
+        from fdscope.parse.fdlink import link_kinds
+
+        return link_kinds(texts)
+
+    @staticmethod
     def rows_json(rows: list[Any], keys: tuple[Any, ...], sep: str) -> str | None:
         return None  # the renderer's own row writers
 
@@ -108,6 +115,7 @@ class CBackend(Backend):
         self.readlinkat_many = module.readlinkat_many  # type: ignore[method-assign]
         self.read_many = module.read_many  # type: ignore[method-assign]
         self.kcmp_many = module.kcmp_many  # type: ignore[method-assign]
+        self.link_kinds = module.link_kinds  # type: ignore[method-assign]
 
     def epoll_rows(self, text: str) -> list[tuple[int, int, int, int, int]] | None:
         rows = self.module.epoll_rows(text)

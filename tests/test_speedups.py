@@ -247,6 +247,37 @@ def test_rows_json_repeats_a_shared_tuple_as_the_python_renderer_writes_it(C):
     assert C.rows_json(rows, FD_KEYS, ",\n") == ",\n".join(_fd_rows(rows, {}, {None: "null"}))
 
 
+_LINK = (st.one_of(st.sampled_from(["socket:[", "pipe:[", "anon_inode:", "/", "net:[", ""]),
+                   _TEXT)
+         .flatmap(lambda p: st.tuples(st.just(p), st.one_of(
+             st.integers(0, 10**21).map(str), _TEXT), st.sampled_from(["]", "", "]x"])))
+         .map("".join))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.none() | _LINK, max_size=8))
+def test_link_kinds_agree_with_python(texts):
+    C = require_speedups()
+    assert C.link_kinds(texts) == PY.link_kinds(texts)
+
+
+def test_link_kinds_sort_a_live_fd_table(C, tmp_path):
+    """Every kind of a live table (the zoo) as classify() types it."""
+    from fdscope.inspect.fds import classify
+
+    with Target(ZOO, str(tmp_path)) as target:
+        fds, links, _gone = gather.fd_links(Proc(), target.pid)
+    kinds, inodes = C.link_kinds(links)
+    assert (kinds, inodes) == PY.link_kinds(links)
+    table = classify(fds, links, {})
+    for kind, ino, typ, want in zip(kinds, inodes, table.types, table.inodes, strict=True):
+        if kind in b"sp":
+            assert (typ, ino) == ({ord("s"): "socket", ord("p"): "pipe"}[kind], want)
+        else:
+            assert typ not in ("socket", "pipe") and ino == 0
+    assert set(kinds) >= set(b"sp/a")
+
+
 def test_readahead_is_used_only_for_the_pid_it_read(C, monkeypatch):
     monkeypatch.setattr(readahead, "_pending", {})
     with Target(MANY, "3000") as target:
@@ -340,7 +371,7 @@ def test_an_unreadable_fd_table_is_reported_not_read_ahead(C, monkeypatch):
     from fdscope.errors import AccessDenied
 
     class Refusing(Proc):
-        def readlinks(self, *parts, names, pid=None):
+        def readlink_list(self, *parts, names, pid=None):  # readlinks() calls it too
             raise AccessDenied(self.path(*parts), "test")
 
     with Target(MANY, "3000") as target:

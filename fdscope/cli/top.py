@@ -3,6 +3,7 @@ leaks, who is at risk."""
 
 from __future__ import annotations
 
+import math
 import re
 import sys
 from typing import Any
@@ -132,7 +133,9 @@ def command(once: bool, as_json: bool, count: int | None, interval: float, sort:
     due = time.monotonic()
     for i in range(n):
         if i:
-            due += interval  # scans start every interval, however long each took
+            # scans start every interval; the slots a long scan overran are skipped, not made
+            # up for with scans back to back (growth is measured between scans)
+            due += interval * max(1, math.ceil((time.monotonic() - due) / interval))
             time.sleep(max(0.0, due - time.monotonic()))
         snap = scanner.scan()
         if i == 0 and wanted is not None and not snap.processes and \

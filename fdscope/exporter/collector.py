@@ -192,7 +192,7 @@ class FdCollector:
         for pid, t in tables.items():
             d = self._derived.get(pid)
             if d is None or d[0] is not t:
-                d = (t, kinds_of(t.types), [ino for _fd, ino in t.sockets])
+                d = (t, kinds_of(t.types), t.sockets)
             derived[pid] = d
         self._derived = derived
         socks, errs = socket_states(self.proc, {pid: d[2] for pid, d in derived.items()

@@ -14,7 +14,7 @@ Only warn and crit findings become flags: a flag is a call to act.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from fdscope.errors import FdscopeError
 from fdscope.inspect import epoll as epoll_mod
@@ -22,10 +22,6 @@ from fdscope.inspect.findings import FD_CRIT_RATIO, FD_SETSIZE, FD_WARN_RATIO
 from fdscope.inspect.iomodel import WCHAN_CALLS
 from fdscope.model import LEVELS, Finding
 from fdscope.proc import Proc
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from fdscope.inspect.fds import Table
 
 # inspect's finding code -> top's flag code
 FROM_INSPECT = {
@@ -86,21 +82,19 @@ def _minutes(m: float) -> str:
     return f"{m / 60:.1f} h"
 
 
-def epoll_suspects(texts: dict[int, str], table: Table) -> tuple[int, ...]:
+def epoll_suspects(texts: dict[int, str], inode_of: Callable[[int], int | None]
+                   ) -> tuple[int, ...]:
     """The registrations (as tfds) in the epoll fdinfo `texts` (epfd -> text) that may be
-    stale: their fd is not open in `table`, or its inode differs from the registration's. An
-    anon-inode target reused by another anon-inode file is not seen here (they share one
-    inode): only inspect's kcmp check tells those apart."""
+    stale: their fd is not open (inode_of(fd) is None), or its inode differs from the
+    registration's (inode_of(fd) is 0 where the inode is unknown). An anon-inode target
+    reused by another anon-inode file (they share one inode) is not seen here: only inspect's
+    kcmp check tells those apart."""
     sets, _errors = epoll_mod.parse_sets(dict(texts))
-    inode_of = dict(zip(table.fds, table.inodes, strict=True))
     out = []
     for regs in sets.values():
         for tfd, _mask, _data, ino, _sdev in regs:
-            if tfd not in inode_of:
-                out.append(tfd)
-                continue
-            now = inode_of[tfd]
-            if now is not None and ino is not None and now != ino:
+            now = inode_of(tfd)
+            if now is None or (now and ino is not None and now != ino):
                 out.append(tfd)
     return tuple(sorted(out))
 

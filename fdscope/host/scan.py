@@ -24,18 +24,29 @@ import os
 import pwd
 import re
 import time
+from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from itertools import compress
+from typing import Any, NamedTuple
 
+from fdscope import speedups
 from fdscope.errors import AccessDenied, FdscopeError, NoSuchProcess, ParseError, ProcGone
 from fdscope.host import flags as host_flags
 from fdscope.host.model import HostInfo, HostSnapshot, ProcessRow
 from fdscope.inspect import fds as fds_mod
 from fdscope.inspect import gather
 from fdscope.model import Finding
+from fdscope.parse.fdlink import (
+    KIND_ANON,
+    KIND_OTHER,
+    KIND_PATH,
+    KIND_PIPE,
+    KIND_SOCKET,
+    classify_fd,
+)
 from fdscope.parse.limits import parse_limits
 from fdscope.parse.sysctl import FileNr, parse_file_nr, parse_int
 from fdscope.parse.task import parse_stat
@@ -54,9 +65,38 @@ TCP_CLOSE_WAIT, TCP_LISTEN = 8, 10  # include/net/tcp_states.h
 # A Scanner asks sock_diag for CLOSE_WAIT sockets and full listeners at most this often
 # (seconds): each dump walks every socket of the namespace in the kernel.
 SOCKETS_EVERY = 10.0
-# One process's fd table as read: fds ascending, their link texts, (st_mode, st_ino, st_dev)
-# of each path fd, the fdinfo text of each epoll fd.
-RawTable = tuple[list[int], list[str], dict[int, tuple[int, int, int]], dict[int, str]]
+class RawTable(NamedTuple):
+    """One process's fd table as read: fds ascending, their link texts, link_kinds() of them,
+    (st_mode, st_ino, st_dev) by path link text, the fdinfo text of each epoll fd."""
+
+    fds: list[int]
+    links: list[str]
+    kinds: bytes
+    inodes: list[int]
+    path_stats: dict[str, tuple[int, int, int]]
+    epoll: dict[int, str]
+
+
+def _where(kinds: bytes, *which: int) -> bytes:
+    """A compress() selector over link_kinds' bytes: 1 where the kind is one of `which`."""
+    table = bytearray(256)
+    for k in which:
+        table[k] = 1
+    return kinds.translate(table)
+
+
+def _inode_of(raw: RawTable, fd: int) -> int | None:
+    """The inode fd is open on as the scan read it (sockets, pipes, paths), 0 when unknown
+    (anon inodes), None when fd is not open; for epoll_suspects."""
+    fds = raw.fds
+    row = fd if fd < len(fds) and fds[fd] == fd else bisect_left(fds, fd)
+    if row >= len(fds) or fds[row] != fd:
+        return None
+    kind = raw.kinds[row]
+    if kind in (KIND_SOCKET, KIND_PIPE):
+        return raw.inodes[row]
+    st = raw.path_stats.get(raw.links[row]) if kind == KIND_PATH else None
+    return st[1] if st is not None else 0
 
 
 @dataclass(frozen=True)
@@ -83,7 +123,7 @@ class FdTable:
     types: dict[str, int]
     highest: int | None
     epfds: list[int]
-    sockets: list[tuple[int, int]]  # (fd, inode)
+    sockets: list[int]  # the inode of each socket fd
     table: fds_mod.Table | None  # kept for the peer index only
     read_at: float
     stale_epoll: tuple[int, ...] = ()  # registrations that may be stale (flags.epoll_suspects)
@@ -275,38 +315,56 @@ class Scanner:
         return rows, tables, seen, (gone, denied, fds_total)
 
     def _read_raw(self, pid: int) -> RawTable | FdscopeError:
-        """(fds, links, path fd stats, epoll fdinfo texts) of pid, or the error that stopped
-        the read (exited: NoSuchProcess/ProcGone; denied: AccessDenied)."""
+        """pid's fd table as read (RawTable), or the error that stopped the read (exited:
+        NoSuchProcess/ProcGone; denied: AccessDenied)."""
         proc = self.proc
         try:
             # inspect's reader: a dense table (the usual case) is read without listing it
             fd_list, link_list, _gone = gather.fd_links(proc, pid)
-            names = list(map(str, fd_list))
-            paths = [n for n, link in zip(names, link_list, strict=True) if link[:1] == "/"]
-            stats = proc.stats(pid, "fd", names=paths, pid=pid)[0] if paths else {}
-            epfds = [n for n, link in zip(names, link_list, strict=True)
+            kinds, inodes = speedups.backend.link_kinds(link_list)
+            # One stat() per path: fds with the same link text are one file (or files of the
+            # same type at the same path, a mount over them aside), and the type is all the
+            # scan needs; inspect stats every fd.
+            first: dict[str, str] = {}
+            for fd, link in compress(zip(fd_list, link_list, strict=True),
+                                     _where(kinds, KIND_PATH)):
+                first.setdefault(link, str(fd))
+            stats = proc.stats(pid, "fd", names=list(first.values()), pid=pid)[0] \
+                if first else {}
+            epfds = [str(fd) for fd, link in compress(zip(fd_list, link_list, strict=True),
+                                                      _where(kinds, KIND_ANON))
                      if link == gather.EPOLL_LINK]
             texts = proc.read_many(pid, "fdinfo", names=epfds, pid=pid)[0] if epfds else {}
         except (NoSuchProcess, ProcGone, AccessDenied) as err:
             return err
-        return (fd_list, link_list, {int(k): v for k, v in stats.items()},
-                {int(k): v for k, v in texts.items()})
+        return RawTable(fd_list, link_list, kinds, inodes,
+                        {link: stats[name] for link, name in first.items() if name in stats},
+                        {int(k): v for k, v in texts.items()})
 
     def _table(self, raw: RawTable, now: float) -> FdTable:
-        fd_list, links, stats, epoll_texts = raw
-        table = fds_mod.classify(fd_list, links, stats)
-        types = Counter(table.types)
-        sockets: list[tuple[int, int]] = []
-        if types.get("socket"):
-            sockets = [(fd, ino) for fd, t, ino in zip(table.fds, table.types, table.inodes,
-                                                       strict=True)
-                       if t == "socket" and ino is not None]
-        epfds = sorted(epoll_texts)
-        stale = host_flags.epoll_suspects(epoll_texts, table) if epoll_texts else ()
+        fd_list, links, kinds = raw.fds, raw.links, raw.kinds
+        types: Counter[str] = Counter()
+        for kind, typ in ((KIND_SOCKET, "socket"), (KIND_PIPE, "pipe")):
+            if n := kinds.count(kind):
+                types[typ] = n
+        # every other text once, however many fds show it (anon_inode classes, paths)
+        for link, n in Counter(compress(links, _where(kinds, KIND_PATH, KIND_ANON,
+                                                      KIND_OTHER))).items():
+            st = raw.path_stats.get(link)
+            types[classify_fd(link, st[0] if st is not None else None).type] += n
+        sockets = list(compress(raw.inodes, _where(kinds, KIND_SOCKET)))
+        epoll_texts = raw.epoll
+        stale = host_flags.epoll_suspects(epoll_texts, partial(_inode_of, raw)) \
+            if epoll_texts else ()
+        table = None
+        if self.index:
+            stats = {fd: raw.path_stats[link] for fd, link in
+                     compress(zip(fd_list, links, strict=True), _where(kinds, KIND_PATH))
+                     if link in raw.path_stats}
+            table = fds_mod.classify(fd_list, links, stats)
         return FdTable(len(fd_list), dict(sorted(types.items(), key=lambda kv: (-kv[1], kv[0]))),
-                       fd_list[-1] if fd_list else None, epfds, sockets,
-                       table if self.index else None, now, stale,
-                       frozenset(ino for _fd, ino in sockets))
+                       fd_list[-1] if fd_list else None, sorted(epoll_texts), sockets, table, now,
+                       stale, frozenset(sockets))
 
     def _flags(self, rows: list[ProcessRow], tables: dict[int, FdTable],
                seen: dict[int, _Seen], notes: list[str], pool: Any) -> list[ProcessRow]:

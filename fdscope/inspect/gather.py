@@ -16,6 +16,7 @@ from __future__ import annotations
 import errno
 import os
 import time
+from itertools import compress
 
 from fdscope.errors import AccessDenied, FdscopeError, NoSuchProcess, ProcGone
 from fdscope.proc import DEFAULT_ROOT, Proc
@@ -121,26 +122,53 @@ def fd_links(proc: Proc, pid: int) -> tuple[list[int], list[str], int]:
     """(fds ascending, their link texts, how many vanished between the listing and the reads).
 
     open() takes the lowest free number, so fd tables are mostly dense: when the kernel gives
-    the count, fds 0..count-1 are read without listing the directory. The guess stands only
-    when every one of them was there and the count did not change meanwhile (an fd opened in a
-    hole would hide one above the count); else the directory is listed. fdscope's own table
-    changes as it reads (the directory fd takes a hole): it is always listed."""
+    the count, fds 0..count-1 are read without listing the directory (a listing costs a third
+    of the readlinks: fs/proc/fd.c proc_readfd_common instantiates a dentry per fd). Each hole
+    found there means one fd above the count, mostly just above (a daemon that closed stdin or
+    a few fds after start-up): a short range above is read too. The guess stands only when the
+    reads found `count` fds and the count did not change meanwhile; else the directory is
+    listed. fdscope's own table changes as it reads (the directory fd takes a hole): it is
+    always listed."""
     count = fd_count(proc, pid) if pid != os.getpid() else 0
     if count:
-        links, gone = proc.readlinks(pid, "fd", names=list(map(str, range(count))), pid=pid)
-        if not gone and fd_count(proc, pid) == count:
-            return list(range(count)), list(links.values()), 0
+        links, holes = proc.readlink_list(pid, "fd", names=fd_names(0, count), pid=pid)
+        if holes:
+            more, _gone = proc.readlink_list(pid, "fd", names=fd_names(count, 4 * holes + 64),
+                                             pid=pid)
+            links += more
+        if len(links) - links.count(None) == count and fd_count(proc, pid) == count:
+            if not holes:
+                return list(range(count)), links, 0  # type: ignore[return-value]
+            # (a link text is never empty: d_path() gives at least "/")
+            return list(compress(range(len(links)), links)), list(filter(None, links)), 0
         listed = proc.listdir(pid, "fd", pid=pid)
-        more, gone = proc.readlinks(pid, "fd", names=[n for n in listed if n not in links],
-                                    pid=pid)
-        links = {n: links.get(n) or more[n] for n in listed if n in links or n in more}
+        known = {str(fd): link for fd, link in enumerate(links) if link is not None}
+        more_links, gone = proc.readlinks(pid, "fd", names=[n for n in listed if n not in known],
+                                          pid=pid)
+        found = {n: known.get(n) or more_links[n] for n in listed
+                 if n in known or n in more_links}
     else:
-        links, gone = proc.readlinks(pid, "fd", names=proc.listdir(pid, "fd", pid=pid), pid=pid)
+        found, gone = proc.readlinks(pid, "fd", names=proc.listdir(pid, "fd", pid=pid), pid=pid)
     # procfs lists fds in ascending order (fs/proc/fd.c); a copied tree may not. Names that are
     # not ASCII digits are no fds (a damaged or fake tree).
-    pairs = sorted((int(name), link) for name, link in links.items()
+    pairs = sorted((int(name), link) for name, link in found.items()
                    if name.isascii() and name.isdigit())
     return [fd for fd, _ in pairs], [link for _, link in pairs], gone
+
+
+_names: list[str] = []
+NAMES_KEPT = 1 << 16
+
+
+def fd_names(start: int, n: int) -> list[str]:
+    """["start", ..., "start+n-1"]: fd numbers as names, the first NAMES_KEPT made once (a scan
+    of the host asks for the same ones for every process)."""
+    global _names
+    if start + n > NAMES_KEPT:
+        return list(map(str, range(start, start + n)))
+    if len(_names) < start + n:
+        _names = list(map(str, range(min(NAMES_KEPT, max(start + n, 2 * len(_names))))))
+    return _names[start:start + n]
 
 
 def links(proc: Proc, pid: int, fds: list[int]) -> dict[int, str]:
