@@ -1191,7 +1191,7 @@ bracket_inode(const char *text, Py_ssize_t len, const char *prefix, Py_ssize_t p
 /* link_kinds(texts) -> (kinds, inodes): per readlink text of /proc/PID/fd one byte of kinds,
  * 's' "socket:[INO]", 'p' "pipe:[INO]" (inodes: INO), '/' a path, 'a' "anon_inode:...", '?'
  * any other text, '-' None (a failed read); inodes 0 where the text names none. The Python
- * twin is fdscope.parse.fdlink.link_kinds. */
+ * twin is fdscope.parse.fdkinds.link_kinds. */
 static PyObject *
 link_kinds(PyObject *self, PyObject *texts)
 {

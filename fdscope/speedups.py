@@ -11,7 +11,7 @@ and never ask which one they got. Every C function has a Python twin of the same
   net_rows(table, text, inodes)
       -> [(inode, proto, state, local, remote, recv_q, send_q)] | None
                                                                 fdscope.parse.net.socket_rows
-  link_kinds(texts) -> (kinds, inodes)        fdscope.parse.fdlink.link_kinds
+  link_kinds(texts) -> (kinds, inodes)        fdscope.parse.fdkinds.link_kinds
   rows_json(rows, keys, sep) -> str | None    fdscope.render.inspect's row writers
 
 The batch reads run without the GIL (a second CPU for fdscope's read-ahead); the parsers answer
@@ -96,7 +96,7 @@ class Backend:
 
     @staticmethod
     def link_kinds(texts: list[str | None]) -> tuple[bytes, list[int]]:
-        from fdscope.parse.fdlink import link_kinds
+        from fdscope.parse.fdkinds import link_kinds
 
         return link_kinds(texts)
 

@@ -359,7 +359,7 @@ def test_refresh_rereads_only_what_changed(host):
     time.sleep(0.3)
     second = scanner.scan()
     # only the leaker's count changed: only its table is read again
-    assert proc.read == [host["leaker"].pid]
+    assert set(proc.read) == {host["leaker"].pid}
     for role, t in host.items():
         if role != "leaker":
             assert second.row(t.pid).types == first.row(t.pid).types
@@ -390,3 +390,62 @@ def test_a_copied_proc_tree(tmp_path):
     if os.geteuid() != 0:  # root reads a mode-0 directory anyway
         other = snap.row(4243)
         assert other.denied and other.fds is None and snap.host.denied == 1
+
+
+def test_readahead_only_for_top_without_a_process_filter():
+    from fdscope.host.readahead import wanted
+
+    assert wanted(["top"]) and wanted(["top", "--once", "--json"])
+    assert wanted(["top", "--sort", "fds", "--limit", "5"])
+    for argv in (["top", "--pid", "1"], ["top", "--pid=1"], ["top", "--user", "root"],
+                 ["top", "--name=nginx"], ["top", "--help"], ["inspect", "1"], [],
+                 ["limits"]):
+        assert not wanted(argv), argv
+
+
+@pytest.mark.timeout(60)
+def test_the_first_scan_takes_the_readahead_tables(host, monkeypatch):
+    """start() reads every table while click would load; the first scan uses each read whose
+    fd count still holds and reads only the others (here: the leaker, which grows)."""
+    import fdscope.host.scan as scan_mod
+    from fdscope import speedups
+    from fdscope.host import readahead
+    from fdscope.proc import Proc
+
+    if speedups.backend.name != "c":
+        pytest.skip("the read-ahead runs with the C accelerator only")
+    assert readahead.start(["top", "--once"])
+    own: list[int] = []
+    read = scan_mod.read_table
+    monkeypatch.setattr(scan_mod, "read_table", lambda proc, pid: own.append(pid) or
+                        read(proc, pid))
+    proc = Proc()
+    pids = frozenset(t.pid for t in host.values())
+    time.sleep(0.3)  # the leaker opens more fds meanwhile
+    snap = Scanner(proc, select=ProcessFilter(pids=pids), ahead=readahead.take(proc)).scan()
+    assert readahead.take(proc) is None  # once
+    assert set(own) == {host["leaker"].pid}
+    plain = Scanner(select=ProcessFilter(pids=pids)).scan()
+    for role, t in host.items():
+        if role != "leaker":
+            assert snap.row(t.pid).types == plain.row(t.pid).types, role
+            assert snap.row(t.pid).fds == plain.row(t.pid).fds, role
+
+
+def test_a_readahead_table_of_another_count_is_read_again():
+    from concurrent.futures import Future
+
+    from fdscope.host.scan import _Readers
+    from fdscope.host.tables import RawTable
+
+    early = Future()
+    early.set_result(RawTable([0, 1, 2], ["pipe:[1]"] * 3, b"ppp", [1, 1, 1], {}, {}))
+    fresh = RawTable([0, 1, 2, 3], ["pipe:[1]"] * 4, b"pppp", [1, 1, 1, 1], {}, {})
+    again: list[int] = []
+    readers = _Readers(lambda pid: again.append(pid) or fresh, {7: early, 8: early})
+    readers.add(7, 4)  # the count moved on since the read-ahead
+    readers.add(8, 3)  # still the count read
+    readers.add(9, 4)  # no read-ahead
+    assert list(readers.results()) == [fresh, early.result(), fresh]
+    assert again == [7, 9]
+    readers.close()

@@ -1,4 +1,4 @@
-"""The `fdscope` console script: starts the inspect read-ahead, then runs the click group."""
+"""The `fdscope` console script: starts the inspect or top read-ahead, then runs the click group."""
 
 from __future__ import annotations
 
@@ -32,21 +32,29 @@ def main() -> None:
 def _main() -> None:
     import gc
 
-    # A one-shot `inspect PID` makes ~100,000 objects (16,000 fds) in no cycles worth
-    # collecting, and the collector would walk them and the imported modules again and again:
-    # off from the start. Every other command runs with it on (inspect --watch turns it on).
+    # A one-shot `inspect PID` or `top --once` makes ~100,000 objects (16,000 fds; a host of
+    # 90,000) in no cycles worth collecting, and the collector would walk them and the imported
+    # modules again and again: off from the start. Every other command runs with it on, and so
+    # do the repeating modes of these two (inspect --watch, top live and --count).
     gc.disable()
     from fdscope.inspect import readahead
 
-    if readahead.inspect_pid(sys.argv[1:]) is None:
+    argv = sys.argv[1:]
+    # Before click is imported: the read-ahead's kernel reads overlap the imports
+    # (fdscope.inspect.readahead and fdscope.host.readahead say what they read and when their
+    # results are used).
+    if readahead.inspect_pid(argv) is not None:
+        readahead.start(argv)
+    elif argv[:1] == ["top"]:
+        from fdscope.host import readahead as host_readahead
+
+        host_readahead.start(argv)
+    else:
         gc.enable()
         from fdscope.cli.main import main as run
 
         run()
         return
-    # Before click is imported: the read-ahead's kernel reads overlap the imports
-    # (fdscope.inspect.readahead says what it reads and when its result is used).
-    readahead.start(sys.argv[1:])
     import os
 
     from fdscope.cli.main import main as run
@@ -67,5 +75,5 @@ def _main() -> None:
     except (BrokenPipeError, ValueError):
         code = code or 1
     # No interpreter teardown (freeing every object of a large report one by one): the output
-    # is flushed, and nothing of inspect's needs it.
+    # is flushed, and nothing of inspect's or top's needs it.
     os._exit(code)

@@ -103,15 +103,18 @@ def command(once: bool, as_json: bool, count: int | None, interval: float, sort:
     import time
 
     from fdscope.errors import NoSuchProcess, UsageError
+    from fdscope.host import readahead
     from fdscope.host.model import sort_rows
     from fdscope.host.scan import ProcessFilter, Scanner
+    from fdscope.proc import Proc
     from fdscope.render.style import colour_enabled
 
     if once and count is not None and count != 1:
         raise UsageError("--once prints one table; drop it to use --count N")
     wanted = frozenset().union(*pids) if pids else None
     select = ProcessFilter(wanted, frozenset().union(*users) if users else None, name)
-    scanner = Scanner(select=select)
+    proc = Proc()
+    scanner = Scanner(proc, select=select, ahead=readahead.take(proc))
 
     def doc_of(snap: Any, key: str, most: int | None = None) -> dict[str, Any]:
         rows = sort_rows(snap.processes, key)
@@ -120,6 +123,10 @@ def command(once: bool, as_json: bool, count: int | None, interval: float, sort:
 
     live = not (once or as_json or count is not None) and sys.stdout.isatty() \
         and sys.stdin.isatty()
+    if live or (count or 1) > 1:
+        import gc
+
+        gc.enable()  # off for a one-shot scan (fdscope.cli.entry)
     if live:
         from fdscope.render.live import run
 
@@ -145,7 +152,7 @@ def command(once: bool, as_json: bool, count: int | None, interval: float, sort:
                                 if len(wanted) > 1 else None)
         doc = doc_of(snap, sort)
         if as_json:
-            out(dumps_line(doc) if count is not None else dumps(doc))
+            out(dumps_line(doc) if count is not None else dumps(doc, rows=("processes",)))
         else:
             out(("\n" if i else "") + render_text(doc, colour), nl=False)
         sys.stdout.flush()

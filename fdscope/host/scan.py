@@ -24,29 +24,22 @@ import os
 import pwd
 import re
 import time
-from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from functools import partial
 from itertools import compress
-from typing import Any, NamedTuple
+from typing import Any
 
 from fdscope import speedups
 from fdscope.errors import AccessDenied, FdscopeError, NoSuchProcess, ParseError, ProcGone
 from fdscope.host import flags as host_flags
 from fdscope.host.model import HostInfo, HostSnapshot, ProcessRow
+from fdscope.host.tables import READERS, RawTable, inode_of, read_table, where
 from fdscope.inspect import fds as fds_mod
-from fdscope.inspect import gather
 from fdscope.model import Finding
-from fdscope.parse.fdlink import (
-    KIND_ANON,
-    KIND_OTHER,
-    KIND_PATH,
-    KIND_PIPE,
-    KIND_SOCKET,
-    classify_fd,
-)
+from fdscope.parse.fdkinds import KIND_ANON, KIND_OTHER, KIND_PATH, KIND_PIPE, KIND_SOCKET
+from fdscope.parse.fdlink import classify_fd
 from fdscope.parse.limits import parse_limits
 from fdscope.parse.sysctl import FileNr, parse_file_nr, parse_int
 from fdscope.parse.task import parse_stat
@@ -57,48 +50,12 @@ from fdscope.proc import DEFAULT_ROOT, Proc
 FULL_EVERY = 120.0
 # Growth history kept per process (refreshes).
 HISTORY = 8
-# Fd tables are read (and inspect run) on this many threads when at least PARALLEL_FROM
-# tables are due.
-READERS = min(4, os.cpu_count() or 1)
+# Fd tables are read (and inspect run) on READERS threads when at least this many are due.
 PARALLEL_FROM = 16
 TCP_CLOSE_WAIT, TCP_LISTEN = 8, 10  # include/net/tcp_states.h
 # A Scanner asks sock_diag for CLOSE_WAIT sockets and full listeners at most this often
 # (seconds): each dump walks every socket of the namespace in the kernel.
 SOCKETS_EVERY = 10.0
-class RawTable(NamedTuple):
-    """One process's fd table as read: fds ascending, their link texts, link_kinds() of them,
-    (st_mode, st_ino, st_dev) by path link text, the fdinfo text of each epoll fd."""
-
-    fds: list[int]
-    links: list[str]
-    kinds: bytes
-    inodes: list[int]
-    path_stats: dict[str, tuple[int, int, int]]
-    epoll: dict[int, str]
-
-
-def _where(kinds: bytes, *which: int) -> bytes:
-    """A compress() selector over link_kinds' bytes: 1 where the kind is one of `which`."""
-    table = bytearray(256)
-    for k in which:
-        table[k] = 1
-    return kinds.translate(table)
-
-
-def _inode_of(raw: RawTable, fd: int) -> int | None:
-    """The inode fd is open on as the scan read it (sockets, pipes, paths), 0 when unknown
-    (anon inodes), None when fd is not open; for epoll_suspects."""
-    fds = raw.fds
-    row = fd if fd < len(fds) and fds[fd] == fd else bisect_left(fds, fd)
-    if row >= len(fds) or fds[row] != fd:
-        return None
-    kind = raw.kinds[row]
-    if kind in (KIND_SOCKET, KIND_PIPE):
-        return raw.inodes[row]
-    st = raw.path_stats.get(raw.links[row]) if kind == KIND_PATH else None
-    return st[1] if st is not None else 0
-
-
 @dataclass(frozen=True)
 class ProcessFilter:
     """Which processes get a row: pids, uids, a regex searched in the name (all: None)."""
@@ -152,11 +109,13 @@ class Scanner:
 
     proc: the proc root (default /proc). select: which processes get rows (the host totals
     count every process). flags: compute flags (False: counts and types only). index: keep
-    every fd table's types and inodes for the peer index (fdscope.host.peers)."""
+    every fd table's types and inodes for the peer index (fdscope.host.peers). ahead: fd
+    table reads under way for the first scan (fdscope.host.readahead.take())."""
 
     def __init__(self, proc: Proc | None = None, *, select: ProcessFilter | None = None,
                  flags: bool = True, index: bool = False, full_every: float = FULL_EVERY,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 ahead: dict[int, Any] | None = None) -> None:
         self.proc = proc or Proc()
         self.select = select or ProcessFilter()
         self.want_flags = flags
@@ -170,6 +129,7 @@ class Scanner:
         self._counts = self.proc.root == DEFAULT_ROOT and _kernel_counts()
         self.own_netns: int | None = _netns(self.proc, "self")
         self._sockets: _SocketStates | None = None
+        self._ahead = ahead
 
     def user(self, uid: int | None) -> str:
         if uid is None:
@@ -190,79 +150,24 @@ class Scanner:
         wall = time.time()
         notes: list[str] = []
         file_nr, nr_open = _host(proc, notes)
-        names = proc.listdir()
-        processes = fds_total = denied = vanished = kthreads = zombies = 0
-        todo: list[tuple[int, object, int | None, int | None, int | None, int | None,
-                         _Seen]] = []
-        reads: list[int] = []
-        for entry in names:
-            if not (entry.isascii() and entry.isdigit()):
-                continue
-            pid = int(entry)
-            try:
-                task = parse_stat(proc.read_text(pid, "stat", pid=pid))
-            except (NoSuchProcess, ProcGone):
-                vanished += 1
-                continue
-            except (AccessDenied, ParseError):
-                continue
-            if task.is_kernel_thread:
-                kthreads += 1
-                continue
-            if task.state in ("Z", "X"):
-                zombies += 1
-                continue
-            mem = self.seen.get(pid)
-            if mem is not None and mem.starttime != task.starttime:
-                mem = None
-            try:
-                count = proc.stat(pid, "fd", pid=pid).st_size if self._counts else None
-                # The owner is read again with the fd table (when the count changes).
-                uid: int | None = mem.uid if mem is not None and mem.table is not None \
-                    and count is not None and count == mem.table.count else \
-                    proc.stat(pid, pid=pid).st_uid
-            except (NoSuchProcess, ProcGone):
-                vanished += 1
-                continue
-            except AccessDenied:
-                uid, count = None, None
-            processes += 1
-            if not self.select.matches(pid, task.comm, uid):
-                if count is not None:
-                    fds_total += count
-                continue
-            if mem is None:
-                mem = _Seen(task.starttime)
-            mem.uid = uid
-            table = mem.table
-            if (table is None or count is None or table.count != count
-                    or now - table.read_at >= self.full_every * (0.5 + (pid % 16) / 32)):
-                reads.append(pid)
-                mem.limits = _nofile(proc, pid)
-            elif mem.limits is None:
-                mem.limits = _nofile(proc, pid)
-            soft, hard = mem.limits
-            todo.append((pid, task, uid, count, soft, hard, mem))
-        pool = _pool() if len(reads) >= PARALLEL_FROM else None
+        tally: Counter[str] = Counter()  # processes, fds, vanished, kthreads, zombies, denied
+        readers = _Readers(self._read_raw, self._ahead)
+        self._ahead = None
         try:
+            todo = self._processes(proc.listdir(), now, readers, tally)
             # Results in order, each as soon as it is read: the main thread classifies one
             # table while the readers read the next ones.
-            results = iter(pool.map(self._read_raw, reads) if pool is not None
-                           else map(self._read_raw, reads))
-            rows, tables, seen, counts = self._rows(todo, set(reads), results, now)
+            rows, tables, seen = self._rows(todo, set(readers.pids), readers.results(), now,
+                                            tally)
             if self.want_flags:
-                rows = self._flags(rows, tables, seen, notes, pool)
+                rows = self._flags(rows, tables, seen, notes, readers.pool)
         finally:
-            if pool is not None:
-                pool.shutdown()
-        processes -= counts[0]
-        vanished += counts[0]
-        denied += counts[1]
-        fds_total += counts[2]
+            readers.close()
+        processes, denied = tally["processes"], tally["denied"]
         self.seen = seen
         self.tables = tables
-        host = HostInfo(file_nr, nr_open, processes, fds_total, denied, vanished, kthreads,
-                        zombies)
+        host = HostInfo(file_nr, nr_open, processes, tally["fds"], denied, tally["vanished"],
+                        tally["kthreads"], tally["zombies"])
         if denied:
             notes.append(f"{denied} process(es) denied: their fd tables need ptrace read "
                          "access (run as their owner or as root); their counts come from "
@@ -274,16 +179,72 @@ class Scanner:
         self.previous = snap
         return snap
 
+    def _processes(self, names: list[str], now: float, readers: _Readers,
+                   tally: Counter[str]) -> list[Any]:
+        """Per selected process of the proc root's listing `names`: (pid, task, uid, fd count,
+        soft and hard limit, memory); its fd table handed to `readers` when it is due. The
+        counts of every process go to `tally`."""
+        proc = self.proc
+        todo: list[tuple[int, object, int | None, int | None, int | None, int | None,
+                         _Seen]] = []
+        for entry in names:
+            if not (entry.isascii() and entry.isdigit()):
+                continue
+            pid = int(entry)
+            try:
+                task = parse_stat(proc.read_text(pid, "stat", pid=pid))
+            except (NoSuchProcess, ProcGone):
+                tally["vanished"] += 1
+                continue
+            except (AccessDenied, ParseError):
+                continue
+            if task.is_kernel_thread:
+                tally["kthreads"] += 1
+                continue
+            if task.state in ("Z", "X"):
+                tally["zombies"] += 1
+                continue
+            mem = self.seen.get(pid)
+            if mem is not None and mem.starttime != task.starttime:
+                mem = None
+            try:
+                count = proc.stat(pid, "fd", pid=pid).st_size if self._counts else None
+                # The owner is read again with the fd table (when the count changes).
+                uid: int | None = mem.uid if mem is not None and mem.table is not None \
+                    and count is not None and count == mem.table.count else \
+                    proc.stat(pid, pid=pid).st_uid
+            except (NoSuchProcess, ProcGone):
+                tally["vanished"] += 1
+                continue
+            except AccessDenied:
+                uid, count = None, None
+            tally["processes"] += 1
+            if not self.select.matches(pid, task.comm, uid):
+                if count is not None:
+                    tally["fds"] += count
+                continue
+            if mem is None:
+                mem = _Seen(task.starttime)
+            mem.uid = uid
+            table = mem.table
+            if (table is None or count is None or table.count != count
+                    or now - table.read_at >= self.full_every * (0.5 + (pid % 16) / 32)):
+                readers.add(pid, count)
+                mem.limits = _nofile(proc, pid)
+            elif mem.limits is None:
+                mem.limits = _nofile(proc, pid)
+            soft, hard = mem.limits
+            todo.append((pid, task, uid, count, soft, hard, mem))
+        return todo
+
     def _rows(self, todo: list[Any], reading: set[int],
-              results: Iterator[RawTable | FdscopeError], now: float
-              ) -> tuple[list[ProcessRow], dict[int, FdTable], dict[int, _Seen],
-                         tuple[int, int, int]]:
-        """The rows of the selected processes, their tables and memories, and (exited
-        meanwhile, denied, their fds)."""
+              results: Iterator[RawTable | FdscopeError], now: float, tally: Counter[str]
+              ) -> tuple[list[ProcessRow], dict[int, FdTable], dict[int, _Seen]]:
+        """The rows of the selected processes, their tables and memories; those that exited
+        meanwhile, were denied, and the fds counted go to `tally`."""
         rows: list[ProcessRow] = []
         tables: dict[int, FdTable] = {}
         seen: dict[int, _Seen] = {}
-        gone = denied = fds_total = 0
         for pid, task, uid, count, soft, hard, mem in todo:
             got = next(results) if pid in reading else None
             if got is None:
@@ -291,7 +252,8 @@ class Scanner:
             elif isinstance(got, AccessDenied):
                 table = None
             elif isinstance(got, FdscopeError):  # exited meanwhile
-                gone += 1
+                tally["processes"] -= 1
+                tally["vanished"] += 1
                 continue
             else:
                 table = self._table(got, now)
@@ -299,47 +261,23 @@ class Scanner:
             mem.table = table
             name, state, starttime = task.comm, task.state, task.starttime
             if table is None:
-                denied += 1
+                tally["denied"] += 1
                 if count is not None:
-                    fds_total += count
+                    tally["fds"] += count
                 rows.append(ProcessRow(pid, name, self.user(uid), uid, state, starttime, count,
                                        soft, hard, denied=True))
                 continue
             tables[pid] = table
             count = table.count
-            fds_total += count
+            tally["fds"] += count
             mem.history = (mem.history + [(now, count)])[-HISTORY:]
             rows.append(ProcessRow(pid, name, self.user(uid), uid, state, starttime, count, soft,
                                    hard, table.highest, dict(table.types),
                                    growth_per_min=_growth(mem.history)))
-        return rows, tables, seen, (gone, denied, fds_total)
+        return rows, tables, seen
 
     def _read_raw(self, pid: int) -> RawTable | FdscopeError:
-        """pid's fd table as read (RawTable), or the error that stopped the read (exited:
-        NoSuchProcess/ProcGone; denied: AccessDenied)."""
-        proc = self.proc
-        try:
-            # inspect's reader: a dense table (the usual case) is read without listing it
-            fd_list, link_list, _gone = gather.fd_links(proc, pid)
-            kinds, inodes = speedups.backend.link_kinds(link_list)
-            # One stat() per path: fds with the same link text are one file (or files of the
-            # same type at the same path, a mount over them aside), and the type is all the
-            # scan needs; inspect stats every fd.
-            first: dict[str, str] = {}
-            for fd, link in compress(zip(fd_list, link_list, strict=True),
-                                     _where(kinds, KIND_PATH)):
-                first.setdefault(link, str(fd))
-            stats = proc.stats(pid, "fd", names=list(first.values()), pid=pid)[0] \
-                if first else {}
-            epfds = [str(fd) for fd, link in compress(zip(fd_list, link_list, strict=True),
-                                                      _where(kinds, KIND_ANON))
-                     if link == gather.EPOLL_LINK]
-            texts = proc.read_many(pid, "fdinfo", names=epfds, pid=pid)[0] if epfds else {}
-        except (NoSuchProcess, ProcGone, AccessDenied) as err:
-            return err
-        return RawTable(fd_list, link_list, kinds, inodes,
-                        {link: stats[name] for link, name in first.items() if name in stats},
-                        {int(k): v for k, v in texts.items()})
+        return read_table(self.proc, pid)
 
     def _table(self, raw: RawTable, now: float) -> FdTable:
         fd_list, links, kinds = raw.fds, raw.links, raw.kinds
@@ -348,18 +286,19 @@ class Scanner:
             if n := kinds.count(kind):
                 types[typ] = n
         # every other text once, however many fds show it (anon_inode classes, paths)
-        for link, n in Counter(compress(links, _where(kinds, KIND_PATH, KIND_ANON,
+        for link, n in Counter(compress(links, where(kinds, KIND_PATH, KIND_ANON,
                                                       KIND_OTHER))).items():
             st = raw.path_stats.get(link)
             types[classify_fd(link, st[0] if st is not None else None).type] += n
-        sockets = list(compress(raw.inodes, _where(kinds, KIND_SOCKET)))
+        sockets = list(compress(raw.inodes, where(kinds, KIND_SOCKET)))
         epoll_texts = raw.epoll
-        stale = host_flags.epoll_suspects(epoll_texts, partial(_inode_of, raw)) \
+        stale = host_flags.epoll_suspects(epoll_texts, partial(inode_of, raw),
+                                          dict(zip(fd_list, raw.inodes, strict=True))) \
             if epoll_texts else ()
         table = None
         if self.index:
             stats = {fd: raw.path_stats[link] for fd, link in
-                     compress(zip(fd_list, links, strict=True), _where(kinds, KIND_PATH))
+                     compress(zip(fd_list, links, strict=True), where(kinds, KIND_PATH))
                      if link in raw.path_stats}
             table = fds_mod.classify(fd_list, links, stats)
         return FdTable(len(fd_list), dict(sorted(types.items(), key=lambda kv: (-kv[1], kv[0]))),
@@ -462,7 +401,6 @@ class _SocketStates:
             full = frozenset(ino for ino, (st, rq, wq) in socks.items()
                              if st == TCP_LISTEN and rq > wq)
             return cw, full | frozenset(ino for ino, (rq, wq) in unix.items() if rq > wq)
-        from fdscope import speedups
 
         cw_set: set[int] = set()
         try:
@@ -478,10 +416,55 @@ class _SocketStates:
         return frozenset(cw_set), frozenset()
 
 
-def _pool() -> Any:
-    from concurrent.futures import ThreadPoolExecutor
+class _Readers:
+    """Reads the fd tables a scan finds due, in the order they are added: on the scan's
+    thread up to PARALLEL_FROM tables, else on READERS threads that start once that many are
+    due, while the scan goes on listing processes. `ahead`: reads already under way (pid ->
+    future, fdscope.host.readahead); one stands when the fd count it read is the count the
+    scan saw, else the table is read again."""
 
-    return ThreadPoolExecutor(max_workers=READERS)
+    def __init__(self, read: Callable[[int], RawTable | FdscopeError],
+                 ahead: dict[int, Any] | None = None) -> None:
+        self.read = read
+        self.ahead = ahead or {}
+        self.pids: list[int] = []
+        # per pid added: a future of its read, or (pid, None) to read when its turn comes, or
+        # (pid, count) for a read-ahead that must show `count` fds
+        self.items: list[Any] = []
+        self.pool: Any = None
+        self.own = 0  # reads of the scan's own
+
+    def add(self, pid: int, count: int | None) -> None:
+        self.pids.append(pid)
+        early = self.ahead.pop(pid, None)
+        if early is not None:
+            self.items.append((early, count))
+            return
+        self.own += 1
+        if self.pool is None and self.own >= PARALLEL_FROM:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self.pool = ThreadPoolExecutor(max_workers=READERS)
+            self.items = [(self.pool.submit(self.read, item[0]), None)
+                          if isinstance(item[0], int) else item for item in self.items]
+        self.items.append((self.pool.submit(self.read, pid) if self.pool else pid, None))
+
+    def results(self) -> Iterator[RawTable | FdscopeError]:
+        """The tables in the order of add()."""
+        for (item, count), pid in zip(self.items, self.pids, strict=True):
+            if isinstance(item, int):
+                yield self.read(item)
+                continue
+            got = item.result()
+            if count is not None and isinstance(got, tuple) and len(got.fds) != count:
+                got = self.read(pid)  # a read-ahead from before the count changed
+            yield got
+
+    def close(self) -> None:
+        for early in self.ahead.values():
+            early.cancel()
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)
 
 
 def _with_flags(row: ProcessRow, flags: tuple[Finding, ...]) -> ProcessRow:

@@ -125,18 +125,21 @@ def fd_links(proc: Proc, pid: int) -> tuple[list[int], list[str], int]:
     the count, fds 0..count-1 are read without listing the directory (a listing costs a third
     of the readlinks: fs/proc/fd.c proc_readfd_common instantiates a dentry per fd). Each hole
     found there means one fd above the count, mostly just above (a daemon that closed stdin or
-    a few fds after start-up): a short range above is read too. The guess stands only when the
-    reads found `count` fds and the count did not change meanwhile; else the directory is
-    listed. fdscope's own table changes as it reads (the directory fd takes a hole): it is
+    a few fds after start-up): as many names above are read, then a few more. The guess stands
+    only when the reads found `count` fds and the count did not change meanwhile; else the
+    directory is listed. fdscope's own table changes as it reads (the directory fd takes a hole): it is
     always listed."""
     count = fd_count(proc, pid) if pid != os.getpid() else 0
     if count:
         links, holes = proc.readlink_list(pid, "fd", names=fd_names(0, count), pid=pid)
-        if holes:
-            more, _gone = proc.readlink_list(pid, "fd", names=fd_names(count, 4 * holes + 64),
-                                             pid=pid)
-            links += more
-        if len(links) - links.count(None) == count and fd_count(proc, pid) == count:
+        missing = holes
+        for window in (holes, 4 * holes + 64):  # just above the count, then a little further
+            if missing > 0:
+                more, gone = proc.readlink_list(pid, "fd", names=fd_names(len(links), window),
+                                                pid=pid)
+                links += more
+                missing -= window - gone
+        if missing == 0 and fd_count(proc, pid) == count:
             if not holes:
                 return list(range(count)), links, 0  # type: ignore[return-value]
             # (a link text is never empty: d_path() gives at least "/")

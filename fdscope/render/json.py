@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Collection
 from typing import Any
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -27,11 +28,25 @@ def utf8_safe(text: str) -> str:
     return _SURROGATE.sub(_escape_surrogate, text)
 
 
-def dumps(doc: dict[str, Any]) -> str:
+def dumps(doc: dict[str, Any], rows: Collection[str] = ()) -> str:
+    """The document indented; the lists under the keys `rows` one element per line (as inspect
+    writes its fd rows): a table stays a table to the eye, and json's C encoder writes it
+    (indent makes json fall back to its Python encoder)."""
     if "schema" not in doc:
         raise ValueError("JSON documents must carry a schema field")
-    return utf8_safe(json.dumps(doc, indent=2, sort_keys=False, ensure_ascii=False,
-                                default=_default))
+    if not rows:
+        return utf8_safe(json.dumps(doc, indent=2, sort_keys=False, ensure_ascii=False,
+                                    default=_default))
+    enc = json.JSONEncoder(ensure_ascii=False, default=_default).encode
+    parts = []
+    for key, value in doc.items():
+        if key in rows and isinstance(value, list) and value:
+            text = "[\n    " + ",\n    ".join(map(enc, value)) + "\n  ]"
+        else:
+            text = json.dumps(value, indent=2, ensure_ascii=False,
+                              default=_default).replace("\n", "\n  ")
+        parts.append(f"  {enc(key)}: {text}")
+    return utf8_safe("{\n" + ",\n".join(parts) + "\n}")
 
 
 def dumps_line(doc: dict[str, Any]) -> str:
