@@ -449,3 +449,18 @@ def test_a_readahead_table_of_another_count_is_read_again():
     assert list(readers.results()) == [fresh, early.result(), fresh]
     assert again == [7, 9]
     readers.close()
+
+
+def test_the_limit_read_by_prlimit_is_the_limit_in_proc(host):
+    """RLIMIT_NOFILE from prlimit(2) (live /proc) equals /proc/PID/limits, which a copied tree
+    and a refused prlimit fall back to."""
+    from fdscope.host.scan import _nofile
+    from fdscope.parse.limits import parse_limits
+    from fdscope.proc import Proc
+
+    for t in host.values():
+        with open(f"/proc/{t.pid}/limits") as f:
+            want = parse_limits(f.read()).nofile
+        assert _nofile(Proc(), t.pid) == (want.soft, want.hard)
+    assert _nofile(Proc(), host["near_limit"].pid)[0] == 100
+    assert _nofile(Proc(), 2**22 + 12345) == (None, None)  # no such process

@@ -3,9 +3,10 @@ flags, read through fdscope.proc (the only reader of /proc).
 
 Per process the scan reads stat (name, state, kernel thread), the uid of /proc/PID, the fd
 count from stat(/proc/PID/fd).st_size (fs/proc/fd.c proc_fd_getattr, Linux 6.2+; it needs no
-ptrace access, so a process whose fds are denied still has a count) and /proc/PID/limits
-(world-readable). Processes the filter selects also have their fd links read and classified
-(fdscope.inspect.fds.classify, one classifier for inspect and top). Process enumeration is a
+ptrace access, so a process whose fds are denied still has a count) and RLIMIT_NOFILE
+(prlimit(2), else /proc/PID/limits). Processes the filter selects also have their fd links
+read and sorted (fdscope.host.tables: link_kinds, then fdscope.parse.fdlink.classify_fd for
+each distinct other link; inspect classifies the same way). Process enumeration is a
 listing of the proc root: psutil.process_iter() reads /proc/PID/status as well and took twice
 as long (docs/top.md, "Cost").
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 import os
 import pwd
 import re
+import resource
 import time
 from collections import Counter
 from collections.abc import Callable, Collection, Iterator
@@ -483,8 +485,19 @@ def _growth(history: list[tuple[float, int]]) -> float | None:
 
 
 def _nofile(proc: Proc, pid: int) -> tuple[int | None, int | None]:
-    """RLIMIT_NOFILE from /proc/PID/limits: its header and "Max open files" row only go through
-    the parser (fdscope.parse.limits), the other 15 rows are not needed here."""
+    """RLIMIT_NOFILE of pid (None: unlimited). On the live /proc, prlimit(2) with no new limit
+    reads it in one syscall (kernel/sys.c: allowed with the target's credentials or
+    CAP_SYS_RESOURCE, and it changes nothing); else, or when refused, /proc/PID/limits (world
+    readable): its header and "Max open files" row only go through the parser
+    (fdscope.parse.limits), the other 15 rows are not needed here."""
+    if proc.root == DEFAULT_ROOT:
+        try:
+            soft, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+        except OSError:
+            pass
+        else:
+            inf = resource.RLIM_INFINITY
+            return (None if soft == inf else soft), (None if hard == inf else hard)
     try:
         text = proc.read_text(pid, "limits", pid=pid)
         at = text.find("\nMax open files")
