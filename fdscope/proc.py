@@ -14,6 +14,12 @@ from contextlib import contextmanager
 from fdscope import speedups
 from fdscope.errors import AccessDenied, FdscopeError, NoSuchProcess, OutOfFds, ProcGone
 
+# Imported here, not on first use: the error paths use it (hidepid in a message), and the
+# read-ahead threads (fdscope.inspect.readahead, fdscope.host.readahead) reach them while the
+# main thread imports click. A reader thread importing it then made about one `top` in 40
+# fail here (CPython 3.11.7: NameError: name 'sys' inside importlib's _find_and_load).
+from fdscope.parse.mountinfo import mount_at, parse_mountinfo
+
 # typing costs ~4 ms to import, and this module is on the way to the inspect read-ahead's
 # start (fdscope.inspect.readahead): annotations only, never at run time.
 TYPE_CHECKING = False
@@ -94,8 +100,6 @@ class Proc:
         from fdscope's own mountinfo; None for a tree that is not a procfs mount point (a
         copy) or when mountinfo cannot be read."""
         if self._mount is False:
-            from fdscope.parse.mountinfo import mount_at, parse_mountinfo
-
             try:
                 with open(self.path("self", "mountinfo"), "rb") as f:
                     text = f.read().decode("utf-8", "surrogateescape")

@@ -141,8 +141,10 @@ def timed_cpu(cmd: list[str]) -> tuple[float, float]:
 
 
 def host_size(fdscope: str) -> tuple[int, int, float]:
-    doc = json.loads(subprocess.run([fdscope, "top", "--json"], capture_output=True,
-                                    text=True, check=True).stdout)
+    res = subprocess.run([fdscope, "top", "--json"], capture_output=True, text=True)
+    if res.returncode != 0:
+        raise RuntimeError(f"fdscope top --json: exit {res.returncode}: {res.stderr.strip()}")
+    doc = json.loads(res.stdout)
     return doc["host"]["processes"], doc["host"]["fds_total"], doc["elapsed_ms"]
 
 

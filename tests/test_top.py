@@ -15,6 +15,7 @@ import struct
 import subprocess
 import sys
 import termios
+import textwrap
 import time
 
 import pytest
@@ -464,3 +465,40 @@ def test_the_limit_read_by_prlimit_is_the_limit_in_proc(host):
         assert _nofile(Proc(), t.pid) == (want.soft, want.hard)
     assert _nofile(Proc(), host["near_limit"].pid)[0] == 100
     assert _nofile(Proc(), 2**22 + 12345) == (None, None)  # no such process
+
+
+def test_readahead_readers_import_nothing():
+    """The read-ahead threads run while the main thread imports click: their error paths
+    (an exited process) must not import a module (one that did made `top` fail now and then
+    inside importlib). A fresh interpreter, as the entry point has it before click."""
+    code = textwrap.dedent("""
+        import os, sys, threading
+        from fdscope.host import readahead
+        from fdscope.inspect import gather, readahead as inspect_readahead
+        from fdscope.host.tables import read_table
+        from fdscope.proc import Proc
+        seen = []
+        class Spy:
+            def find_spec(self, name, path=None, target=None):
+                seen.append(name)
+        def run():
+            sys.meta_path.insert(0, Spy())
+            gone = 2**22 + 4321  # above pid_max's default: no such process
+            assert not isinstance(read_table(Proc(), gone), tuple)
+            try:
+                gather.process(Proc(), gone)
+            except Exception as err:
+                assert type(err).__name__ == "NoSuchProcess", err
+            live = os.getppid()  # the test's process: sockets, pipes, files
+            assert isinstance(read_table(Proc(), live), tuple)
+            gather.process(Proc(), live)
+            sys.meta_path.pop(0)
+        t = threading.Thread(target=run)
+        t.start()
+        t.join()
+        print(seen)
+    """)
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "[]"

@@ -19,6 +19,7 @@ import time
 from itertools import compress
 
 from fdscope.errors import AccessDenied, FdscopeError, NoSuchProcess, ProcGone
+from fdscope.parse.task import parse_stat  # not on first use: the read-ahead thread runs this
 from fdscope.proc import DEFAULT_ROOT, Proc
 
 # Annotations only: this module is imported before click, on the way to the read-ahead.
@@ -67,8 +68,6 @@ class Raw:
 def process(proc: Proc, pid: int, flags: str = "auto", fds: bool = True) -> Raw:
     """The first pass over pid (see the module docstring). Raises NoSuchProcess or AccessDenied
     when the process or its fd table cannot be read at all."""
-    from fdscope.parse.task import parse_stat
-
     raw = Raw(pid, proc.root)
     raw.stat = proc.read_text(pid, "stat", pid=pid)
     try:
