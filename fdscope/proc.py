@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 
 from fdscope import speedups
 from fdscope.errors import AccessDenied, FdscopeError, NoSuchProcess, OutOfFds, ProcGone
@@ -63,28 +62,20 @@ class Proc:
         self._mount: Any = False  # not looked up yet
 
     def path(self, *parts: object) -> str:
-        return os.path.join(self.root, *(str(p) for p in parts))
+        return "/".join([self.root, *map(str, parts)])
 
-    @contextmanager
-    def _errors(self, path: str, pid: int | None) -> Iterator[None]:
-        """Translate OSError from one /proc access into fdscope's errors."""
-        try:
-            yield
-        except (FileNotFoundError, ProcessLookupError) as err:
+    def _error(self, err: OSError, path: str, pid: int | None) -> FdscopeError:
+        """The fdscope error for OSError `err` from one /proc access (raised `from err`)."""
+        if isinstance(err, (FileNotFoundError, ProcessLookupError)) or err.errno == errno.ESRCH:
             # ENOENT for a vanished fd or task; ESRCH when the task died between open and read.
             if pid is not None and not self.alive(pid):
-                raise self.no_such_process(pid) from err
-            raise ProcGone(f"{path} vanished") from err
-        except PermissionError as err:
-            raise AccessDenied(path, self.access_needed(pid) if pid is not None else None) from err
-        except OSError as err:
-            if err.errno == errno.ESRCH:
-                if pid is not None and not self.alive(pid):
-                    raise self.no_such_process(pid) from err
-                raise ProcGone(f"{path} vanished") from err
-            if err.errno in (errno.EMFILE, errno.ENFILE):
-                raise OutOfFds(err.errno, f"opening {path}") from err
-            raise FdscopeError(f"cannot read {path}: {os.strerror(err.errno or 0)}") from err
+                return self.no_such_process(pid)
+            return ProcGone(f"{path} vanished")
+        if isinstance(err, PermissionError):
+            return AccessDenied(path, self.access_needed(pid) if pid is not None else None)
+        if err.errno in (errno.EMFILE, errno.ENFILE):
+            return OutOfFds(err.errno, f"opening {path}")
+        return FdscopeError(f"cannot read {path}: {os.strerror(err.errno or 0)}")
 
     def alive(self, pid: int) -> bool:
         """True while /proc/PID exists (zombies included: callers check state separately)."""
@@ -196,36 +187,48 @@ class Proc:
 
     def read_text(self, *parts: object, pid: int | None = None) -> str:
         path = self.path(*parts)
-        with self._errors(path, pid):
+        try:
             with open(path, "rb") as f:
                 return f.read().decode("utf-8", "surrogateescape")
+        except OSError as err:
+            raise self._error(err, path, pid) from err
 
     def read_bytes(self, *parts: object, pid: int | None = None) -> bytes:
         path = self.path(*parts)
-        with self._errors(path, pid):
+        try:
             with open(path, "rb") as f:
                 return f.read()
+        except OSError as err:
+            raise self._error(err, path, pid) from err
 
     def readlink(self, *parts: object, pid: int | None = None) -> str:
         path = self.path(*parts)
-        with self._errors(path, pid):
+        try:
             return os.readlink(path)
+        except OSError as err:
+            raise self._error(err, path, pid) from err
 
     def listdir(self, *parts: object, pid: int | None = None) -> list[str]:
         path = self.path(*parts)
-        with self._errors(path, pid):
+        try:
             return os.listdir(path)
+        except OSError as err:
+            raise self._error(err, path, pid) from err
 
     def stat(self, *parts: object, pid: int | None = None, follow: bool = True) -> os.stat_result:
         path = self.path(*parts)
-        with self._errors(path, pid):
+        try:
             return os.stat(path, follow_symlinks=follow)
+        except OSError as err:
+            raise self._error(err, path, pid) from err
 
     def getxattr(self, *parts: object, name: str, pid: int | None = None) -> bytes:
         """The extended attribute `name` of the file at `parts` (following links)."""
         path = self.path(*parts)
-        with self._errors(path, pid):
+        try:
             return os.getxattr(path, name)
+        except OSError as err:
+            raise self._error(err, path, pid) from err
 
     def readlinks(
         self, *parts: object, names: Iterable[str], pid: int | None = None
@@ -288,10 +291,12 @@ class Proc:
         exited: every name counts as vanished); other errors translate as in listdir()."""
         path = self.path(*parts)
         try:
-            with self._errors(path, pid):
-                return os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-        except ProcGone:
-            return None
+            return os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError as err:
+            error = self._error(err, path, pid)
+            if isinstance(error, ProcGone):
+                return None
+            raise error from err
 
     def _batch(self, batch: Any, one: Any, parts: tuple[object, ...], names: list[str],
                pid: int | None) -> tuple[list[str | None], int]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 
+import pytest
 from inspect_support import MANY, ZOO, CountingProc, Target
 
 from fdscope.inspect import gather, readahead
@@ -44,12 +45,14 @@ def _both_ways(monkeypatch, pid):
 
 
 def test_read_ahead_matches_plain_path_on_the_zoo(tmp_path, monkeypatch, speedups):
-    # The zoo has holes in its fd table (fd 27 was closed): the st_size guess must fall back
-    # to listing the table and still find every fd, with nothing counted as vanished.
+    # The zoo has a hole in its fd table (fd 27 was closed): the st_size guess finds the fd
+    # above the count by reading just above it, without listing the table, and still finds
+    # every fd, with nothing counted as vanished (test_speedups has a table that needs the
+    # listing: fds far above the count).
     with Target(ZOO, str(tmp_path)) as target:
         target.wait_sleeping()
         fast, plain, listed = _both_ways(monkeypatch, target.pid)
-    assert listed == 1
+    assert listed == 0
     assert 27 not in [e.fd for e in plain.fds] and plain.fds[-1].fd > 27
     assert _without_cpu(fast.to_json()) == _without_cpu(plain.to_json())
     assert not any("vanished" in n or "closed or exited" in n for n in fast.notes)
@@ -126,3 +129,27 @@ def test_read_many_reads_a_net_table_to_the_end(speedups):
     finally:
         for s in listeners:
             s.close()
+
+
+# fd 3 moved to `where` (dup2, then close): a hole below the count, one fd above it.
+MOVED = """
+import json, os, sys, time
+keep = [os.open("/dev/null", os.O_RDONLY) for _ in range(40)]
+where = int(sys.argv[1]) if sys.argv[1] != "count" else len(os.listdir("/proc/self/fd")) - 1
+os.dup2(3, where)
+os.close(3)
+print(json.dumps({"fds": [fd for fd in range(where + 1) if fd != 3 and fd not in range(43, where)]}),
+      flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.mark.parametrize("where, listed", [("count", 0), ("900", 1)])
+def test_a_hole_is_looked_past_and_a_far_fd_listed(where, listed):
+    """fd_links reads 0..count-1, then just above the count for each hole it found; an fd far
+    above the count is found by listing the directory."""
+    with Target(MOVED, where) as target:
+        proc = CountingProc()
+        fds, links, gone = gather.fd_links(proc, target.pid)
+    assert proc.listed == listed
+    assert fds == target.info["fds"] and len(links) == len(fds) and gone == 0
