@@ -469,7 +469,7 @@ def test_the_limit_read_by_prlimit_is_the_limit_in_proc(host):
 
 def test_readahead_readers_import_nothing():
     """The read-ahead threads run while the main thread imports click: their error paths
-    (an exited process) must not import a module (one that did made `top` fail now and then
+    (an exited process, a denied one) must not import a module (one that did made `top` fail now and then
     inside importlib). A fresh interpreter, as the entry point has it before click."""
     code = textwrap.dedent("""
         import os, sys, threading
@@ -492,6 +492,14 @@ def test_readahead_readers_import_nothing():
             live = os.getppid()  # the test's process: sockets, pipes, files
             assert isinstance(read_table(Proc(), live), tuple)
             gather.process(Proc(), live)
+            if os.geteuid() == 0:  # as nobody, root's pid 1: the AccessDenied path
+                os.setgid(65534)
+                os.setuid(65534)
+                assert type(read_table(Proc(), 1)).__name__ == "AccessDenied"
+                try:
+                    gather.process(Proc(), 1)
+                except Exception as err:
+                    assert type(err).__name__ == "AccessDenied", err
             sys.meta_path.pop(0)
         t = threading.Thread(target=run)
         t.start()
