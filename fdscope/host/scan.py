@@ -58,6 +58,8 @@ TCP_CLOSE_WAIT, TCP_LISTEN = 8, 10  # include/net/tcp_states.h
 # A Scanner asks sock_diag for CLOSE_WAIT sockets and full listeners at most this often
 # (seconds): each dump walks every socket of the namespace in the kernel.
 SOCKETS_EVERY = 10.0
+
+
 @dataclass(frozen=True)
 class ProcessFilter:
     """Which processes get a row: pids, uids, a regex searched in the name (all: None)."""
