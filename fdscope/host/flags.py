@@ -14,7 +14,7 @@ Only warn and crit findings become flags: a flag is a call to act.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 from fdscope.errors import FdscopeError
 from fdscope.inspect import epoll as epoll_mod
@@ -82,22 +82,15 @@ def _minutes(m: float) -> str:
     return f"{m / 60:.1f} h"
 
 
-def epoll_suspects(texts: dict[int, str], inode_of: Callable[[int], int | None],
-                   known: dict[int, int] | None = None) -> tuple[int, ...]:
+def epoll_suspects(texts: dict[int, str], inodes: dict[int, int]) -> tuple[int, ...]:
     """The registrations (as tfds) in the epoll fdinfo `texts` (epfd -> text) that may be
-    stale: their fd is not open (inode_of(fd) is None), or its inode differs from the
-    registration's (inode_of(fd) is 0 where the inode is unknown). A registration whose inode
-    is that of its fd in `known` (fd -> inode) needs no inode_of(). An anon-inode target reused by another anon-inode file (they share
-    one inode) is not seen here: only inspect's kcmp check tells those apart."""
+    stale: their fd is not open (not in `inodes`: fd -> the inode it is open on, 0 where
+    unknown), or it is open on another inode than the registration's. An anon-inode target
+    reused by another anon-inode file (they share one inode) is not seen here: only inspect's
+    kcmp check tells those apart."""
     sets, _errors = epoll_mod.parse_sets(dict(texts))
-    out = []
-    for regs in sets.values():
-        if known:
-            regs = [r for r in regs if known.get(r[0]) != r[3]]
-        for tfd, _mask, _data, ino, _sdev in regs:
-            now = inode_of(tfd)
-            if now is None or (now and ino is not None and now != ino):
-                out.append(tfd)
+    out = [tfd for regs in sets.values() for tfd, _mask, _data, ino, _sdev in regs
+           if (now := inodes.get(tfd)) is None or (now and ino is not None and now != ino)]
     return tuple(sorted(out))
 
 

@@ -37,7 +37,7 @@ from fdscope import speedups
 from fdscope.errors import AccessDenied, FdscopeError, NoSuchProcess, ParseError, ProcGone
 from fdscope.host import flags as host_flags
 from fdscope.host.model import HostInfo, HostSnapshot, ProcessRow
-from fdscope.host.tables import READERS, RawTable, inode_of, read_table, where
+from fdscope.host.tables import READERS, RawTable, inodes_by_fd, read_table, where
 from fdscope.inspect import fds as fds_mod
 from fdscope.model import Finding
 from fdscope.parse.fdkinds import KIND_ANON, KIND_OTHER, KIND_PATH, KIND_PIPE, KIND_SOCKET
@@ -296,9 +296,7 @@ class Scanner:
             types[classify_fd(link, st[0] if st is not None else None).type] += n
         sockets = list(compress(raw.inodes, where(kinds, KIND_SOCKET)))
         epoll_texts = raw.epoll
-        stale = host_flags.epoll_suspects(epoll_texts, partial(inode_of, raw),
-                                          dict(zip(fd_list, raw.inodes, strict=True))) \
-            if epoll_texts else ()
+        stale = host_flags.epoll_suspects(epoll_texts, inodes_by_fd(raw)) if epoll_texts else ()
         table = None
         if self.index:
             stats = {fd: raw.path_stats[link] for fd, link in

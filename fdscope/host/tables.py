@@ -6,14 +6,13 @@ with it while click loads."""
 from __future__ import annotations
 
 import os
-from bisect import bisect_left
 from itertools import compress
 from typing import NamedTuple
 
 from fdscope import speedups
 from fdscope.errors import AccessDenied, FdscopeError, NoSuchProcess, ProcGone
 from fdscope.inspect import gather
-from fdscope.parse.fdkinds import KIND_ANON, KIND_PATH, KIND_PIPE, KIND_SOCKET
+from fdscope.parse.fdkinds import KIND_ANON, KIND_PATH
 from fdscope.proc import Proc
 
 # Fd tables are read on this many threads when there are many (the scan, the read-ahead).
@@ -64,15 +63,12 @@ def where(kinds: bytes, *which: int) -> bytes:
     return kinds.translate(table)
 
 
-def inode_of(raw: RawTable, fd: int) -> int | None:
-    """The inode fd is open on as the scan read it (sockets, pipes, paths), 0 when unknown
-    (anon inodes), None when fd is not open."""
-    fds = raw.fds
-    row = fd if fd < len(fds) and fds[fd] == fd else bisect_left(fds, fd)
-    if row >= len(fds) or fds[row] != fd:
-        return None
-    kind = raw.kinds[row]
-    if kind in (KIND_SOCKET, KIND_PIPE):
-        return raw.inodes[row]
-    st = raw.path_stats.get(raw.links[row]) if kind == KIND_PATH else None
-    return st[1] if st is not None else 0
+def inodes_by_fd(raw: RawTable) -> dict[int, int]:
+    """fd -> the inode it is open on as the table was read (sockets, pipes, paths), 0 where the
+    link names none (anon inodes)."""
+    out = dict(zip(raw.fds, raw.inodes, strict=True))
+    for row in compress(range(len(raw.kinds)), where(raw.kinds, KIND_PATH)):
+        st = raw.path_stats.get(raw.links[row])
+        if st is not None:
+            out[raw.fds[row]] = st[1]
+    return out
