@@ -8,7 +8,7 @@ from typing import Any
 
 from fdscope import speedups
 from fdscope.render.escape import escape
-from fdscope.render.json import utf8_safe
+from fdscope.render.json import chunks, utf8_safe
 from fdscope.render.style import heading, level
 
 SECTIONS = ("summary", "findings", "fds", "epoll", "io_uring", "threads", "io_model")
@@ -28,31 +28,22 @@ _Chunks = Callable[[], Iterator[str]]
 
 
 def _iter_items(doc: dict[str, Any], prerendered: dict[str, _Chunks]) -> Iterator[str]:
-    if "schema" not in doc:
-        raise ValueError("JSON documents must carry a schema field")
-    # Strings from the target may hold lone surrogates (bytes that are not UTF-8): utf8_safe
+    # Strings from the target may hold lone surrogates (bytes that are not UTF-8): chunks()
     # writes them as \udcXX escapes, so the document is valid UTF-8 (fdscope.render.json).
-    raw_enc = json.JSONEncoder(ensure_ascii=False).encode
+    special: dict[str, Callable[[Any], Iterator[str]]] = {
+        "epoll": lambda sets: _epoll_json([(s["epfd"], [_enc(r) for r in s["registrations"]])
+                                           for s in sets]) if sets else iter(["[]"])}
+    special.update({key: lambda _value, chunks=chunks: chunks()
+                    for key, chunks in prerendered.items()})
+    yield from chunks(doc, _ROW_LISTS, special)
+    yield "\n"
 
-    def enc(v: Any) -> str:
-        return utf8_safe(raw_enc(v))
 
-    yield "{\n"
-    keys = list(doc)
-    for i, key in enumerate(keys):
-        value = doc[key]
-        yield f"  {enc(key)}: "
-        if key in prerendered:
-            yield from prerendered[key]()
-        elif key in _ROW_LISTS and isinstance(value, list) and value:
-            yield "[\n    " + ",\n    ".join(enc(v) for v in value) + "\n  ]"
-        elif key == "epoll" and isinstance(value, list) and value:
-            yield from _epoll_json([(s["epfd"], [enc(r) for r in s["registrations"]])
-                                    for s in value])
-        else:
-            yield utf8_safe(json.dumps(value, indent=2, ensure_ascii=False)).replace("\n", "\n  ")
-        yield ",\n" if i < len(keys) - 1 else "\n"
-    yield "}\n"
+_raw_enc = json.JSONEncoder(ensure_ascii=False).encode
+
+
+def _enc(value: Any) -> str:
+    return utf8_safe(_raw_enc(value))
 
 
 def _epoll_json(sets: Iterable[tuple[int, list[str]]]) -> Iterator[str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Iterator
 from typing import Any
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -29,24 +29,46 @@ def utf8_safe(text: str) -> str:
 
 
 def dumps(doc: dict[str, Any], rows: Collection[str] = ()) -> str:
-    """The document indented; the lists under the keys `rows` one element per line (as inspect
-    writes its fd rows): a table stays a table to the eye, and json's C encoder writes it
-    (indent makes json fall back to its Python encoder)."""
-    if "schema" not in doc:
-        raise ValueError("JSON documents must carry a schema field")
+    """The document indented; the lists under the keys `rows` one element per line (see
+    chunks())."""
     if not rows:
+        _check(doc)
         return utf8_safe(json.dumps(doc, indent=2, sort_keys=False, ensure_ascii=False,
                                     default=_default))
-    enc = json.JSONEncoder(ensure_ascii=False, default=_default).encode
-    parts = []
-    for key, value in doc.items():
-        if key in rows and isinstance(value, list) and value:
-            text = "[\n    " + ",\n    ".join(map(enc, value)) + "\n  ]"
+    return "".join(chunks(doc, rows))
+
+
+def chunks(doc: dict[str, Any], rows: Collection[str] = (),
+           special: dict[str, Callable[[Any], Iterator[str]]] | None = None) -> Iterator[str]:
+    """The document in pieces: the top level indented, the lists under the keys `rows` one
+    element per line (a table stays a table to the eye and to grep, and json's C encoder
+    writes it: indent makes json fall back to its Python encoder), the value of a key in
+    `special` written by special[key](value)."""
+    _check(doc)
+    raw_enc = json.JSONEncoder(ensure_ascii=False, default=_default).encode
+
+    def enc(v: Any) -> str:
+        return utf8_safe(raw_enc(v))
+
+    yield "{\n"
+    keys = list(doc)
+    for i, key in enumerate(keys):
+        value = doc[key]
+        yield f"  {enc(key)}: "
+        if special is not None and key in special:
+            yield from special[key](value)
+        elif key in rows and isinstance(value, list) and value:
+            yield "[\n    " + ",\n    ".join(map(enc, value)) + "\n  ]"
         else:
-            text = json.dumps(value, indent=2, ensure_ascii=False,
-                              default=_default).replace("\n", "\n  ")
-        parts.append(f"  {enc(key)}: {text}")
-    return utf8_safe("{\n" + ",\n".join(parts) + "\n}")
+            yield utf8_safe(json.dumps(value, indent=2, ensure_ascii=False,
+                                       default=_default)).replace("\n", "\n  ")
+        yield ",\n" if i < len(keys) - 1 else "\n"
+    yield "}"
+
+
+def _check(doc: dict[str, Any]) -> None:
+    if "schema" not in doc:
+        raise ValueError("JSON documents must carry a schema field")
 
 
 def dumps_line(doc: dict[str, Any]) -> str:
