@@ -429,35 +429,37 @@ class _Readers:
                  ahead: dict[int, Any] | None = None) -> None:
         self.read = read
         self.ahead = ahead or {}
-        self.pids: list[int] = []
-        # per pid added: a future of its read, or (pid, None) to read when its turn comes, or
-        # (pid, count) for a read-ahead that must show `count` fds
-        self.items: list[Any] = []
+        # per pid added: (pid, the future of its read or None to read it in turn, the fd count
+        # a read-ahead must show or None)
+        self.items: list[tuple[int, Any, int | None]] = []
         self.pool: Any = None
         self.own = 0  # reads of the scan's own
 
+    @property
+    def pids(self) -> list[int]:
+        return [pid for pid, _future, _count in self.items]
+
     def add(self, pid: int, count: int | None) -> None:
-        self.pids.append(pid)
         early = self.ahead.pop(pid, None)
         if early is not None:
-            self.items.append((early, count))
+            self.items.append((pid, early, count))
             return
         self.own += 1
         if self.pool is None and self.own >= PARALLEL_FROM:
             from concurrent.futures import ThreadPoolExecutor
 
             self.pool = ThreadPoolExecutor(max_workers=READERS)
-            self.items = [(self.pool.submit(self.read, item[0]), None)
-                          if isinstance(item[0], int) else item for item in self.items]
-        self.items.append((self.pool.submit(self.read, pid) if self.pool else pid, None))
+            self.items = [(p, f if f is not None else self.pool.submit(self.read, p), c)
+                          for p, f, c in self.items]
+        self.items.append((pid, self.pool.submit(self.read, pid) if self.pool else None, None))
 
     def results(self) -> Iterator[RawTable | FdscopeError]:
         """The tables in the order of add()."""
-        for (item, count), pid in zip(self.items, self.pids, strict=True):
-            if isinstance(item, int):
-                yield self.read(item)
+        for pid, future, count in self.items:
+            if future is None:
+                yield self.read(pid)
                 continue
-            got = item.result()
+            got = future.result()
             if count is not None and isinstance(got, tuple) and len(got.fds) != count:
                 got = self.read(pid)  # a read-ahead from before the count changed
             yield got
